@@ -1,0 +1,109 @@
+"""Configuration that every component resolves the same way: argument > environment > default.
+
+Environment variables (all optional):
+
+``OBSLAB_DATA_DIR``         state of the native lab (SQLite files, logs, spans, Prometheus data)
+``OBSLAB_PORT_OFFSET``      added to every default port, to run a second lab beside the first
+``OBSLAB_HOST``             address components listen on and call each other at (127.0.0.1)
+``OBSLAB_<SERVICE>_URL``    base URL of a service, e.g. ``OBSLAB_ACCOUNTS_URL`` (compose sets these)
+``OBSLAB_DB_URL``           MySQL/MariaDB server URL; each service gets its own database on it
+``OBSLAB_<SERVICE>_DB_URL`` one service's database URL, overriding everything else
+``OBSLAB_ENVIRONMENT``      ``deployment.environment`` of every span and log line (default ``lab``)
+``OBSLAB_JWT_SECRET``       key that signs access tokens (auth) and verifies them (gateway)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from obslab import conventions as c
+
+DEFAULT_DATA_DIR = ".obslab"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_ENVIRONMENT = "lab"
+# Only for a service started by hand without `obslab up` (which generates a random key per lab).
+DEVELOPMENT_JWT_SECRET = "obslab-development-secret-do-not-use-outside-the-lab"
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the message says which and how to fix it."""
+
+
+def env_key(name: str) -> str:
+    """``trace-sink`` -> ``TRACE_SINK`` (the form used in environment variable names)."""
+    return name.upper().replace("-", "_")
+
+
+def data_dir(arg: str | os.PathLike | None = None) -> Path:
+    raw = arg or os.environ.get("OBSLAB_DATA_DIR") or DEFAULT_DATA_DIR
+    return Path(raw).expanduser().resolve()
+
+
+def port_offset(arg: int | None = None) -> int:
+    if arg is not None:
+        return arg
+    raw = os.environ.get("OBSLAB_PORT_OFFSET", "0")
+    try:
+        offset = int(raw)
+    except ValueError:
+        raise ConfigError(f"OBSLAB_PORT_OFFSET must be an integer, got {raw!r}") from None
+    if not 0 <= offset <= 50_000:
+        raise ConfigError(f"OBSLAB_PORT_OFFSET must be between 0 and 50000, got {offset}")
+    return offset
+
+
+def host() -> str:
+    return os.environ.get("OBSLAB_HOST", DEFAULT_HOST)
+
+
+def port(component: str, offset: int | None = None) -> int:
+    return c.DEFAULT_PORTS[component] + port_offset(offset)
+
+
+def service_url(component: str) -> str:
+    """Base URL at which other components reach ``component``."""
+    override = os.environ.get(f"OBSLAB_{env_key(component)}_URL")
+    if override:
+        return override.rstrip("/")
+    return f"http://{host()}:{port(component)}"
+
+
+def environment() -> str:
+    return os.environ.get("OBSLAB_ENVIRONMENT", DEFAULT_ENVIRONMENT)
+
+
+def jwt_secret() -> str:
+    return os.environ.get("OBSLAB_JWT_SECRET") or DEVELOPMENT_JWT_SECRET
+
+
+def int_setting(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def float_setting(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def repo_root() -> Path:
+    """The source tree (prometheus/, runbooks/ ... live there); obslab is installed editable."""
+    override = os.environ.get("OBSLAB_REPO_ROOT")
+    return Path(override).resolve() if override else Path(__file__).resolve().parent.parent

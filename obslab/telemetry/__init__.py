@@ -1,0 +1,28 @@
+"""The one telemetry bootstrap every component calls: traces, JSON logs, Prometheus metrics."""
+
+from obslab.telemetry.logs import configure_logging
+from obslab.telemetry.metrics import MetricSet, exemplar, exposition
+from obslab.telemetry.redaction import mask_account, redact_text
+from obslab.telemetry.tracing import (
+    configure_tracing,
+    current_trace_ids,
+    instrument_engine,
+    instrument_flask_app,
+    shutdown_tracing,
+    tracing_enabled,
+)
+
+__all__ = [
+    "MetricSet",
+    "configure_logging",
+    "configure_tracing",
+    "current_trace_ids",
+    "exemplar",
+    "exposition",
+    "instrument_engine",
+    "instrument_flask_app",
+    "mask_account",
+    "redact_text",
+    "shutdown_tracing",
+    "tracing_enabled",
+]

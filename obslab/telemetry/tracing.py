@@ -1,0 +1,182 @@
+"""Tracing for every service: one SDK tracer provider per process, configured once.
+
+Precedence is argument > environment > default everywhere:
+
+* the exporter honours the standard variables (``OTEL_TRACES_EXPORTER`` = otlp|console|none,
+  ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``..._PROTOCOL`` = http/protobuf|grpc,
+  ``..._TIMEOUT``, ``..._HEADERS``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER[_ARG]``);
+* without an endpoint anywhere, spans go to the native trace sink of this lab;
+* ``OTEL_SDK_DISABLED=true`` turns tracing and all instrumentation off.
+
+Spans leave the process on the batch processor's thread, so a slow or dead collector costs the
+request path nothing; when the queue is full, spans are dropped, never requests.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from flask import Flask
+from sqlalchemy import Engine
+from opentelemetry import trace
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.instrumentation.propagators import (
+    TraceResponsePropagator,
+    set_global_response_propagator,
+)
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+
+from obslab import __version__, settings
+from obslab import conventions as c
+from obslab.telemetry.redaction import RedactingSpanExporter
+
+# Health checks and scrapes would drown the interesting spans.
+EXCLUDED_URLS = "/health,/ready,/metrics"
+
+_lock = threading.Lock()
+
+
+def tracing_enabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "false").strip().lower() != "true"
+
+
+def _protocol() -> str:
+    return (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
+
+
+def build_exporter(endpoint: str | None = None) -> SpanExporter | None:
+    """The exporter named by ``OTEL_TRACES_EXPORTER`` (default otlp), or None for ``none``."""
+    kind = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    if kind != "otlp":
+        raise settings.ConfigError(
+            f"OTEL_TRACES_EXPORTER={kind!r} is not supported here; use otlp, console or none"
+        )
+    env_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    protocol = _protocol()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=endpoint) if endpoint else GrpcExporter()
+    if protocol not in ("http/protobuf", "http"):
+        raise settings.ConfigError(
+            f"OTLP protocol {protocol!r} is not supported; use http/protobuf or grpc"
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    if endpoint is None and not env_endpoint:
+        endpoint = settings.service_url(c.TRACE_SINK) + "/v1/traces"
+    return HttpExporter(endpoint=endpoint) if endpoint else HttpExporter()
+
+
+def _resource(service_name: str, service_version: str | None, environment: str | None) -> Resource:
+    env_name = environment or os.environ.get("OBSLAB_ENVIRONMENT")
+    attributes = {
+        "service.name": service_name,
+        "service.version": service_version or __version__,
+        "service.namespace": "obslab",
+    }
+    if env_name:
+        attributes["deployment.environment"] = env_name
+        attributes["deployment.environment.name"] = env_name
+    resource = Resource.create(attributes)
+    if "deployment.environment" not in resource.attributes:  # not even in OTEL_RESOURCE_ATTRIBUTES
+        resource = resource.merge(
+            Resource({
+                "deployment.environment": settings.DEFAULT_ENVIRONMENT,
+                "deployment.environment.name": settings.DEFAULT_ENVIRONMENT,
+            })
+        )
+    return resource
+
+
+def configure_tracing(
+    service_name: str,
+    *,
+    service_version: str | None = None,
+    environment: str | None = None,
+    endpoint: str | None = None,
+    exporter: SpanExporter | None = None,
+) -> trace.TracerProvider:
+    """Install the process's tracer provider and the requests instrumentation.
+
+    Idempotent: an SDK provider that is already installed (by an earlier call, or by a test that
+    wants spans in memory) is kept, and libraries are instrumented once. Returns the provider.
+    """
+    with _lock:
+        provider = trace.get_tracer_provider()
+        if not tracing_enabled():
+            return provider
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
+        if not isinstance(provider, TracerProvider):
+            provider = TracerProvider(resource=_resource(service_name, service_version, environment))
+            span_exporter = exporter if exporter is not None else build_exporter(endpoint)
+            if span_exporter is not None:
+                provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(span_exporter)))
+            trace.set_tracer_provider(provider)
+        set_global_response_propagator(TraceResponsePropagator())
+        requests_instrumentor = RequestsInstrumentor()
+        if not requests_instrumentor.is_instrumented_by_opentelemetry:
+            requests_instrumentor.instrument(tracer_provider=provider)
+        return provider
+
+
+def instrument_flask_app(app: Flask) -> None:
+    if tracing_enabled():
+        FlaskInstrumentor().instrument_app(
+            app, excluded_urls=EXCLUDED_URLS, tracer_provider=trace.get_tracer_provider()
+        )
+
+
+def instrument_engine(engine: Engine) -> None:
+    """Database spans for one SQLAlchemy engine, one per statement.
+
+    Attaches the instrumentation's ``EngineTracer`` directly instead of calling
+    ``SQLAlchemyInstrumentor().instrument()``: that one also wraps ``Engine.connect`` globally
+    and adds a "connect" span to every pool checkout (a third of all spans here, no signal).
+    """
+    if not tracing_enabled():
+        return
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.instrumentation.sqlalchemy.version import __version__ as instrumentation_version
+    from opentelemetry.metrics import get_meter
+
+    name = "opentelemetry.instrumentation.sqlalchemy"
+    usage = get_meter(name, instrumentation_version).create_up_down_counter(
+        "db.client.connections.usage", unit="connections",
+        description="The number of connections that are currently in the state described by the state attribute.",
+    )
+    EngineTracer(trace.get_tracer(name, instrumentation_version), engine, usage)
+
+
+def shutdown_tracing(timeout_millis: int = 5_000) -> None:
+    """Flush what is queued (bounded) and stop; called when a worker exits."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.force_flush(timeout_millis)
+        provider.shutdown()
+
+
+def current_trace_ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the active, sampled span in W3C hex, or None."""
+    context = trace.get_current_span().get_span_context()
+    if not (context.is_valid and context.trace_flags.sampled):
+        return None
+    return trace.format_trace_id(context.trace_id), trace.format_span_id(context.span_id)
