@@ -1,0 +1,1 @@
+"""What every banking service shares: app factory, data layer, peer client, money and errors."""

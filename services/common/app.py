@@ -1,0 +1,208 @@
+"""The one way a service is built: telemetry, errors, health, metrics and its own database.
+
+A service module only describes itself (name, tables, peers, metric specs, routes) and calls
+:func:`create_service_app`; everything an operator relies on is wired here, identically for all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from flask import Flask, Response, g, jsonify, request
+from pydantic import BaseModel
+from sqlalchemy import MetaData
+
+from obslab import __version__
+from obslab import conventions as c
+from obslab.services.common.db import Database
+from obslab.services.common.errors import ApiError, register_error_handlers
+from obslab.services.common.http import ServiceClient
+from obslab.telemetry import (
+    MetricSet,
+    configure_logging,
+    configure_tracing,
+    exposition,
+    instrument_flask_app,
+)
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics"})
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+RED_METRICS = (c.HTTP_SERVER_REQUESTS, c.HTTP_SERVER_DURATION, c.HTTP_SERVER_IN_FLIGHT)
+
+
+@dataclass
+class ServiceContext:
+    """What a service's routes need: its metrics, database and peers."""
+
+    name: str
+    metrics: MetricSet
+    db: Database | None = None
+    peers: dict[str, ServiceClient] = field(default_factory=dict)
+    readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def peer(self, name: str) -> ServiceClient:
+        return self.peers[name]
+
+
+def create_service_app(
+    name: str,
+    register_routes: Callable[[Flask, ServiceContext], None],
+    *,
+    metadata: MetaData | None = None,
+    db_url: str | None = None,
+    peers: Iterable[str] = (),
+    peer_urls: dict[str, str] | None = None,
+    metric_specs: Iterable = (),
+    traced: bool = True,
+) -> Flask:
+    configure_logging(name)
+    if traced:
+        configure_tracing(name)
+    app = Flask(name)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    register_error_handlers(app)
+    if traced:
+        instrument_flask_app(app)
+
+    metrics = MetricSet()
+    metrics.declare(RED_METRICS)
+    metrics.declare(metric_specs)
+    ctx = ServiceContext(name=name, metrics=metrics)
+    if metadata is not None:
+        ctx.db = Database(
+            name, metadata, db_url,
+            on_retry=lambda: metrics.count(c.DB_CONTENTION_RETRIES, service=name),
+        )
+        ctx.readiness_checks["database"] = ctx.db.ping
+        metrics.declare([c.DB_CONTENTION_RETRIES])
+    urls = peer_urls or {}
+    for peer in peers:
+        ctx.peers[peer] = ServiceClient(name, peer, metrics, base_url=urls.get(peer))
+
+    _register_operational_routes(app, ctx)
+    _register_red_metrics(app, ctx)
+    register_routes(app, ctx)
+    app.extensions["obslab"] = ctx
+    log.info("service configured", extra={
+        "version": __version__, "database": ctx.db.describe() if ctx.db else None,
+        "peers": {p: client.base_url for p, client in ctx.peers.items()},
+    })
+    return app
+
+
+def context(app: Flask) -> ServiceContext:
+    return app.extensions["obslab"]
+
+
+def _register_operational_routes(app: Flask, ctx: ServiceContext) -> None:
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "service": ctx.name, "version": __version__}
+
+    @app.get("/ready")
+    def ready():
+        checks: dict[str, str] = {}
+        for check_name, check in ctx.readiness_checks.items():
+            try:
+                check()
+                checks[check_name] = "ok"
+            except Exception as exc:  # a readiness probe reports, it never raises
+                checks[check_name] = f"failing: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if healthy else "unready", "service": ctx.name, "checks": checks}
+        return jsonify(body), 200 if healthy else 503
+
+    @app.get("/metrics")
+    def metrics():
+        payload, content_type = exposition(ctx.metrics.registry, request.headers.get("Accept"))
+        return Response(payload, content_type=content_type)
+
+
+def _route_label() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def _register_red_metrics(app: Flask, ctx: ServiceContext) -> None:
+    in_flight = ctx.metrics.gauge(c.HTTP_SERVER_IN_FLIGHT).labels(service=ctx.name)
+
+    @app.before_request
+    def _start_timer():
+        if request.path in _OPERATIONAL_PATHS:
+            return
+        g.obslab_started = time.perf_counter()
+        in_flight.inc()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        started = g.pop("obslab_started", None)
+        if started is None:
+            return response
+        in_flight.dec()
+        elapsed = time.perf_counter() - started
+        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+        route = _route_label()
+        ctx.metrics.count(c.HTTP_SERVER_REQUESTS, service=ctx.name, method=method, route=route,
+                          code=str(response.status_code))
+        ctx.metrics.observe(c.HTTP_SERVER_DURATION, elapsed, service=ctx.name, method=method, route=route)
+        log.info("request", extra={
+            "method": method, "route": route, "status": response.status_code,
+            "duration_ms": round(elapsed * 1000, 2),
+        })
+        return response
+
+
+# --- helpers for route handlers ---------------------------------------------------------------
+
+
+def parse_body(model: type[M]) -> M:
+    """The request's JSON body as ``model``; a 400 naming the first bad field otherwise."""
+    data = request.get_data(cache=True)
+    if not data.strip():
+        raise ApiError(400, "invalid_request", "request body must be a JSON object")
+    return model.model_validate_json(data)
+
+
+def query_int(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be an integer between {minimum} and {maximum}")
+    return int(raw)
+
+
+def require_query(name: str) -> str:
+    value = request.args.get(name, "")
+    if not value:
+        raise ApiError(400, f"missing_{name}", f"query parameter {name!r} is required")
+    return value
+
+
+def require_customer() -> str:
+    customer = request.headers.get(c.HEADER_CUSTOMER_ID, "")
+    if not customer:
+        raise ApiError(401, "unauthenticated", f"missing {c.HEADER_CUSTOMER_ID} header")
+    return customer
+
+
+def require_idempotency_key() -> str:
+    key = request.headers.get(c.HEADER_IDEMPOTENCY_KEY)
+    if key is None:
+        raise ApiError(400, "missing_idempotency_key",
+                       f"send an {c.HEADER_IDEMPOTENCY_KEY} header (a unique string per operation, "
+                       "e.g. a UUID) so that a retried request cannot move money twice")
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"{c.HEADER_IDEMPOTENCY_KEY} must be 1-255 printable ASCII characters without spaces")
+    return key

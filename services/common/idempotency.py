@@ -1,0 +1,141 @@
+"""``Idempotency-Key`` semantics for operations that move money.
+
+The same key (per customer) with the same request runs the operation once and afterwards
+returns the first result. The same key with a different request is refused (422). While the
+first request is still running, a duplicate waits briefly for its result, then gets 409.
+
+A request that failed for a technical reason (a dependency down) releases its key; a retry with
+that key resumes the *same* operation id, and the downstream ledger, which is idempotent on that
+id, guarantees money moves at most once even if the first attempt got further than it knew.
+A request whose process died mid-way holds a lease that expires, after which it can be resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from obslab.services.common.db import Database
+from obslab.services.common.errors import ApiError
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    return Table(
+        "idempotency_keys", metadata,
+        Column("customer_id", String(64), primary_key=True),
+        Column("idempotency_key", String(255), primary_key=True),
+        Column("request_hash", String(64), nullable=False),
+        Column("resource_id", String(64), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("lease_expires_ms", BigInteger, nullable=False),
+        Column("response_status", Integer),
+        Column("response_body", Text),
+        Column("created_ms", BigInteger, nullable=False),
+    )
+
+
+class ClaimKind(str, Enum):
+    NEW = "new"          # first time: run the operation
+    RESUME = "resume"    # an earlier attempt failed technically or died: run it again, same id
+    REPLAY = "replay"    # already done: return the stored response
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: ClaimKind
+    resource_id: str
+    response_status: int | None = None
+    response_body: Any = None
+
+
+def request_fingerprint(operation: str, payload: dict[str, Any]) -> str:
+    canonical = json.dumps({"operation": operation, "request": payload}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class IdempotencyStore:
+    _IN_PROGRESS = "in_progress"
+    _RETRYABLE = "retryable"
+    _DONE = "done"
+
+    # A duplicate waits for the first request's answer at most ``wait_seconds``: well below
+    # the callers' 5 s timeout, so it gets a clear 409 instead of its caller timing out.
+    def __init__(self, db: Database, table: Table, *, lease_seconds: float = 30.0,
+                 wait_seconds: float = 2.0, poll_seconds: float = 0.05) -> None:
+        self.db = db
+        self.table = table
+        self.lease_ms = int(lease_seconds * 1000)
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+
+    def claim(self, customer_id: str, key: str, fingerprint: str, new_id: Callable[[], str]) -> Claim:
+        resource_id = new_id()
+        now = _now_ms()
+        try:
+            self.db.run(lambda conn: conn.execute(insert(self.table).values(
+                customer_id=customer_id, idempotency_key=key, request_hash=fingerprint,
+                resource_id=resource_id, state=self._IN_PROGRESS,
+                lease_expires_ms=now + self.lease_ms, created_ms=now,
+            )))
+            return Claim(ClaimKind.NEW, resource_id)
+        except IntegrityError:
+            pass
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            claim = self._claim_existing(customer_id, key, fingerprint)
+            if claim is not None:
+                return claim
+            if time.monotonic() >= deadline:
+                raise ApiError(409, "request_in_progress",
+                               "a request with this Idempotency-Key is still being processed; retry later")
+            time.sleep(self.poll_seconds)
+
+    def _claim_existing(self, customer_id: str, key: str, fingerprint: str) -> Claim | None:
+        t = self.table
+        pk = (t.c.customer_id == customer_id) & (t.c.idempotency_key == key)
+        with self.db.connect() as conn:
+            row = conn.execute(select(t).where(pk)).mappings().one()
+        if row["request_hash"] != fingerprint:
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was already used for a different request; "
+                           "use a new key for a new operation")
+        if row["state"] == self._DONE:
+            return Claim(ClaimKind.REPLAY, row["resource_id"], row["response_status"],
+                         json.loads(row["response_body"]))
+        now = _now_ms()
+        if row["state"] == self._RETRYABLE or row["lease_expires_ms"] < now:
+            # Compare-and-set on the row we read, so that only one duplicate takes the lease.
+            taken = self.db.run(lambda conn: conn.execute(
+                update(t).where(pk & (t.c.state == row["state"])
+                                & (t.c.lease_expires_ms == row["lease_expires_ms"]))
+                .values(state=self._IN_PROGRESS, lease_expires_ms=now + self.lease_ms)
+            ).rowcount)
+            if taken == 1:
+                return Claim(ClaimKind.RESUME, row["resource_id"])
+        return None
+
+    def complete(self, customer_id: str, key: str, status: int, body: Any) -> None:
+        t = self.table
+        self.db.run(lambda conn: conn.execute(
+            update(t).where((t.c.customer_id == customer_id) & (t.c.idempotency_key == key))
+            .values(state=self._DONE, response_status=status, response_body=json.dumps(body))
+        ))
+
+    def release(self, customer_id: str, key: str) -> None:
+        t = self.table
+        self.db.run(lambda conn: conn.execute(
+            update(t).where((t.c.customer_id == customer_id) & (t.c.idempotency_key == key))
+            .values(state=self._RETRYABLE)
+        ))
