@@ -1,0 +1,1 @@
+"""The banking microservices; each subpackage is one service with its own database."""

@@ -1,0 +1,1 @@
+"""accounts: accounts, balances and the double-entry ledger that moves money atomically."""

@@ -1,0 +1,1 @@
+"""auth: customers' credentials (Argon2id hashes) and access token issue."""

@@ -1,0 +1,99 @@
+"""fraud service: scores a transfer or payment before money moves.
+
+Routes (internal):
+  POST /assessments {customer_id, kind, amount_minor, currency, counterparty, reference}
+       -> 200 {id, score, decision, reasons}
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from flask import Flask
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, func, insert, select
+
+from obslab import conventions as c
+from obslab.services.common.app import ServiceContext, create_service_app, parse_body
+from obslab.services.common.ids import new_id
+from obslab.services.common.money import Currency, amount_bucket
+from obslab.services.fraud.rules import VELOCITY_WINDOW_SECONDS, Decision, Facts, assess
+
+metadata = MetaData()
+
+assessments = Table(
+    "assessments", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("customer_id", String(40), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("counterparty", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_assessments_customer_time", "customer_id", "created_ms"),
+    Index("ix_assessments_customer_counterparty", "customer_id", "counterparty"),
+)
+
+Text64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class AssessmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: Text64
+    kind: Literal["transfer", "payment"]
+    amount_minor: Annotated[int, Field(gt=0, strict=True)]
+    currency: Currency
+    counterparty: Text64
+    reference: Text64
+
+
+def create_app(db_url: str | None = None) -> Flask:
+    return create_service_app(
+        c.FRAUD, _routes, metadata=metadata, db_url=db_url,
+        metric_specs=[c.FRAUD_ASSESSMENTS, c.FRAUD_RISK_SCORE],
+    )
+
+
+def _routes(app: Flask, ctx: ServiceContext) -> None:
+    assert ctx.db is not None
+    db = ctx.db
+
+    def facts_for(body: AssessmentRequest, now_ms: int) -> Facts:
+        t = assessments
+        with db.connect() as conn:
+            recent = conn.execute(select(func.count()).select_from(t).where(
+                (t.c.customer_id == body.customer_id)
+                & (t.c.created_ms >= now_ms - VELOCITY_WINDOW_SECONDS * 1000)
+            )).scalar_one()
+            known = conn.execute(select(t.c.id).where(
+                (t.c.customer_id == body.customer_id) & (t.c.counterparty == body.counterparty)
+                & (t.c.decision != Decision.DENY.value)
+            ).limit(1)).first() is not None
+        return Facts(body.kind, body.amount_minor, body.counterparty, recent, known)
+
+    @app.post("/assessments")
+    def create_assessment():
+        body = parse_body(AssessmentRequest)
+        now_ms = int(time.time() * 1000)
+        result = assess(facts_for(body, now_ms))
+        decision = result.decision
+        assessment_id = new_id("risk_")
+        db.run(lambda conn: conn.execute(insert(assessments).values(
+            id=assessment_id, customer_id=body.customer_id, kind=body.kind, reference=body.reference,
+            counterparty=body.counterparty, amount_minor=body.amount_minor, currency=body.currency,
+            score=result.score, decision=decision.value, created_ms=now_ms,
+        )))
+        span = trace.get_current_span()
+        span.set_attribute(c.ATTR_TRANSACTION_TYPE, body.kind)
+        span.set_attribute(c.ATTR_AMOUNT_BUCKET, amount_bucket(body.amount_minor))
+        span.set_attribute(c.ATTR_RISK_SCORE, result.score)
+        span.set_attribute(c.ATTR_RISK_DECISION, decision.value)
+        ctx.metrics.count(c.FRAUD_ASSESSMENTS, kind=body.kind, decision=decision.value)
+        ctx.metrics.observe(c.FRAUD_RISK_SCORE, result.score, kind=body.kind)
+        return {"id": assessment_id, "score": result.score, "decision": decision.value,
+                "reasons": result.reasons}

@@ -1,0 +1,183 @@
+"""gateway service: the public API (``/api/v1``, described in ``openapi.yaml`` beside this file).
+
+It verifies the caller's access token locally, names the customer to the internal services in
+``X-Customer-Id``, forwards requests, answers every response with a W3C ``traceresponse``
+header, and keeps an audit log of every state-changing call in its own database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Literal
+
+from flask import Flask, Response, g, request
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, insert
+
+from obslab import conventions as c
+from obslab import settings
+from obslab.services.common import tokens
+from obslab.services.common.app import (
+    ServiceContext,
+    create_service_app,
+    parse_body,
+    query_int,
+    require_query,
+)
+from obslab.services.common.clock import now_ms
+from obslab.services.common.errors import ApiError
+from obslab.services.common.http import ServiceClient
+from obslab.services.common.money import Currency
+from obslab.telemetry import current_trace_ids
+
+log = logging.getLogger(__name__)
+
+API = c.API_PREFIX
+PUBLIC_PATHS = frozenset({f"{API}/auth/register", f"{API}/auth/login"})
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+metadata = MetaData()
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("customer_id", String(40)),
+    Column("method", String(8), nullable=False),
+    Column("route", String(80), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("trace_id", String(32)),
+    Column("idempotency_key_sha256", String(64)),
+    Index("ix_audit_customer", "customer_id", "at_ms"),
+)
+
+
+class OpenAccountRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    currency: Currency
+    type: Literal["checking", "savings"] = "checking"
+
+
+def public_account(account: dict) -> dict:
+    return {"id": account["id"], "type": account["type"], "currency": account["currency"],
+            "balance": account["balance"]}
+
+
+def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None) -> Flask:
+    return create_service_app(
+        c.GATEWAY, _routes, metadata=metadata, db_url=db_url,
+        peers=[c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS], peer_urls=peer_urls,
+        metric_specs=[c.AUDIT_RECORDS],
+    )
+
+
+def _forward(client: ServiceClient, method: str, path: str, *, customer: bool = True,
+             params: dict | None = None) -> Response:
+    """Send the caller's request on unchanged and answer with the service's answer."""
+    headers = {"Content-Type": "application/json"}
+    if customer:
+        headers[c.HEADER_CUSTOMER_ID] = g.identity.customer_id
+    key = request.headers.get(c.HEADER_IDEMPOTENCY_KEY)
+    if key is not None:
+        headers[c.HEADER_IDEMPOTENCY_KEY] = key
+    data = request.get_data() if method in STATE_CHANGING else None
+    upstream = client.request(method, path, data=data, params=params, headers=headers)
+    response = Response(upstream.content, status=upstream.status_code, content_type="application/json")
+    replayed = upstream.headers.get(c.HEADER_IDEMPOTENT_REPLAYED)
+    if replayed:
+        response.headers[c.HEADER_IDEMPOTENT_REPLAYED] = replayed
+    return response
+
+
+def _routes(app: Flask, ctx: ServiceContext) -> None:
+    assert ctx.db is not None
+    db = ctx.db
+    auth, accounts = ctx.peer(c.AUTH), ctx.peer(c.ACCOUNTS)
+    transactions, payments = ctx.peer(c.TRANSACTIONS), ctx.peer(c.PAYMENTS)
+    secret = settings.jwt_secret()
+
+    @app.before_request
+    def _authenticate():
+        g.identity = None
+        if request.url_rule is None or not request.path.startswith(API + "/") or request.path in PUBLIC_PATHS:
+            return None  # unknown routes answer 404/405, public ones need no token
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthenticated",
+                           "send 'Authorization: Bearer <access_token>' (POST /api/v1/auth/login)")
+        try:
+            g.identity = tokens.verify(secret, token.strip())
+        except tokens.InvalidToken as exc:
+            raise ApiError(401, "invalid_token", str(exc)) from None
+        return None
+
+    @app.after_request
+    def _audit(response: Response) -> Response:
+        if request.method not in STATE_CHANGING or not request.path.startswith(API + "/"):
+            return response
+        key = request.headers.get(c.HEADER_IDEMPOTENCY_KEY)
+        ids = current_trace_ids()
+        record = {
+            "at_ms": now_ms(),
+            "customer_id": g.identity.customer_id if g.get("identity") else None,
+            "method": request.method,
+            "route": request.url_rule.rule if request.url_rule is not None else "unmatched",
+            "status": response.status_code,
+            "trace_id": ids[0] if ids else None,
+            "idempotency_key_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
+        }
+        try:
+            db.run(lambda conn: conn.execute(insert(audit_log).values(**record)))
+            ctx.metrics.count(c.AUDIT_RECORDS, outcome="written")
+        except Exception:  # the call already happened; losing its audit line is an alert, not a 500
+            ctx.metrics.count(c.AUDIT_RECORDS, outcome="failed")
+            log.exception("audit record not written", extra={"route": record["route"]})
+        return response
+
+    @app.post(f"{API}/auth/register")
+    def register():
+        return _forward(auth, "POST", "/users", customer=False)
+
+    @app.post(f"{API}/auth/login")
+    def login():
+        return _forward(auth, "POST", "/tokens", customer=False)
+
+    @app.get(f"{API}/accounts")
+    def list_accounts():
+        owned = accounts.call("GET", "/accounts", params={"owner": g.identity.customer_id})
+        return [public_account(a) for a in owned]
+
+    @app.post(f"{API}/accounts")
+    def open_account():
+        body = parse_body(OpenAccountRequest)
+        account = accounts.call("POST", "/accounts",
+                                json={"owner": g.identity.customer_id, "currency": body.currency,
+                                      "type": body.type})
+        return public_account(account), 201
+
+    @app.get(f"{API}/accounts/<account_id>")
+    def get_account(account_id: str):
+        account = accounts.call("GET", f"/accounts/{account_id}", params={"owner": g.identity.customer_id})
+        return public_account(account)
+
+    @app.post(f"{API}/transfers")
+    def create_transfer():
+        return _forward(transactions, "POST", "/transfers")
+
+    @app.get(f"{API}/transfers")
+    def list_transfers():
+        params = {"account": require_query("account"), "limit": query_int("limit", 50, 1, 200)}
+        return _forward(transactions, "GET", "/transfers", params=params)
+
+    @app.get(f"{API}/transfers/<transfer_id>")
+    def get_transfer(transfer_id: str):
+        return _forward(transactions, "GET", f"/transfers/{transfer_id}")
+
+    @app.post(f"{API}/payments")
+    def create_payment():
+        return _forward(payments, "POST", "/payments")
+
+    @app.get(f"{API}/payments/<payment_id>")
+    def get_payment(payment_id: str):
+        return _forward(payments, "GET", f"/payments/{payment_id}")

@@ -1,0 +1,1 @@
+"""notifications: tells customers what happened to their money (simulated delivery)."""

@@ -1,0 +1,1 @@
+"""payments: bill and card payments through a simulated external card processor."""

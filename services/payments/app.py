@@ -1,0 +1,214 @@
+"""payments service: bill and card payments.
+
+A payment: claim the Idempotency-Key -> fraud scores it -> accounts debits the customer into the
+settlement account -> the external card processor authorizes it. A decline is refunded. Each
+step's result is stored before the next, so a retry after a technical failure resumes where the
+first attempt stopped instead of charging twice.
+
+Routes (internal; X-Customer-Id set by the gateway):
+  POST /payments {account, merchant, amount, currency}   Idempotency-Key required
+  GET  /payments/<id>
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from flask import Flask
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from obslab import conventions as c
+from obslab.conventions import TransactionStatus, TransactionType
+from obslab.services.common.app import (
+    ServiceContext,
+    create_service_app,
+    parse_body,
+    require_customer,
+    require_idempotency_key,
+)
+from obslab.services.common.clock import iso_utc, now_ms
+from obslab.services.common.errors import ApiError
+from obslab.services.common.http import error_from_response
+from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
+from obslab.services.common.ids import new_id
+from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
+from obslab.services.common.notify import notify_customer
+from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, rejected
+from obslab.services.payments.processor import CardProcessor
+from obslab.telemetry import mask_account
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+idempotency_keys = idempotency_table(metadata)
+payments = Table(
+    "payments", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("customer_id", String(40), nullable=False),
+    Column("account", String(40), nullable=False),
+    Column("merchant", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_code", String(40)),
+    Column("risk_score", Float),
+    Column("processor_code", String(32)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Index("ix_payments_account", "account", "created_ms"),
+)
+
+# Internal states between "pending" and a final TransactionStatus.
+PENDING = "pending"
+AUTHORIZED = "authorized"
+REFUNDING = "refunding"
+
+AccountId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")]
+Merchant = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._&'-]*$")]
+
+
+class PaymentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: AccountId
+    merchant: Merchant
+    amount: Amount
+    currency: Currency
+
+
+
+def public_payment(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "account": row["account"],
+        "merchant": row["merchant"],
+        "amount": to_decimal_string(row["amount_minor"]),
+        "currency": row["currency"],
+        "risk_score": row["risk_score"],
+        "error": row["error_code"],
+        "created_at": iso_utc(row["created_ms"]),
+    }
+
+
+def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None,
+               processor: CardProcessor | None = None) -> Flask:
+    def routes(app: Flask, ctx: ServiceContext) -> None:
+        _routes(app, ctx, processor or CardProcessor())
+
+    return create_service_app(
+        c.PAYMENTS, routes, metadata=metadata, db_url=db_url,
+        peers=[c.FRAUD, c.ACCOUNTS, c.NOTIFICATIONS], peer_urls=peer_urls,
+        metric_specs=[*MOVEMENT_METRICS, c.PROCESSOR_DURATION, c.NOTIFICATIONS_DROPPED],
+    )
+
+
+def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
+    assert ctx.db is not None
+    db = ctx.db
+    runner = MovementRunner(TransactionType.PAYMENT, IdempotencyStore(db, idempotency_keys), ctx.metrics)
+    fraud, accounts, notifications = ctx.peer(c.FRAUD), ctx.peer(c.ACCOUNTS), ctx.peer(c.NOTIFICATIONS)
+
+    def load(payment_id: str) -> Any:
+        with db.connect() as conn:
+            return conn.execute(select(payments).where(payments.c.id == payment_id)).mappings().one()
+
+    def save(payment_id: str, **values: Any) -> Any:
+        db.run(lambda conn: conn.execute(update(payments).where(payments.c.id == payment_id).values(
+            updated_ms=now_ms(), **values,
+        )))
+        return load(payment_id)
+
+    def start(payment_id: str, customer: str, body: PaymentRequest, amount_minor: int) -> Any:
+        now = now_ms()
+        try:
+            db.run(lambda conn: conn.execute(insert(payments).values(
+                id=payment_id, customer_id=customer, account=body.account, merchant=body.merchant,
+                amount_minor=amount_minor, currency=body.currency, status=PENDING,
+                created_ms=now, updated_ms=now,
+            )))
+        except IntegrityError:
+            pass  # resumed after a technical failure
+        return load(payment_id)
+
+    def debit_and_authorize(row: Any, customer: str) -> Any | Outcome:
+        payment_id, amount_minor, currency = row["id"], row["amount_minor"], row["currency"]
+        risk = fraud.call("POST", "/assessments", json={
+            "customer_id": customer, "kind": "payment", "amount_minor": amount_minor,
+            "currency": currency, "counterparty": row["merchant"], "reference": payment_id,
+        })
+        span = trace.get_current_span()
+        span.set_attribute(c.ATTR_RISK_SCORE, risk["score"])
+        span.set_attribute(c.ATTR_RISK_DECISION, risk["decision"])
+        if risk["decision"] == "deny":
+            save(payment_id, status=TransactionStatus.REJECTED.value, error_code="risk_rejected",
+                 risk_score=risk["score"])
+            return rejected(422, "risk_rejected", "the payment was refused by risk checks",
+                            payment_id=payment_id, reasons=risk["reasons"])
+        response = accounts.request("POST", "/movements", json={
+            "id": payment_id, "kind": "payment", "debit_account": row["account"],
+            "credit_account": c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, currency),
+            "amount_minor": amount_minor, "currency": currency, "owner": customer,
+        })
+        if response.status_code >= 400:
+            error = error_from_response(c.ACCOUNTS, response)
+            save(payment_id, status=TransactionStatus.REJECTED.value, error_code=error.code,
+                 risk_score=risk["score"])
+            return rejected(error.status, error.code, error.message, payment_id=payment_id)
+        auth = processor.authorize(amount_minor, currency, row["merchant"])
+        ctx.metrics.observe(c.PROCESSOR_DURATION, auth.latency_seconds, outcome=auth.code)
+        return save(payment_id, status=AUTHORIZED if auth.approved else REFUNDING,
+                    processor_code=auth.code, risk_score=risk["score"])
+
+    def execute(payment_id: str, customer: str, body: PaymentRequest) -> Outcome:
+        amount_minor = to_minor(body.amount)
+        row = start(payment_id, customer, body, amount_minor)
+        if row["status"] == PENDING:
+            row = debit_and_authorize(row, customer)
+            if isinstance(row, Outcome):
+                return row
+        amount_text = f"{to_decimal_string(amount_minor)} {body.currency}"
+        if row["status"] == REFUNDING:
+            accounts.call("POST", "/movements", json={
+                "id": f"{payment_id}-refund", "kind": "refund",
+                "debit_account": c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, body.currency),
+                "credit_account": body.account, "amount_minor": amount_minor, "currency": body.currency,
+            })
+            save(payment_id, status=TransactionStatus.DECLINED.value, error_code="payment_declined")
+            notify_customer(notifications, ctx.metrics, customer, "payment_declined", payment_id,
+                   f"Your payment of {amount_text} to {body.merchant} was declined and refunded.")
+            return Outcome(TransactionStatus.DECLINED, 422, {
+                "error": "payment_declined", "message": "the card processor declined the payment",
+                "status": TransactionStatus.DECLINED.value, "payment_id": payment_id,
+            }, "payment_declined")
+        row = save(payment_id, status=TransactionStatus.COMPLETED.value)
+        notify_customer(notifications, ctx.metrics, customer, "payment_completed", payment_id,
+                        f"You paid {amount_text} to {body.merchant}.")
+        return Outcome(TransactionStatus.COMPLETED, 201, public_payment(row))
+
+    @app.post("/payments")
+    def create_payment():
+        customer = require_customer()
+        key = require_idempotency_key()
+        body = parse_body(PaymentRequest)
+        span = trace.get_current_span()
+        span.set_attribute(c.ATTR_AMOUNT_BUCKET, amount_bucket(to_minor(body.amount)))
+        span.set_attribute(c.ATTR_CURRENCY, body.currency)
+        span.set_attribute(c.ATTR_ACCOUNT_MASKED, mask_account(body.account))
+        return runner.run(
+            customer, key, body.model_dump(mode="json"), lambda: new_id("pay_"),
+            lambda payment_id: execute(payment_id, customer, body),
+        )
+
+    @app.get("/payments/<payment_id>")
+    def get_payment(payment_id: str):
+        customer = require_customer()
+        with db.connect() as conn:
+            row = conn.execute(select(payments).where(payments.c.id == payment_id)).mappings().first()
+        if row is None or row["customer_id"] != customer:
+            raise ApiError(404, "payment_not_found", "payment not found")
+        return public_payment(row)

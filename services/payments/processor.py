@@ -1,0 +1,51 @@
+"""A simulated external card processor: the slow, occasionally-declining third party.
+
+Latency is log-normal (median ~180 ms, p99 ~600 ms), as acquirer round trips are. Merchants
+whose name starts with ``test-decline`` are always declined, like a card network's test card
+numbers, so declines can be produced on purpose.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from opentelemetry import trace
+
+from obslab import conventions as c
+from obslab import settings
+
+DECLINE_PREFIX = "test-decline"
+
+
+@dataclass(frozen=True)
+class Authorization:
+    approved: bool
+    code: str          # "approved", "card_declined"
+    latency_seconds: float
+
+
+class CardProcessor:
+    def __init__(self, *, median_ms: float | None = None, sigma: float = 0.5,
+                 decline_rate: float | None = None, rng: random.Random | None = None) -> None:
+        self.median_ms = median_ms if median_ms is not None else settings.float_setting(
+            "OBSLAB_PROCESSOR_LATENCY_MS", 180.0)
+        self.sigma = sigma
+        self.decline_rate = decline_rate if decline_rate is not None else settings.float_setting(
+            "OBSLAB_PROCESSOR_DECLINE_RATE", 0.02)
+        if not 0 <= self.decline_rate <= 1:
+            raise settings.ConfigError(f"decline rate must be within 0-1, got {self.decline_rate}")
+        self.rng = rng or random.Random()
+        self.tracer = trace.get_tracer(__name__)
+
+    def authorize(self, amount_minor: int, currency: str, merchant: str) -> Authorization:
+        with self.tracer.start_as_current_span("card-processor authorize", kind=trace.SpanKind.CLIENT) as span:
+            span.set_attribute(c.ATTR_PEER_SERVICE, c.CARD_PROCESSOR)
+            span.set_attribute(c.ATTR_CURRENCY, currency)
+            latency = self.rng.lognormvariate(0, self.sigma) * self.median_ms / 1000
+            time.sleep(latency)
+            declined = merchant.lower().startswith(DECLINE_PREFIX) or self.rng.random() < self.decline_rate
+            result = Authorization(not declined, "card_declined" if declined else "approved", latency)
+            span.set_attribute(c.ATTR_OUTCOME, result.code)
+            return result

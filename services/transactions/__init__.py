@@ -1,0 +1,1 @@
+"""transactions: transfers between accounts (atomic, idempotent) and their history."""

@@ -1,0 +1,198 @@
+"""transactions service: transfers between accounts (atomic, idempotent) and their history.
+
+A transfer: claim the Idempotency-Key -> fraud scores it -> accounts moves the money in one
+ledger transaction (idempotent on the transfer id) -> notifications tells the customer.
+
+Routes (internal; X-Customer-Id set by the gateway):
+  POST /transfers {from_account, to_account, amount, currency}   Idempotency-Key required
+  GET  /transfers?account=ID[&limit=N]                           newest first
+  GET  /transfers/<id>
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from flask import Flask
+from opentelemetry import trace
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from obslab import conventions as c
+from obslab.conventions import TransactionStatus, TransactionType
+from obslab.services.common.app import (
+    ServiceContext,
+    create_service_app,
+    parse_body,
+    query_int,
+    require_customer,
+    require_idempotency_key,
+    require_query,
+)
+from obslab.services.common.clock import iso_utc, now_ms
+from obslab.services.common.errors import ApiError
+from obslab.services.common.http import error_from_response
+from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
+from obslab.services.common.ids import new_id
+from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
+from obslab.services.common.notify import notify_customer
+from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, rejected
+from obslab.telemetry import mask_account
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+idempotency_keys = idempotency_table(metadata)
+transfers = Table(
+    "transfers", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("customer_id", String(40), nullable=False),
+    Column("from_account", String(40), nullable=False),
+    Column("to_account", String(40), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_code", String(40)),
+    Column("risk_score", Float),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Index("ix_transfers_from", "from_account", "created_ms"),
+    Index("ix_transfers_to", "to_account", "created_ms"),
+)
+
+AccountId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")]
+PENDING = "pending"
+
+
+class TransferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_account: AccountId
+    to_account: AccountId
+    amount: Amount
+    currency: Currency
+
+    @model_validator(mode="after")
+    def _distinct_accounts(self) -> "TransferRequest":
+        if self.from_account == self.to_account:
+            raise ValueError("from_account and to_account must be different accounts")
+        return self
+
+
+
+def public_transfer(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "from_account": row["from_account"],
+        "to_account": row["to_account"],
+        "amount": to_decimal_string(row["amount_minor"]),
+        "currency": row["currency"],
+        "risk_score": row["risk_score"],
+        "error": row["error_code"],
+        "created_at": iso_utc(row["created_ms"]),
+    }
+
+
+def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None) -> Flask:
+    return create_service_app(
+        c.TRANSACTIONS, _routes, metadata=metadata, db_url=db_url,
+        peers=[c.FRAUD, c.ACCOUNTS, c.NOTIFICATIONS], peer_urls=peer_urls,
+        metric_specs=[*MOVEMENT_METRICS, c.NOTIFICATIONS_DROPPED],
+    )
+
+
+def _routes(app: Flask, ctx: ServiceContext) -> None:
+    assert ctx.db is not None
+    db = ctx.db
+    runner = MovementRunner(TransactionType.TRANSFER, IdempotencyStore(db, idempotency_keys), ctx.metrics)
+    fraud, accounts, notifications = ctx.peer(c.FRAUD), ctx.peer(c.ACCOUNTS), ctx.peer(c.NOTIFICATIONS)
+
+    def load(transfer_id: str) -> Any:
+        with db.connect() as conn:
+            return conn.execute(select(transfers).where(transfers.c.id == transfer_id)).mappings().one()
+
+    def finish(transfer_id: str, status: str, error_code: str | None = None, **values: Any) -> Any:
+        db.run(lambda conn: conn.execute(update(transfers).where(transfers.c.id == transfer_id).values(
+            status=status, error_code=error_code, updated_ms=now_ms(), **values,
+        )))
+        return load(transfer_id)
+
+    def record_pending(transfer_id: str, customer: str, body: TransferRequest, amount_minor: int) -> None:
+        now = now_ms()
+        try:
+            db.run(lambda conn: conn.execute(insert(transfers).values(
+                id=transfer_id, customer_id=customer, from_account=body.from_account,
+                to_account=body.to_account, amount_minor=amount_minor, currency=body.currency,
+                status=PENDING, created_ms=now, updated_ms=now,
+            )))
+        except IntegrityError:
+            pass  # resumed after a technical failure: the row is already there
+
+    def execute(transfer_id: str, customer: str, body: TransferRequest) -> Outcome:
+        amount_minor = to_minor(body.amount)
+        record_pending(transfer_id, customer, body, amount_minor)
+        risk = fraud.call("POST", "/assessments", json={
+            "customer_id": customer, "kind": "transfer", "amount_minor": amount_minor,
+            "currency": body.currency, "counterparty": body.to_account, "reference": transfer_id,
+        })
+        span = trace.get_current_span()
+        span.set_attribute(c.ATTR_RISK_SCORE, risk["score"])
+        span.set_attribute(c.ATTR_RISK_DECISION, risk["decision"])
+        if risk["decision"] == "deny":
+            finish(transfer_id, TransactionStatus.REJECTED.value, "risk_rejected", risk_score=risk["score"])
+            return rejected(422, "risk_rejected", "the transfer was refused by risk checks",
+                            transfer_id=transfer_id, reasons=risk["reasons"])
+        response = accounts.request("POST", "/movements", json={
+            "id": transfer_id, "kind": "transfer", "debit_account": body.from_account,
+            "credit_account": body.to_account, "amount_minor": amount_minor, "currency": body.currency,
+            "owner": customer,
+        })
+        if response.status_code >= 400:  # a business refusal (funds, ownership, currency): final
+            error = error_from_response(c.ACCOUNTS, response)
+            finish(transfer_id, TransactionStatus.REJECTED.value, error.code, risk_score=risk["score"])
+            return rejected(error.status, error.code, error.message, transfer_id=transfer_id)
+        row = finish(transfer_id, TransactionStatus.COMPLETED.value, risk_score=risk["score"])
+        notify_customer(notifications, ctx.metrics, customer, "transfer_sent", transfer_id,
+                        f"You sent {to_decimal_string(amount_minor)} {body.currency} to {mask_account(body.to_account)}.")
+        return Outcome(TransactionStatus.COMPLETED, 201, public_transfer(row))
+
+    @app.post("/transfers")
+    def create_transfer():
+        customer = require_customer()
+        key = require_idempotency_key()
+        body = parse_body(TransferRequest)
+        span = trace.get_current_span()
+        span.set_attribute(c.ATTR_AMOUNT_BUCKET, amount_bucket(to_minor(body.amount)))
+        span.set_attribute(c.ATTR_CURRENCY, body.currency)
+        span.set_attribute(c.ATTR_ACCOUNT_MASKED, mask_account(body.from_account))
+        span.set_attribute(c.ATTR_COUNTERPARTY_MASKED, mask_account(body.to_account))
+        return runner.run(
+            customer, key, body.model_dump(mode="json"), lambda: new_id("trf_"),
+            lambda transfer_id: execute(transfer_id, customer, body),
+        )
+
+    @app.get("/transfers")
+    def list_transfers():
+        customer = require_customer()
+        account = require_query("account")
+        limit = query_int("limit", 50, 1, 200)
+        # Only the owner may read an account's history; accounts answers 404 otherwise.
+        accounts.call("GET", f"/accounts/{account}", params={"owner": customer})
+        t = transfers
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(t).where((t.c.from_account == account) | (t.c.to_account == account))
+                .order_by(t.c.created_ms.desc(), t.c.id).limit(limit)
+            ).mappings().all()
+        return [public_transfer(row) for row in rows]
+
+    @app.get("/transfers/<transfer_id>")
+    def get_transfer(transfer_id: str):
+        customer = require_customer()
+        with db.connect() as conn:
+            row = conn.execute(select(transfers).where(transfers.c.id == transfer_id)).mappings().first()
+        if row is None or row["customer_id"] != customer:
+            raise ApiError(404, "transfer_not_found", "transfer not found")
+        return public_transfer(row)
