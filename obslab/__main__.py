@@ -1,0 +1,3 @@
+from obslab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks behind `obslab bench`: each prints the figures it measured."""

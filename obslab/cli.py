@@ -1,0 +1,148 @@
+"""The ``obslab`` command.
+
+Every failure a user can fix ends the command with a non-zero exit status and one line on
+stderr that says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from obslab import __version__, settings
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2."""
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="lab state directory (default: $OBSLAB_DATA_DIR or .obslab/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="obslab", description="OpenTelemetry-native observability lab for a banking platform.",
+    )
+    parser.add_argument("--version", action="version", version=f"obslab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start the native lab (foreground until Ctrl-C, or --detach)")
+    _data_dir_option(up)
+    up.add_argument("--detach", action="store_true", help="return once every component is healthy")
+    up.add_argument("--profile", default="production", choices=["production", "fast"],
+                    help="time profile: production intervals or scaled-down 'fast' ones (default: production)")
+    up.add_argument("--timeout", type=float, default=90.0, metavar="SECONDS",
+                    help="how long to wait for every component to become healthy (default: 90)")
+    up.add_argument("--no-seed", action="store_true", help="do not create the demo customers")
+
+    status = commands.add_parser("status", help="health of every component of a running lab")
+    _data_dir_option(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    down = commands.add_parser("down", help="stop a running lab")
+    _data_dir_option(down)
+
+    serve = commands.add_parser("serve", help="run one component in the foreground (what `up` runs)")
+    serve.add_argument("name", help="component name, e.g. gateway, accounts, trace-sink")
+    serve.add_argument("--host", help="listen address (default: $OBSLAB_BIND_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: the component's port + offset)")
+
+    generate = commands.add_parser("generate", help="regenerate the committed generated files")
+    generate.add_argument("--check", action="store_true",
+                          help="only report stale generated files (exit 1 if any)")
+
+    doctor = commands.add_parser("doctor", help="check (and with --install fix) what this machine lacks")
+    doctor.add_argument("--install", action="store_true",
+                        help="install missing OS packages (root on Debian) and start a stopped MariaDB")
+    doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
+
+    bench = commands.add_parser("bench", help="benchmarks that print figures")
+    bench_kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    api = bench_kinds.add_parser("api", help="transfers/s and latency through the gateway, telemetry on vs off")
+    api.add_argument("--transfers", type=int, default=1000, help="transfers per run (default: 1000)")
+    api.add_argument("--concurrency", type=int, default=8, help="parallel clients (default: 8)")
+    api.add_argument("--warmup", type=int, default=100, help="untimed transfers first (default: 100)")
+    api.add_argument("--port-offset", type=int, default=30000,
+                     help="ports of the labs the benchmark starts = defaults + this (default: 30000)")
+    api.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+    return parser
+
+
+def _lab(args: argparse.Namespace, **kwargs):
+    from obslab.native.lab import NativeLab
+
+    return NativeLab(settings.data_dir(args.data_dir), offset=settings.port_offset(), **kwargs)
+
+
+def _status(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    if not lab.running():
+        if args.json:
+            print(json.dumps({"components": [], "running": False}))
+        else:
+            print(f"No lab is running from {lab.data_dir}; start one with `obslab up --detach`.", file=sys.stderr)
+        return 1
+    statuses = lab.statuses()
+    if args.json:
+        print(json.dumps({"components": [
+            {"name": s.name, "url": s.url, "healthy": s.healthy} for s in statuses
+        ]}))
+    else:
+        lab._print_table(statuses)
+    return 0 if all(s.healthy for s in statuses) else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        from obslab.profiles import profile
+
+        return _lab(args, profile=profile(args.profile)).up(
+            detach=args.detach, timeout=args.timeout, seed=not args.no_seed)
+    if args.command == "status":
+        return _status(args)
+    if args.command == "down":
+        return _lab(args).down()
+    if args.command == "serve":
+        from obslab.serving import serve
+
+        serve(args.name, host=args.host, port=args.port)
+        return 0
+    if args.command == "generate":
+        from obslab import generate
+
+        if args.check:
+            stale = generate.stale_files()
+            for path in stale:
+                print(f"stale: {path} (run `obslab generate`)")
+            return 1 if stale else 0
+        for path in generate.write_all():
+            print(f"wrote {path}")
+        return 0
+    if args.command == "doctor":
+        from obslab.native import doctor
+
+        return doctor.run(install_missing=args.install, need_mariadb=args.mariadb)
+    if args.command == "bench" and args.bench == "api":
+        from obslab.bench.api import run_api_benchmark
+
+        return run_api_benchmark(transfers=args.transfers, concurrency=args.concurrency, warmup=args.warmup,
+                                 port_offset=args.port_offset, as_json=args.json)
+    raise CliError(f"unknown command {args.command!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from obslab.native.lab import LabError
+
+    try:
+        return run(args)
+    except (CliError, settings.ConfigError, LabError) as exc:
+        print(f"obslab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("obslab: interrupted", file=sys.stderr)
+        return 130

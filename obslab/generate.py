@@ -1,0 +1,42 @@
+"""Files generated from code and committed: ``obslab generate`` writes them, ``--check`` (and a
+test) fails when a committed copy differs from what the generator produces now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from obslab import promconfig, settings
+from obslab.profiles import PRODUCTION
+
+
+def generated_files() -> dict[str, Callable[[], str]]:
+    """Repository-relative path -> function producing its current content."""
+    return {
+        "prometheus/prometheus.yml": lambda: promconfig.render(
+            "compose", PRODUCTION, rules_glob=promconfig.COMPOSE_RULES_GLOB
+        ),
+    }
+
+
+def stale_files(root: Path | None = None) -> list[str]:
+    root = root or settings.repo_root()
+    stale = []
+    for relative, produce in generated_files().items():
+        path = root / relative
+        if not path.exists() or path.read_text() != produce():
+            stale.append(relative)
+    return stale
+
+
+def write_all(root: Path | None = None) -> list[str]:
+    root = root or settings.repo_root()
+    written = []
+    for relative, produce in generated_files().items():
+        path = root / relative
+        content = produce()
+        if not path.exists() or path.read_text() != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            written.append(relative)
+    return written

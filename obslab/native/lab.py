@@ -1,0 +1,338 @@
+"""The native runtime: ``obslab up``, ``status`` and ``down`` for a lab of local processes.
+
+All state lives under one data directory: ``run/`` (supervisord, the lab manifest, the token
+key), ``logs/`` (one file per component), ``db/`` (SQLite per service), ``traces/`` (the trace
+sink) and ``prometheus/`` (config and TSDB).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+
+import requests
+
+from obslab import conventions as c
+from obslab import promconfig, settings, topology
+from obslab.native.seed import SeedError, seed_demo_data
+from obslab.native.supervisor import Program, Supervisor, SupervisorError
+from obslab.profiles import Profile
+
+PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+class LabError(RuntimeError):
+    """Something the user has to fix; the message says what, on one line."""
+
+
+@dataclass(frozen=True)
+class LabComponent:
+    name: str
+    url: str
+    health_url: str
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    url: str
+    healthy: bool
+    detail: str
+
+
+def check_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> tuple[bool, str]:
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        reason = "not listening" if isinstance(exc, requests.ConnectionError) else type(exc).__name__
+        return False, reason
+    if response.status_code == 200:
+        return True, "ok"
+    try:
+        checks = response.json().get("checks", {})
+        failing = [f"{name} {state}" for name, state in checks.items() if state != "ok"]
+        return False, ", ".join(failing) or f"HTTP {response.status_code}"
+    except ValueError:
+        return False, f"HTTP {response.status_code}"
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class NativeLab:
+    def __init__(self, data_dir: Path, *, offset: int = 0, profile: Profile | None = None,
+                 out: TextIO = sys.stdout) -> None:
+        self.data_dir = data_dir
+        self.offset = offset
+        self.profile = profile
+        self.out = out
+        self.supervisor = Supervisor(data_dir)
+        self.manifest_path = data_dir / "run" / "lab.json"
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def _url(self, component: topology.Component) -> str:
+        return f"http://{component.address('native', offset=self.offset)}"
+
+    def _jwt_secret(self) -> str:
+        path = self.data_dir / "run" / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "OBSLAB_DATA_DIR": str(self.data_dir),
+            "OBSLAB_PORT_OFFSET": str(self.offset),
+            "OBSLAB_JWT_SECRET": self._jwt_secret(),
+            "OBSLAB_ENVIRONMENT": settings.environment(),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", self._url(topology.TRACE_SINK))
+        env.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        # Spans visible in the sink within about a second instead of the default five.
+        env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
+        return env
+
+    def _prometheus_program(self, binary: str) -> Program:
+        config_path = self.data_dir / "prometheus" / "prometheus.yml"
+        rules_glob = str(settings.repo_root() / "prometheus" / "rules" / "*.yml")
+        assert self.profile is not None
+        promconfig.write(config_path, promconfig.render("native", self.profile, rules_glob=rules_glob,
+                                                        offset=self.offset))
+        return Program(c.PROMETHEUS, [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={self.data_dir / 'prometheus' / 'data'}",
+            f"--web.listen-address={topology.PROMETHEUS.address('native', offset=self.offset)}",
+            f"--web.external-url={self._url(topology.PROMETHEUS)}",
+            "--enable-feature=exemplar-storage",
+            "--storage.tsdb.retention.time=15d",
+            "--web.enable-lifecycle",
+            "--log.format=json",
+        ], priority=900)
+
+    def _components(self, with_prometheus: bool) -> list[topology.Component]:
+        components = list(topology.NATIVE_START_ORDER)
+        if with_prometheus:
+            components.append(topology.PROMETHEUS)
+        return components
+
+    def manifest(self) -> list[LabComponent]:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return []
+        return [LabComponent(**item) for item in data["components"]]
+
+    def running(self) -> bool:
+        return self.supervisor.running()
+
+    # --- commands --------------------------------------------------------------------------
+
+    def up(self, *, detach: bool, timeout: float = 90.0, seed: bool = True) -> int:
+        if self.running():
+            raise LabError(
+                f"a lab is already running from {self.data_dir} (supervisord pid {self.supervisor.pid()}); "
+                "see it with `obslab status`, stop it with `obslab down`"
+            )
+        prometheus_binary = shutil.which("prometheus")
+        components = self._components(with_prometheus=prometheus_binary is not None)
+        busy = [f"{comp.name} ({comp.port + self.offset})" for comp in components
+                if port_in_use(comp.port + self.offset)]
+        if busy:
+            raise LabError(
+                f"ports in use by another program: {', '.join(busy)}; stop it, or run this lab beside it "
+                "with OBSLAB_PORT_OFFSET=1000 (and its own --data-dir)"
+            )
+        if prometheus_binary is None:
+            self.say(f"! prometheus is not on PATH: the lab runs without metrics storage and exemplars. "
+                     f"Install it: sudo {PROMETHEUS_INSTALL}  (`make up` does this when it can)")
+
+        programs = [
+            Program(comp.name, [sys.executable, "-m", "obslab", "serve", comp.name], priority=100 + 10 * i)
+            for i, comp in enumerate(topology.NATIVE_START_ORDER)
+        ]
+        if prometheus_binary is not None:
+            programs.append(self._prometheus_program(prometheus_binary))
+        lab = [LabComponent(comp.name, self._url(comp), self._url(comp) + comp.health_path)
+               for comp in components]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.supervisor.write_config(programs)
+        self.say(f"Starting the obslab lab in {self.data_dir} ...")
+        try:
+            self.supervisor.start(self._environment())
+        except SupervisorError as exc:
+            raise LabError(str(exc)) from None
+        self.manifest_path.write_text(json.dumps({
+            "started_at": time.time(), "port_offset": self.offset,
+            "profile": self.profile.name if self.profile else None,
+            "components": [asdict(item) for item in lab],
+        }, indent=2))
+
+        unhealthy = self._wait_until_healthy(lab, timeout)
+        statuses = self.statuses()
+        if unhealthy:
+            self._print_table(statuses)
+            for name in unhealthy:
+                self._print_log_tail(name)
+            self.say(f"\nNot healthy after {timeout:.0f} s: {', '.join(unhealthy)}. "
+                     f"Logs: {self.supervisor.log_dir}/  Stop the lab with `obslab down`.")
+            return 1
+        if seed:
+            self._seed()
+        self._print_table(statuses)
+        self._print_next_steps()
+        if detach:
+            return 0
+        return self._foreground(lab)
+
+    def _wait_until_healthy(self, lab: list[LabComponent], timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        pending = {item.name: item for item in lab}
+        interactive = self.out.isatty()
+        while pending and time.monotonic() < deadline:
+            for name, item in list(pending.items()):
+                if check_health(item.health_url, timeout=1.0)[0]:
+                    del pending[name]
+            fatal = [name for name, proc in self.supervisor.processes().items()
+                     if name in pending and proc.state == "FATAL"]
+            if fatal:
+                return fatal
+            if pending and interactive:
+                print(f"\r  waiting for {len(pending)}/{len(lab)}: {', '.join(sorted(pending))}\033[K",
+                      end="", file=self.out, flush=True)
+            if pending:
+                time.sleep(0.25)
+        if interactive:
+            print("\r\033[K", end="", file=self.out, flush=True)
+        return sorted(pending)
+
+    def _seed(self) -> None:
+        marker = self.data_dir / "run" / "seeded"
+        try:
+            seed_demo_data(self._url(topology.component(c.GATEWAY)), self._url(topology.component(c.ACCOUNTS)))
+        except (SeedError, requests.RequestException) as exc:
+            self.say(f"! demo data not seeded: {exc}")
+            return
+        if not marker.exists():
+            marker.write_text(str(time.time()))
+            self.say("Seeded demo customers alice and bob (EUR checking + savings).")
+
+    def statuses(self) -> list[ComponentStatus]:
+        processes = self.supervisor.processes()
+        result = []
+        for item in self.manifest():
+            healthy, detail = check_health(item.health_url)
+            proc = processes.get(item.name)
+            if not healthy and proc is not None and proc.state != "RUNNING":
+                detail = f"{proc.state.lower()}: {detail}"
+            result.append(ComponentStatus(item.name, item.url, healthy, detail))
+        return result
+
+    def _print_table(self, statuses: list[ComponentStatus]) -> None:
+        color = self.out.isatty()
+        width = max((len(s.name) for s in statuses), default=4) + 2
+        url_width = max((len(s.url) for s in statuses), default=3) + 2
+        self.say(f"\n{'NAME'.ljust(width)}{'URL'.ljust(url_width)}HEALTHY")
+        for status in statuses:
+            mark = "yes" if status.healthy else f"no ({status.detail})"
+            if color:
+                mark = f"\033[32m{mark}\033[0m" if status.healthy else f"\033[31m{mark}\033[0m"
+            self.say(f"{status.name.ljust(width)}{status.url.ljust(url_width)}{mark}")
+
+    def _print_log_tail(self, name: str, lines: int = 15) -> None:
+        path = self.supervisor.log_path(name)
+        if not path.exists():
+            return
+        tail = [line for line in path.read_text(errors="replace").splitlines() if line.strip()][-lines:]
+        self.say(f"\n--- last lines of {path} ---")
+        for line in tail:
+            self.say(line)
+
+    def _print_next_steps(self) -> None:
+        gateway = self._url(topology.component(c.GATEWAY))
+        self.say(f"\nAPI: {gateway}/api/v1   demo users: alice, bob (password: see README)")
+        self.say(f"Traces: {self._url(topology.TRACE_SINK)}/api/traces?service=gateway&limit=5")
+        if any(item.name == c.PROMETHEUS for item in self.manifest()):
+            self.say(f"Prometheus: {self._url(topology.PROMETHEUS)}")
+        self.say(f"Logs: {self.supervisor.log_dir}/")
+
+    def _foreground(self, lab: list[LabComponent]) -> int:
+        self.say("\nRunning in the foreground; press Ctrl-C to stop everything.")
+        stop = _StopSignal()
+        last = {s.name: s.healthy for s in self.statuses()}
+        try:
+            while not stop.requested:
+                stop.wait(5.0)
+                if stop.requested:
+                    break
+                if not self.running():
+                    self.say("supervisord is gone; the lab has stopped.")
+                    return 1
+                for status in self.statuses():
+                    if last.get(status.name) != status.healthy:
+                        state = "healthy again" if status.healthy else f"UNHEALTHY ({status.detail})"
+                        self.say(f"{time.strftime('%H:%M:%S')} {status.name}: {state}")
+                        last[status.name] = status.healthy
+        finally:
+            stop.restore()
+        self.say("\nStopping ...")
+        self.down()
+        return 0
+
+    def down(self) -> int:
+        if not self.running():
+            self.manifest_path.unlink(missing_ok=True)
+            self.say(f"No lab is running from {self.data_dir}.")
+            return 0
+        self.supervisor.shutdown()
+        self.manifest_path.unlink(missing_ok=True)
+        self.say("Lab stopped.")
+        return 0
+
+
+class _StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the foreground loop polls, so shutdown is orderly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Callable | int | None] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]

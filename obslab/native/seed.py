@@ -1,0 +1,75 @@
+"""Demo data: customers alice and bob, each with a checking and a savings account in EUR.
+
+Safe to run any number of times: registration tolerates "username taken", accounts are opened
+only when missing, and deposits carry fixed movement ids that the ledger applies once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+
+import requests
+
+from obslab.services.common.money import to_minor
+
+DEFAULT_DEMO_PASSWORD = "demo-password"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    type: str
+    opening_balance: Decimal
+
+
+DEMO_CUSTOMERS: dict[str, tuple[DemoAccount, ...]] = {
+    "alice": (DemoAccount("checking", Decimal("2500.00")), DemoAccount("savings", Decimal("10000.00"))),
+    "bob": (DemoAccount("checking", Decimal("1200.00")), DemoAccount("savings", Decimal("5000.00"))),
+}
+CURRENCY = "EUR"
+
+
+class SeedError(RuntimeError):
+    pass
+
+
+def demo_password() -> str:
+    return os.environ.get("OBSLAB_DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD
+
+
+def _check(response: requests.Response, what: str, *ok: int) -> dict | list:
+    if response.status_code not in ok:
+        raise SeedError(f"{what}: HTTP {response.status_code} {response.text[:200]}")
+    return response.json()
+
+
+def seed_demo_data(gateway_url: str, accounts_url: str, password: str | None = None,
+                   timeout: float = 10.0) -> dict[str, list[dict]]:
+    """Create the demo customers; returns each customer's accounts as the API shows them."""
+    password = password or demo_password()
+    session = requests.Session()
+    result: dict[str, list[dict]] = {}
+    for username, wanted in DEMO_CUSTOMERS.items():
+        credentials = {"username": username, "password": password}
+        _check(session.post(f"{gateway_url}/api/v1/auth/register", json=credentials, timeout=timeout),
+               f"register {username}", 201, 409)
+        login = _check(session.post(f"{gateway_url}/api/v1/auth/login", json=credentials, timeout=timeout),
+                       f"log in as {username} (was the demo password changed since the first start?)", 200)
+        headers = {"Authorization": f"Bearer {login['access_token']}"}
+        accounts = _check(session.get(f"{gateway_url}/api/v1/accounts", headers=headers, timeout=timeout),
+                          f"list accounts of {username}", 200)
+        by_type = {a.get("type"): a for a in accounts}
+        for demo in wanted:
+            account = by_type.get(demo.type)
+            if account is None:
+                account = _check(session.post(f"{gateway_url}/api/v1/accounts", headers=headers, timeout=timeout,
+                                              json={"currency": CURRENCY, "type": demo.type}),
+                                 f"open {demo.type} account for {username}", 201)
+            _check(session.post(f"{accounts_url}/deposits", timeout=timeout, json={
+                "id": f"seed-{username}-{demo.type}", "account": account["id"],
+                "amount_minor": to_minor(demo.opening_balance), "currency": CURRENCY,
+            }), f"opening deposit for {username}/{demo.type}", 200, 201)
+        result[username] = _check(session.get(f"{gateway_url}/api/v1/accounts", headers=headers, timeout=timeout),
+                                  f"list accounts of {username}", 200)
+    return result
