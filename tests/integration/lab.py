@@ -1,0 +1,99 @@
+"""Driving real native labs (``obslab up``) from tests: processes, ports, the trace sink."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from obslab import conventions as c
+from obslab.native.lab import port_in_use
+
+
+def free_offset(start: int) -> int:
+    """An offset at which every port of a lab is free (labs of other tests may be running)."""
+    for offset in range(start, start + 10_000, 500):
+        if not any(port_in_use(port + offset) for port in c.DEFAULT_PORTS.values()):
+            return offset
+    raise RuntimeError("no free port range for a test lab")
+
+
+def obslab(*args: str, offset: int, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "OBSLAB_PORT_OFFSET": str(offset), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "obslab", *args], capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+
+
+@dataclass
+class RunningLab:
+    data_dir: Path
+    offset: int
+
+    def url(self, component: str) -> str:
+        return f"http://127.0.0.1:{c.DEFAULT_PORTS[component] + self.offset}"
+
+    @property
+    def api(self) -> str:
+        return self.url(c.GATEWAY) + c.API_PREFIX
+
+    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return obslab(*args, "--data-dir", str(self.data_dir), offset=self.offset, timeout=timeout)
+
+    def login(self, username: str, password: str = "demo-password") -> requests.Session:
+        session = requests.Session()
+        response = session.post(f"{self.api}/auth/login", json={"username": username, "password": password},
+                                timeout=10)
+        assert response.status_code == 200, response.text
+        session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        return session
+
+    def wait_for_trace(self, trace_id: str, services: set[str], timeout: float = 30) -> list[dict]:
+        """The trace's spans once it is complete: spans of every named service, a root, and every
+        parent present (each process exports in its own batches, so spans arrive piecemeal)."""
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            response = requests.get(f"{self.url(c.TRACE_SINK)}/api/traces/{trace_id}", timeout=5)
+            if response.status_code == 200:
+                trace = response.json()["data"][0]
+                processes = trace["processes"]
+                spans = [{**span, "service": processes[span["processID"]]["serviceName"]} for span in trace["spans"]]
+                seen = {span["service"] for span in spans}
+                ids = {span["spanID"] for span in spans}
+                parents = {ref["spanID"] for span in spans for ref in span["references"]}
+                has_root = any(not span["references"] for span in spans)
+                if services <= seen and has_root and parents <= ids:
+                    return spans
+            time.sleep(0.5)
+        raise AssertionError(f"trace {trace_id}: only spans of {sorted(seen)} after {timeout} s")
+
+    def prometheus(self, path: str, **params) -> dict:
+        response = requests.get(f"{self.url(c.PROMETHEUS)}{path}", params=params, timeout=10)
+        response.raise_for_status()
+        body = response.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def log_lines(self, component: str) -> list[dict]:
+        lines = []
+        for raw in (self.data_dir / "logs" / f"{component}.log").read_text().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        return lines
+
+
+def start_lab(data_dir: Path, offset: int, *extra: str) -> RunningLab:
+    result = obslab("up", "--detach", "--profile", "fast", "--data-dir", str(data_dir), *extra, offset=offset)
+    lab = RunningLab(data_dir, offset)
+    if result.returncode != 0:
+        lab.run("down")
+        raise AssertionError(f"obslab up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return lab

@@ -1,0 +1,72 @@
+"""`obslab up` in the foreground: healthy, then Ctrl-C stops everything cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from obslab import conventions as c
+from tests.integration.lab import free_offset, obslab
+
+pytestmark = pytest.mark.usefixtures("untraced_client")
+
+
+def test_foreground_up_runs_until_ctrl_c_then_stops_every_process(tmp_path):
+    offset = free_offset(25_000)
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "OBSLAB_PORT_OFFSET": str(offset)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "obslab", "up", "--profile", "fast", "--no-seed", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 150
+        healthy = False
+        while time.monotonic() < deadline and process.poll() is None:
+            status = obslab("status", "--json", "--data-dir", str(data_dir), offset=offset, timeout=30)
+            components = json.loads(status.stdout or '{"components": []}')["components"]
+            if components and all(item["healthy"] for item in components):
+                healthy = True
+                break
+            time.sleep(1)
+        assert healthy, "the foreground lab never became healthy"
+        pids = [int(line.split()[-1]) for line in (data_dir / "run" / "supervisord.pid").read_text().split()]
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            obslab("down", "--data-dir", str(data_dir), offset=offset)
+    assert process.returncode == 0, output
+    assert "press Ctrl-C" in output and "Lab stopped." in output
+    for port in c.DEFAULT_PORTS.values():
+        try:
+            requests.get(f"http://127.0.0.1:{port + offset}/health", timeout=1)
+        except requests.ConnectionError:
+            continue
+        raise AssertionError(f"port {port + offset} still answers after Ctrl-C")
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z"
+    after = obslab("status", "--data-dir", str(data_dir), offset=offset)
+    assert after.returncode == 1 and "No lab is running" in after.stderr
+
+
+def test_down_without_a_lab_says_so_and_succeeds(tmp_path):
+    result = obslab("down", "--data-dir", str(tmp_path), offset=0)
+    assert result.returncode == 0 and "No lab is running" in result.stdout
+
+
+def test_cli_errors_are_one_line_and_non_zero(tmp_path):
+    bad_offset = obslab("status", "--data-dir", str(tmp_path), offset=0, env={"OBSLAB_PORT_OFFSET": "lots"})
+    assert bad_offset.returncode == 2
+    assert bad_offset.stderr.strip() == "obslab: error: OBSLAB_PORT_OFFSET must be an integer, got 'lots'"
+    unknown = obslab("serve", "ledger", offset=0)
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    assert "unknown component 'ledger'" in unknown.stderr

@@ -1,0 +1,163 @@
+"""Helpers shared by tests: real HTTP servers on loopback, a whole in-process stack, API calls."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import sqlalchemy
+from flask import Flask
+from werkzeug.serving import make_server
+
+from obslab import conventions as c
+
+MYSQL_SERVER_URL = os.environ.get("OBSLAB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+PASSWORD = "correct horse battery staple"
+
+
+def mysql_reachable() -> bool:
+    url = sqlalchemy.engine.make_url(MYSQL_SERVER_URL)
+    try:
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 3306), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def drop_mysql_databases(names: list[str]) -> None:
+    if not names:
+        return
+    engine = sqlalchemy.create_engine(MYSQL_SERVER_URL)
+    with engine.begin() as conn:
+        for name in names:
+            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A Flask app served over real HTTP on 127.0.0.1 (threaded, like the gunicorn worker)."""
+
+    app: Flask
+    url: str
+    _server: Any
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+
+
+def serve(app: Flask, port: int = 0) -> LiveServer:
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return LiveServer(app, f"http://127.0.0.1:{server.server_port}", server, thread)
+
+
+@dataclass
+class Stack:
+    """The seven services in this process, each on its own port and database."""
+
+    servers: dict[str, LiveServer] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return self.servers[name].url
+
+    def app(self, name: str) -> Flask:
+        return self.servers[name].app
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+def start_stack(db_url_for: Callable[[str], str], processor=None) -> Stack:
+    from obslab.services.accounts.app import create_app as accounts_app
+    from obslab.services.auth.app import create_app as auth_app
+    from obslab.services.fraud.app import create_app as fraud_app
+    from obslab.services.gateway.app import create_app as gateway_app
+    from obslab.services.notifications.app import create_app as notifications_app
+    from obslab.services.payments.app import create_app as payments_app
+    from obslab.services.payments.processor import CardProcessor
+    from obslab.services.transactions.app import create_app as transactions_app
+
+    stack = Stack()
+    for name, factory in ((c.AUTH, auth_app), (c.ACCOUNTS, accounts_app), (c.FRAUD, fraud_app),
+                          (c.NOTIFICATIONS, notifications_app)):
+        stack.servers[name] = serve(factory(db_url_for(name)))
+    leaves = {name: stack.url(name) for name in (c.FRAUD, c.ACCOUNTS, c.NOTIFICATIONS)}
+    stack.servers[c.TRANSACTIONS] = serve(transactions_app(db_url_for(c.TRANSACTIONS), peer_urls=leaves))
+    stack.servers[c.PAYMENTS] = serve(payments_app(
+        db_url_for(c.PAYMENTS), peer_urls=leaves,
+        processor=processor or CardProcessor(median_ms=5, decline_rate=0.0),
+    ))
+    stack.servers[c.GATEWAY] = serve(gateway_app(db_url_for(c.GATEWAY), peer_urls={
+        name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)
+    }))
+    return stack
+
+
+class Customer:
+    """A registered, logged-in customer talking to the gateway's public API."""
+
+    def __init__(self, gateway: str, username: str | None = None) -> None:
+        self.gateway = gateway.rstrip("/") + c.API_PREFIX
+        self.username = username or f"u{uuid.uuid4().hex[:10]}"
+        self.session = requests.Session()
+        registered = self.session.post(f"{self.gateway}/auth/register",
+                                       json={"username": self.username, "password": PASSWORD}, timeout=10)
+        assert registered.status_code == 201, registered.text
+        self.id = registered.json()["id"]
+        login = self.session.post(f"{self.gateway}/auth/login",
+                                  json={"username": self.username, "password": PASSWORD}, timeout=10)
+        assert login.status_code == 200, login.text
+        self.token = login.json()["access_token"]
+        self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def open_account(self, currency: str = "EUR", type_: str = "checking") -> str:
+        response = self.session.post(f"{self.gateway}/accounts", json={"currency": currency, "type": type_},
+                                     timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def balances(self) -> dict[str, str]:
+        response = self.session.get(f"{self.gateway}/accounts", timeout=10)
+        assert response.status_code == 200, response.text
+        return {a["id"]: a["balance"] for a in response.json()}
+
+    def transfer(self, from_account: str, to_account: str, amount: str, key: str | None = None,
+                 currency: str = "EUR") -> requests.Response:
+        return self.session.post(
+            f"{self.gateway}/transfers",
+            json={"from_account": from_account, "to_account": to_account, "amount": amount, "currency": currency},
+            headers={c.HEADER_IDEMPOTENCY_KEY: key or uuid.uuid4().hex}, timeout=30,
+        )
+
+    def pay(self, account: str, merchant: str, amount: str, key: str | None = None,
+            currency: str = "EUR") -> requests.Response:
+        return self.session.post(
+            f"{self.gateway}/payments",
+            json={"account": account, "merchant": merchant, "amount": amount, "currency": currency},
+            headers={c.HEADER_IDEMPOTENCY_KEY: key or uuid.uuid4().hex}, timeout=30,
+        )
+
+
+def deposit(accounts_url: str, account: str, amount_minor: int, currency: str = "EUR") -> None:
+    response = requests.post(f"{accounts_url}/deposits", json={
+        "id": f"test-deposit-{uuid.uuid4().hex[:12]}", "account": account,
+        "amount_minor": amount_minor, "currency": currency,
+    }, timeout=10)
+    assert response.status_code == 201, response.text

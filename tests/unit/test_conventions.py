@@ -1,0 +1,51 @@
+"""The seed metric schema is a contract: names, types and labels must not drift."""
+
+import pytest
+
+from obslab import conventions as c
+from obslab.conventions import MetricSpec
+from obslab.telemetry import MetricSet
+
+
+@pytest.mark.parametrize("spec, kind, labels", [
+    (c.TRANSACTION_REQUESTS, "counter", ("type", "status")),
+    (c.TRANSACTION_DURATION, "histogram", ("type",)),
+    (c.TRANSACTION_FAILURES, "counter", ("type", "error_code")),
+    (c.SLOW_TRANSACTIONS, "counter", ("threshold", "type")),
+    (c.TRANSACTION_PERFORMANCE_SCORE, "gauge", ()),
+])
+def test_seed_transaction_metrics_keep_their_names_and_labels(spec, kind, labels):
+    seed_names = {
+        c.TRANSACTION_REQUESTS: "transaction_requests_total",
+        c.TRANSACTION_DURATION: "transaction_duration_seconds",
+        c.TRANSACTION_FAILURES: "transaction_failures_total",
+        c.SLOW_TRANSACTIONS: "slow_transactions_total",
+        c.TRANSACTION_PERFORMANCE_SCORE: "transaction_performance_score",
+    }
+    assert spec.name == seed_names[spec]
+    assert spec.kind == kind
+    assert spec.labels == labels
+
+
+def test_every_declared_metric_spec_is_exposed_under_its_exact_name():
+    specs = [v for v in vars(c).values() if isinstance(v, MetricSpec)]
+    assert len(specs) > 15
+    metrics = MetricSet(process_metrics=False)
+    metrics.declare(specs)
+    exposed = {family.name for family in metrics.registry.collect()}
+    for spec in specs:
+        family = spec.name.removesuffix("_total") if spec.kind == "counter" else spec.name
+        assert family in exposed, spec.name
+
+
+@pytest.mark.parametrize("name, kind", [("requests", "counter"), ("depth_total", "gauge")])
+def test_metric_specs_refuse_names_that_break_prometheus_conventions(name, kind):
+    with pytest.raises(ValueError):
+        MetricSpec(name, kind, "help")
+
+
+def test_ports_are_the_design_ports():
+    assert c.DEFAULT_PORTS == {
+        "gateway": 8080, "auth": 8081, "accounts": 8082, "transactions": 8083, "payments": 8084,
+        "fraud": 8085, "notifications": 8086, "trace-sink": 4318, "prometheus": 9090,
+    }
