@@ -22,6 +22,10 @@ FRAUD = "fraud"
 NOTIFICATIONS = "notifications"
 TRACE_SINK = "trace-sink"
 PROMETHEUS = "prometheus"
+FAULT_INJECTOR = "fault-injector"
+IIS_MOCK = "iis-mock"
+# No API of its own; the port serves its /metrics (requests sent, outcomes, client-side latency).
+LOAD_GENERATOR = "load-generator"
 
 BANKING_SERVICES: tuple[str, ...] = (
     GATEWAY, AUTH, ACCOUNTS, TRANSACTIONS, PAYMENTS, FRAUD, NOTIFICATIONS,
@@ -37,6 +41,9 @@ DEFAULT_PORTS: dict[str, int] = {
     NOTIFICATIONS: 8086,
     TRACE_SINK: 4318,
     PROMETHEUS: 9090,
+    FAULT_INJECTOR: 8094,
+    IIS_MOCK: 9182,
+    LOAD_GENERATOR: 8096,
 }
 
 # The simulated external card processor is not a process; it shows up in traces as a peer.
@@ -49,6 +56,10 @@ HEADER_IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 # Set by the gateway after it verified the caller's token; internal services trust it.
 HEADER_CUSTOMER_ID = "X-Customer-Id"
 HEADER_TRACE_RESPONSE = "traceresponse"
+# Honoured by the gateway only when the direct peer is a trusted proxy (OBSLAB_TRUSTED_PROXIES).
+HEADER_FORWARDED_FOR = "X-Forwarded-For"
+# Who set or cleared a fault, for the fault audit log (free text, e.g. "cli:alice", "drill:db-latency").
+HEADER_ACTOR = "X-Obslab-Actor"
 
 API_PREFIX = "/api/v1"
 
@@ -225,6 +236,178 @@ TRACE_SINK_EXPORTS = MetricSpec(
     "OTLP/HTTP export requests, by signal and outcome.", (L_KIND, L_OUTCOME),
 )
 
+# Gateway edge: per-client behaviour without a per-client label (cardinality stays bounded).
+GATEWAY_RATE_LIMITED = MetricSpec(
+    "gateway_rate_limited_total", "counter",
+    "Requests refused with 429 because their client exceeded its rate limit.",
+)
+GATEWAY_ACTIVE_CLIENTS = MetricSpec(
+    "gateway_active_clients", "gauge",
+    "Distinct client addresses seen in the last minute.",
+)
+GATEWAY_TOP_CLIENT_SHARE = MetricSpec(
+    "gateway_top_client_share", "gauge",
+    "Share (0-1) of the last minute's requests sent by the busiest client address.",
+)
+
+# --- fault control plane ----------------------------------------------------------------------
+
+L_FAULT = "fault"
+L_TARGET = "target"
+L_ACTION = "action"
+
+FAULT_ACTIVE = MetricSpec(
+    "fault_active", "gauge",
+    "1 for every fault that is active now, by kind and target (absent when none is).",
+    (L_FAULT, L_TARGET),
+)
+FAULT_EVENTS = MetricSpec(
+    "fault_events_total", "counter",
+    "Faults set, cleared and expired, by kind and action.",
+    (L_FAULT, L_ACTION),
+)
+# Counted by the process that applies a fault, so a dashboard shows it biting, not just being set.
+FAULT_APPLIED = MetricSpec(
+    "fault_injections_total", "counter",
+    "Requests or statements a fault changed (delayed, failed, refused), by kind.",
+    (L_SERVICE, L_FAULT),
+)
+
+
+class FaultKind(str, Enum):
+    ERROR_RATE = "error_rate"
+    LATENCY = "latency"
+    UNAVAILABLE = "unavailable"
+    DB_SLOW = "db_slow"
+    EXCEPTION_STORM = "exception_storm"
+    APP_POOL_CRASH = "app_pool_crash"
+    VOLUME_SURGE = "volume_surge"
+    DDOS_FLOOD = "ddos_flood"
+
+
+# --- Windows IIS (seeds/001: "Windows IIS Metrics"; names and labels must not drift) -----------
+
+L_SITE = "site"
+L_APP_POOL = "app_pool"
+L_APP_NAME = "app_name"
+L_EXCEPTION_TYPE = "exception_type"
+
+
+@dataclass(frozen=True)
+class IisSite:
+    """One IIS site with its application pool and .NET application."""
+
+    site: str
+    app_pool: str
+    app_name: str
+    share: float    # of the estate's base load
+
+
+IIS_SITES: tuple[IisSite, ...] = (
+    IisSite("OnlineBanking", "OnlineBankingAppPool", "OnlineBanking", 0.50),
+    IisSite("MobileAPI", "MobileAPIAppPool", "MobileAPI", 0.35),
+    IisSite("CorporatePortal", "CorporatePortalAppPool", "CorporatePortal", 0.15),
+)
+
+# IIS worker process states as Windows reports them (WAS): the gauge's value is the state code.
+IIS_APP_POOL_RUNNING = 3
+IIS_APP_POOL_STOPPED = 5   # crashed and disabled by rapid-fail protection
+
+# Seconds. Around the seed's Gaussian(50 ms, 20 ms), with room for slow-response faults.
+IIS_EXECUTION_TIME_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
+)
+
+IIS_REQUESTS = MetricSpec(
+    "windows_iis_requests_total", "counter", "Requests served by an IIS site, by HTTP method.",
+    (L_METHOD, L_SITE),
+)
+IIS_CURRENT_CONNECTIONS = MetricSpec(
+    "windows_iis_current_connections", "gauge", "Open connections to an IIS site.", (L_SITE,),
+)
+IIS_SERVER_ERRORS = MetricSpec(
+    "windows_iis_server_errors_total", "counter", "Responses with a 5xx status.", (L_SITE,),
+)
+IIS_CLIENT_ERRORS = MetricSpec(
+    "windows_iis_client_errors_total", "counter", "Responses with a 4xx status (mostly 404).", (L_SITE,),
+)
+IIS_EXECUTION_TIME = MetricSpec(
+    "windows_iis_request_execution_time", "histogram",
+    "Time to execute a request, in seconds.", (L_SITE,), IIS_EXECUTION_TIME_BUCKETS,
+)
+IIS_APP_POOL_STATE = MetricSpec(
+    "windows_iis_app_pool_state", "gauge",
+    "State code of an application pool (3 running, 5 stopped).", (L_APP_POOL,),
+)
+NETFRAMEWORK_EXCEPTIONS = MetricSpec(
+    "windows_netframework_exceptions_thrown_total", "counter",
+    ".NET exceptions thrown, by application and exception type.", (L_APP_NAME, L_EXCEPTION_TYPE),
+)
+CUSTOM_ERRORS = MetricSpec(
+    "windows_custom_errors_total", "counter",
+    "Custom error pages served, by HTTP status code and application.", (L_ERROR_CODE, L_APP_NAME),
+)
+IIS_FAMILIES: tuple[MetricSpec, ...] = (
+    IIS_REQUESTS, IIS_CURRENT_CONNECTIONS, IIS_SERVER_ERRORS, IIS_CLIENT_ERRORS, IIS_EXECUTION_TIME,
+    IIS_APP_POOL_STATE, NETFRAMEWORK_EXCEPTIONS, CUSTOM_ERRORS,
+)
+
+# Share of each site's requests per HTTP method (a banking front end: mostly reads).
+IIS_METHOD_MIX: dict[str, float] = {"GET": 0.72, "POST": 0.22, "PUT": 0.04, "DELETE": 0.02}
+# .NET exception types thrown in normal operation, with their share of the exceptions.
+NETFRAMEWORK_EXCEPTION_MIX: dict[str, float] = {
+    "System.NullReferenceException": 0.30,
+    "System.Data.SqlClient.SqlException": 0.25,
+    "System.TimeoutException": 0.20,
+    "System.InvalidOperationException": 0.15,
+    "System.ArgumentException": 0.10,
+}
+# An exception storm is a database in trouble: one type floods the counters.
+NETFRAMEWORK_STORM_EXCEPTION = "System.Data.SqlClient.SqlException"
+# Status codes the custom error pages exist for: not found, application error, pool down.
+IIS_CUSTOM_ERROR_NOT_FOUND = "404"
+IIS_CUSTOM_ERROR_APPLICATION = "500"
+IIS_CUSTOM_ERROR_UNAVAILABLE = "503"
+IIS_CUSTOM_ERROR_CODES: tuple[str, ...] = (
+    IIS_CUSTOM_ERROR_NOT_FOUND, IIS_CUSTOM_ERROR_APPLICATION, IIS_CUSTOM_ERROR_UNAVAILABLE,
+)
+
+# --- load generator ------------------------------------------------------------------------------
+
+L_JOURNEY = "journey"
+L_STEP = "step"
+
+LOADGEN_REQUESTS = MetricSpec(
+    "loadgen_requests_total", "counter",
+    "Requests the load generator sent, by journey step and outcome (ok, client_error, "
+    "server_error, rate_limited, timeout, connection_error).",
+    (L_STEP, L_OUTCOME),
+)
+LOADGEN_DURATION = MetricSpec(
+    "loadgen_request_duration_seconds", "histogram",
+    "Latency the load generator's clients saw, by journey step.", (L_STEP,), LATENCY_BUCKETS,
+)
+LOADGEN_JOURNEYS = MetricSpec(
+    "loadgen_journeys_total", "counter", "User journeys run, by journey and outcome.",
+    (L_JOURNEY, L_OUTCOME),
+)
+LOADGEN_TARGET_RATE = MetricSpec(
+    "loadgen_target_journeys_per_second", "gauge",
+    "Journey start rate the generator aims for now (diurnal shape x surge factor).",
+)
+LOADGEN_FLOOD_RATE = MetricSpec(
+    "loadgen_flood_requests_per_second", "gauge",
+    "Request rate of an active DDoS flood (0 when none).",
+)
+LOADGEN_ACTIVE_JOURNEYS = MetricSpec(
+    "loadgen_active_journeys", "gauge",
+    "Journeys in progress (waiting for an answer or a user thinking).",
+)
+LOADGEN_USERS = MetricSpec(
+    "loadgen_users_ready", "gauge",
+    "Simulated customers registered, funded and ready to run journeys.",
+)
+
 # --- span attributes (banking context; never secrets, tokens or full account numbers) --------
 
 ATTR_TRANSACTION_TYPE = "banking.transaction.type"
@@ -241,6 +424,11 @@ ATTR_IDEMPOTENT_REPLAY = "banking.idempotent_replay"
 ATTR_MERCHANT_CATEGORY = "banking.merchant.category"
 ATTR_NOTIFICATION_KIND = "banking.notification.kind"
 ATTR_PEER_SERVICE = "peer.service"
+ATTR_CLIENT_ADDRESS = "client.address"      # OTel semantic convention: the original client
+EVENT_FAULT_INJECTED = "fault.injected"
+ATTR_FAULT_ID = "fault.id"
+ATTR_FAULT_KIND = "fault.kind"
+ATTR_FAULT_TARGET = "fault.target"
 
 # Upper bounds (major units) of the amount buckets used on spans.
 AMOUNT_BUCKETS: tuple[tuple[str, int], ...] = (
@@ -266,3 +454,64 @@ SYSTEM_ACCOUNT_SETTLEMENT = "settlement"  # where card payments go before the me
 def system_account_id(purpose: str, currency: str) -> str:
     """The bank's own account for ``purpose`` in ``currency``, e.g. ``sys_settlement_eur``."""
     return f"sys_{purpose}_{currency.lower()}"
+
+
+# --- alerting (DESIGN.md, "Alerting conventions") -------------------------------------------
+
+# Runbooks are served by the alert-receiver, one page per alert: runbooks/<AlertName>.md.
+RUNBOOK_BASE_URL = "http://localhost:8095/runbooks"
+# Grafana's short dashboard link: /d/<uid> (Grafana adds the slug itself).
+DASHBOARD_BASE_URL = "http://localhost:3000/d"
+
+# Routing labels of every alert (L_SERVICE, above, is the third) and its annotations.
+L_SEVERITY = "severity"
+L_TEAM = "team"
+A_SUMMARY = "summary"
+A_DESCRIPTION = "description"
+A_RUNBOOK_URL = "runbook_url"
+A_DASHBOARD_URL = "dashboard_url"
+
+
+class Severity(str, Enum):
+    CRITICAL = "critical"   # pages someone now
+    WARNING = "warning"     # opens a ticket
+    INFO = "info"           # recorded, not routed
+
+
+TEAM_WINDOWS_PLATFORM = "windows-platform"   # owns the IIS estate
+SERVICE_IIS = "iis"                          # the ``service`` label of IIS alerts (the tier)
+
+# Grafana dashboard UIDs alerts link to (stable: links in old notifications must keep working).
+DASHBOARD_IIS = "obslab-iis"
+
+# Recording rules, named level:metric:operations. An empty level is the whole IIS estate.
+RULE_IIS_SITE_REQUESTS_RATE = "site:windows_iis_requests:rate5m"
+RULE_IIS_SITE_REQUESTS_RATE_AVG30M = "site:windows_iis_requests:rate5m_avg30m"
+RULE_IIS_SITE_SURGE_RATIO = "site:windows_iis_volume:surge_ratio"
+RULE_IIS_SITE_SERVER_ERRORS_RATE = "site:windows_iis_server_errors:rate5m"
+RULE_IIS_SITE_CLIENT_ERRORS_RATE = "site:windows_iis_client_errors:rate5m"
+RULE_IIS_SITE_SUCCESS_PERCENT = "site:windows_iis_success:percent_rate5m"
+RULE_IIS_SITE_P95 = "site:windows_iis_request_execution_time:p95_rate5m"
+RULE_IIS_APP_EXCEPTIONS_RATE = "app:windows_netframework_exceptions:rate5m"
+RULE_IIS_APP_EXCEPTIONS_PERCENT = "app:windows_netframework_exceptions:percent_rate5m"
+RULE_IIS_REQUESTS_RATE = ":windows_iis_requests:rate5m"
+RULE_IIS_SUCCESS_PERCENT = ":windows_iis_success:percent_rate5m"
+RULE_IIS_EXCEPTIONS_PERCENT = ":windows_netframework_exceptions:percent_rate5m"
+RULE_IIS_P95 = ":windows_iis_request_execution_time:p95_rate5m"
+
+# Alert names; each has runbooks/<name>.md.
+ALERT_IIS_VOLUME_SURGE = "IISVolumeSurge"
+ALERT_IIS_SUCCESS_RATE_LOW = "IISSuccessRateLow"
+ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH = "IISTechnicalExceptionsHigh"
+ALERT_IIS_RESPONSE_TIME_P95_HIGH = "IISResponseTimeP95High"
+ALERT_IIS_APP_POOL_DOWN = "IISAppPoolDown"
+
+
+def runbook_url(alert: str) -> str:
+    """Where the runbook of ``alert`` is served, e.g. ``.../runbooks/IISAppPoolDown.md``."""
+    return f"{RUNBOOK_BASE_URL}/{alert}.md"
+
+
+def dashboard_url(uid: str) -> str:
+    """Grafana link to the dashboard with ``uid``."""
+    return f"{DASHBOARD_BASE_URL}/{uid}"

@@ -39,7 +39,7 @@ from obslab import conventions as c
 from obslab.telemetry.redaction import RedactingSpanExporter
 
 # Health checks and scrapes would drown the interesting spans.
-EXCLUDED_URLS = "/health,/ready,/metrics"
+EXCLUDED_URLS = "/health,/ready,/metrics,/internal/faults"
 
 _lock = threading.Lock()
 

@@ -7,6 +7,7 @@ A service module only describes itself (name, tables, peers, metric specs, route
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -14,13 +15,15 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from flask import Flask, Response, g, jsonify, request
+from opentelemetry import trace
 from pydantic import BaseModel
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 
 from obslab import __version__
 from obslab import conventions as c
 from obslab.services.common.db import Database
 from obslab.services.common.errors import ApiError, register_error_handlers
+from obslab.services.common.faults import POLL_PATH, Fault, FaultBoard, injected_delay_seconds, process_board
 from obslab.services.common.http import ServiceClient
 from obslab.telemetry import (
     MetricSet,
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
-_OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics"})
+# The fault poll is operational too: every process asks every second.
+_OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics", POLL_PATH})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -65,6 +69,7 @@ def create_service_app(
     peer_urls: dict[str, str] | None = None,
     metric_specs: Iterable = (),
     traced: bool = True,
+    faults: FaultBoard | None = None,
 ) -> Flask:
     configure_logging(name)
     if traced:
@@ -90,8 +95,11 @@ def create_service_app(
     for peer in peers:
         ctx.peers[peer] = ServiceClient(name, peer, metrics, base_url=urls.get(peer))
 
+    if name in c.BANKING_SERVICES:
+        _apply_faults(app, ctx, faults if faults is not None else process_board())
     _register_operational_routes(app, ctx)
     _register_red_metrics(app, ctx)
+    _register_fault_hook(app, ctx)
     register_routes(app, ctx)
     app.extensions["obslab"] = ctx
     log.info("service configured", extra={
@@ -127,6 +135,68 @@ def _register_operational_routes(app: Flask, ctx: ServiceContext) -> None:
     def metrics():
         payload, content_type = exposition(ctx.metrics.registry, request.headers.get("Accept"))
         return Response(payload, content_type=content_type)
+
+
+def _note_fault(ctx: ServiceContext, fault: Fault) -> None:
+    ctx.metrics.count(c.FAULT_APPLIED, service=ctx.name, fault=fault.kind.value)
+    trace.get_current_span().add_event(c.EVENT_FAULT_INJECTED, {
+        c.ATTR_FAULT_ID: fault.id, c.ATTR_FAULT_KIND: fault.kind.value, c.ATTR_FAULT_TARGET: fault.target,
+    })
+
+
+def _apply_faults(app: Flask, ctx: ServiceContext, board: FaultBoard) -> None:
+    """Make this service obey the fault control plane (no I/O per request: the board is local)."""
+    ctx.metrics.declare([c.FAULT_APPLIED])
+    app.extensions["obslab.faults"] = board
+    rng = random.Random()
+    K = c.FaultKind
+
+    def unavailable() -> None:
+        fault = board.find(K.UNAVAILABLE, ctx.name)
+        if fault is not None:
+            raise RuntimeError(f"unavailable by injected fault {fault.id}")
+
+    ctx.readiness_checks["faults"] = unavailable
+
+    def before_request() -> None:
+        path = request.path
+        fault = board.find(K.UNAVAILABLE, ctx.name)
+        if fault is not None:
+            _note_fault(ctx, fault)
+            raise ApiError(503, "service_unavailable",
+                           f"{ctx.name} is unavailable (injected fault {fault.id})")
+        fault = board.find(K.LATENCY, ctx.name, path)
+        if fault is not None:
+            _note_fault(ctx, fault)
+            time.sleep(injected_delay_seconds(fault, rng))
+        fault = board.find(K.ERROR_RATE, ctx.name, path)
+        if fault is not None and rng.random() * 100 < fault.param("rate", 0):
+            _note_fault(ctx, fault)
+            raise ApiError(500, "internal_error", f"internal error (injected fault {fault.id})")
+
+    app.extensions["obslab.fault_hook"] = before_request
+
+    if ctx.db is not None:
+        @event.listens_for(ctx.db.engine, "before_cursor_execute")
+        def _slow_statement(*_args) -> None:
+            fault = board.find(K.DB_SLOW, ctx.name)
+            if fault is not None:
+                ctx.metrics.count(c.FAULT_APPLIED, service=ctx.name, fault=fault.kind.value)
+                time.sleep(injected_delay_seconds(fault, rng))
+
+
+def _register_fault_hook(app: Flask, ctx: ServiceContext) -> None:
+    # After the RED timer starts, so injected latency and errors show in the service's own metrics.
+    hook = app.extensions.get("obslab.fault_hook")
+    if hook is None:
+        return
+
+    @app.before_request
+    def _inject_faults():
+        if request.path in _OPERATIONAL_PATHS:
+            return None
+        hook()
+        return None
 
 
 def _route_label() -> str:

@@ -47,7 +47,8 @@ def _location(loc: tuple) -> str:
 def validation_error(exc: ValidationError) -> ApiError:
     """The first problem in the message (what a human reads), all of them in ``fields``."""
     problems = [
-        {"field": _location(err["loc"]), "problem": err["msg"]} for err in exc.errors(include_url=False)
+        {"field": _location(err["loc"]), "problem": err["msg"].removeprefix("Value error, ")}
+        for err in exc.errors(include_url=False)
     ]
     first = problems[0]
     return ApiError(

@@ -12,6 +12,7 @@ import logging
 from typing import Literal
 
 from flask import Flask, Response, g, request
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, insert
 
@@ -29,6 +30,7 @@ from obslab.services.common.clock import now_ms
 from obslab.services.common.errors import ApiError
 from obslab.services.common.http import ServiceClient
 from obslab.services.common.money import Currency
+from obslab.services.gateway.edge import ClientWindow, RateLimiter, client_address, trusted_proxies
 from obslab.telemetry import current_trace_ids
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = Non
     return create_service_app(
         c.GATEWAY, _routes, metadata=metadata, db_url=db_url,
         peers=[c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS], peer_urls=peer_urls,
-        metric_specs=[c.AUDIT_RECORDS],
+        metric_specs=[c.AUDIT_RECORDS, c.GATEWAY_RATE_LIMITED],
     )
 
 
@@ -95,6 +97,26 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     auth, accounts = ctx.peer(c.AUTH), ctx.peer(c.ACCOUNTS)
     transactions, payments = ctx.peer(c.TRANSACTIONS), ctx.peer(c.PAYMENTS)
     secret = settings.jwt_secret()
+    trusted = trusted_proxies()
+    limiter = RateLimiter.from_environment()
+    window = ClientWindow()
+    ctx.metrics.gauge(c.GATEWAY_ACTIVE_CLIENTS).set_function(window.active_clients)
+    ctx.metrics.gauge(c.GATEWAY_TOP_CLIENT_SHARE).set_function(window.top_client_share)
+
+    @app.before_request
+    def _edge():
+        if not request.path.startswith(API + "/"):
+            return None
+        client = client_address(request.remote_addr, request.headers.get(c.HEADER_FORWARDED_FOR), trusted)
+        g.client = client
+        trace.get_current_span().set_attribute(c.ATTR_CLIENT_ADDRESS, client)
+        window.record(client)
+        if not limiter.allow(client):
+            ctx.metrics.count(c.GATEWAY_RATE_LIMITED)
+            raise ApiError(429, "rate_limited",
+                           f"too many requests from {client}; at most {limiter.rate:g} per second",
+                           retry_after_seconds=1)
+        return None
 
     @app.before_request
     def _authenticate():
@@ -111,6 +133,12 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         except tokens.InvalidToken as exc:
             raise ApiError(401, "invalid_token", str(exc)) from None
         return None
+
+    @app.after_request
+    def _retry_after(response: Response) -> Response:
+        if response.status_code == 429:
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.after_request
     def _audit(response: Response) -> Response:

@@ -1,0 +1,190 @@
+"""``obslab fault set|list|clear|log``: the fault control plane from a terminal.
+
+Talks to the lab's fault-injector (``--url``, ``$OBSLAB_FAULT_INJECTOR_URL``, or the native
+lab's port 8094 + offset). Validation is the injector's: the CLI shows its message as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import socket
+import sys
+import time
+from typing import Any
+
+import requests
+
+from obslab import conventions as c
+from obslab import settings
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_PARAMETER_OPTIONS = (
+    ("rate", "--rate", float, "error_rate: % of requests (0-100); exception_storm: exceptions per second"),
+    ("latency_ms", "--latency-ms", int, "latency, db_slow: added milliseconds"),
+    ("jitter_ms", "--jitter-ms", int, "latency: standard deviation of the added milliseconds"),
+    ("factor", "--factor", float, "volume_surge: load multiplier (> 1)"),
+    ("rps", "--rps", int, "ddos_flood: requests per second at the plateau"),
+    ("sources", "--sources", int, "ddos_flood: distinct attacking addresses (default 2000)"),
+    ("route", "--route", str, "error_rate, latency: only requests whose path starts with this"),
+)
+
+
+class FaultCliError(Exception):
+    """One line that says what to fix."""
+
+
+def parse_ttl(text: str) -> int | None:
+    """``90`` / ``90s`` / ``10m`` / ``2h`` / ``1d`` -> seconds; ``never`` -> None (no expiry)."""
+    if text.strip().lower() == "never":
+        return None
+    match = _DURATION.match(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise FaultCliError(f"--ttl {text!r}: give a duration like 90s, 10m, 2h, 1d, or 'never'")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="fault-injector base URL (default: $OBSLAB_FAULT_INJECTOR_URL or "
+                                      "the native lab's, port 8094 + $OBSLAB_PORT_OFFSET)")
+    actions = parser.add_subparsers(dest="fault_action", required=True, metavar="ACTION")
+
+    kinds = [k.value for k in c.FaultKind]
+    set_ = actions.add_parser("set", help="inject a fault (it expires after --ttl, 10m by default)",
+                              description="Kinds: " + ", ".join(kinds))
+    set_.add_argument("kind", choices=kinds, metavar="KIND", help="one of: " + ", ".join(kinds))
+    set_.add_argument("target", metavar="TARGET", help="a service (accounts ...), an IIS site, app or app pool")
+    for _name, flag, kind, help_text in _PARAMETER_OPTIONS:
+        set_.add_argument(flag, type=kind, help=help_text)
+    set_.add_argument("--ttl", default="10m", help="expiry: 90s, 10m, 2h, 1d or 'never' (default: 10m)")
+    set_.add_argument("--reason", default="", help="why, for the audit log")
+    set_.add_argument("--json", action="store_true", help="print the fault as JSON")
+
+    list_ = actions.add_parser("list", help="active faults (with --all: ended ones too)")
+    list_.add_argument("--all", action="store_true", help="include cleared, expired and replaced faults")
+    list_.add_argument("--json", action="store_true", help="print JSON")
+
+    clear = actions.add_parser("clear", help="clear faults by id, or all of them")
+    clear.add_argument("ids", nargs="*", metavar="ID", help="fault ids (see `obslab fault list`)")
+    clear.add_argument("--all", action="store_true", help="clear every active fault")
+
+    log = actions.add_parser("log", help="the audit log: who set, cleared or let expire what, and when")
+    log.add_argument("--limit", type=int, default=20, help="entries, newest first (default: 20)")
+    log.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+class InjectorClient:
+    def __init__(self, url: str | None = None, timeout: float = 10.0) -> None:
+        self.url = (url or settings.service_url(c.FAULT_INJECTOR)).rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.trust_env = False   # loopback only; never through a proxy
+        self.session.headers[c.HEADER_ACTOR] = _actor()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+        except requests.ConnectionError:
+            raise FaultCliError(f"the fault injector is not reachable at {self.url}; is the lab running? "
+                                "(`obslab status`; start it with `obslab up --detach`)") from None
+        except requests.Timeout:
+            raise FaultCliError(f"the fault injector at {self.url} did not answer within {self.timeout:g} s") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            message = body.get("message") if isinstance(body, dict) else response.text[:200]
+            raise FaultCliError(f"{message} (HTTP {response.status_code})")
+        return body
+
+
+def _expires_in(fault: dict) -> str:
+    if fault.get("state", "active") != "active":
+        return fault.get("state", "")
+    if fault.get("expires_at") is None:
+        return "never"
+    left = max(0, int(fault["expires_at"] - time.time()))
+    return f"{left // 60}m{left % 60:02d}s" if left >= 60 else f"{left}s"
+
+
+def _params(fault: dict) -> str:
+    return " ".join(f"{name}={fault[name]}" for name, *_ in _PARAMETER_OPTIONS if fault.get(name) is not None)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except FaultCliError as exc:
+        print(f"obslab: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    client = InjectorClient(args.url)
+    if args.fault_action == "set":
+        ttl = parse_ttl(args.ttl)
+        body: dict[str, Any] = {"kind": args.kind, "target": args.target, "reason": args.reason}
+        body.update({name: getattr(args, name) for name, *_ in _PARAMETER_OPTIONS if getattr(args, name) is not None})
+        if ttl is None:
+            body["no_expiry"] = True
+        else:
+            body["ttl_seconds"] = ttl
+        fault = client.call("POST", "/api/v1/faults", json=body)
+        if args.json:
+            print(json.dumps(fault))
+        else:
+            print(f"set {fault['id']}: {fault['kind']} on {fault['target']} {_params(fault)} "
+                  f"(expires in {_expires_in(fault)}); clear it with `obslab fault clear {fault['id']}`")
+        return 0
+    if args.fault_action == "list":
+        faults = client.call("GET", "/api/v1/faults", params={"state": "all"} if args.all else None)
+        if args.json:
+            print(json.dumps(faults))
+            return 0
+        if not faults:
+            print("no active faults" if not args.all else "no faults")
+            return 0
+        print(_table([[f["id"], f["kind"], f["target"], _params(f), _expires_in(f), f["actor"]] for f in faults],
+                     ["ID", "KIND", "TARGET", "PARAMETERS", "EXPIRES IN", "SET BY"]))
+        return 0
+    if args.fault_action == "clear":
+        if args.all == bool(args.ids):
+            raise FaultCliError("name the fault ids to clear, or --all (not both)")
+        if args.all:
+            cleared = client.call("DELETE", "/api/v1/faults")["cleared"]
+            print(f"cleared {len(cleared)} fault(s)" + (f": {', '.join(cleared)}" if cleared else ""))
+            return 0
+        for fault_id in args.ids:
+            fault = client.call("DELETE", f"/api/v1/faults/{fault_id}")
+            print(f"{fault_id}: {fault['state']}")
+        return 0
+    if args.fault_action == "log":
+        if not 1 <= args.limit <= 1000:
+            raise FaultCliError("--limit must be between 1 and 1000")
+        entries = client.call("GET", "/api/v1/faults/audit", params={"limit": args.limit})
+        if args.json:
+            print(json.dumps(entries))
+            return 0
+        print(_table([[time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), e["action"], e["fault_id"],
+                       e["kind"], e["target"], e["actor"]] for e in entries],
+                     ["AT", "ACTION", "FAULT", "KIND", "TARGET", "BY"]))
+        return 0
+    raise FaultCliError(f"unknown action {args.fault_action!r}")

@@ -1,0 +1,160 @@
+"""The gateway's edge: who the client is, whether it may send more, and how clients behave.
+
+``X-Forwarded-For`` is honoured only when the direct peer is a trusted proxy
+(``OBSLAB_TRUSTED_PROXIES``, CIDRs, default loopback: the native load generator runs there);
+otherwise anyone could choose their own address and dodge the rate limit. Per-client behaviour is
+exported as bounded gauges (distinct clients, share of the busiest one), not per-client labels.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from obslab.settings import ConfigError, float_setting
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_TRUSTED_PROXIES = "127.0.0.1/32,::1/128"
+WINDOW_SECONDS = 60
+MAX_TRACKED_CLIENTS = 200_000
+
+
+def trusted_proxies(raw: str | None = None) -> tuple[Network, ...]:
+    text = raw if raw is not None else os.environ.get("OBSLAB_TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES)
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"OBSLAB_TRUSTED_PROXIES: {part!r} is not an address or CIDR "
+                              "(e.g. 127.0.0.1/32,10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def _parse(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[Network]) -> str:
+    """The original client: the right-most ``X-Forwarded-For`` hop that is not a trusted proxy.
+
+    >>> nets = trusted_proxies("127.0.0.1/32")
+    >>> client_address("127.0.0.1", "203.0.113.9", nets)
+    '203.0.113.9'
+    >>> client_address("198.51.100.7", "203.0.113.9", nets)   # untrusted peer: header ignored
+    '198.51.100.7'
+    """
+    networks = tuple(trusted)
+    peer = peer or "unknown"
+
+    def is_trusted(ip) -> bool:
+        return any(ip in net for net in networks)
+
+    peer_ip = _parse(peer)
+    if peer_ip is None or not forwarded_for or not is_trusted(peer_ip):
+        return peer
+    for hop in reversed(forwarded_for.split(",")):
+        ip = _parse(hop)
+        if ip is None:
+            return peer  # a malformed chain is not evidence of anything; trust only the socket
+        if not is_trusted(ip):
+            return str(ip)
+    return peer
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """A token bucket per client (``rate`` per second, ``burst`` deep); ``rate`` 0 turns it off.
+
+    >>> limiter = RateLimiter(rate=1, burst=2, clock=lambda: 0.0)
+    >>> [limiter.allow("a") for _ in range(3)]
+    [True, True, False]
+    """
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = MAX_TRACKED_CLIENTS) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.clock = clock
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls) -> RateLimiter:
+        rate = float_setting("OBSLAB_RATE_LIMIT_RPS", 50.0)
+        return cls(rate=rate, burst=float_setting("OBSLAB_RATE_LIMIT_BURST", max(rate * 2, 1.0)))
+
+    def allow(self, client: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        with self._lock:
+            bucket = self._buckets.get(client)
+            if bucket is None:
+                bucket = _Bucket(self.burst, now)
+                self._buckets[client] = bucket
+                if len(self._buckets) > self.max_clients:
+                    self._buckets.popitem(last=False)  # forget the longest-idle client
+            else:
+                self._buckets.move_to_end(client)
+                bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+                bucket.updated = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return True
+            return False
+
+
+class ClientWindow:
+    """Requests per client over the last minute, in one-second slots."""
+
+    def __init__(self, seconds: int = WINDOW_SECONDS, clock: Callable[[], float] = time.time) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._slots: dict[int, Counter[str]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, client: str) -> None:
+        second = int(self.clock())
+        with self._lock:
+            slot = self._slots.get(second)
+            if slot is None:
+                slot = self._slots[second] = Counter()
+                for old in [s for s in self._slots if s <= second - self.seconds]:
+                    del self._slots[old]
+            slot[client] += 1
+
+    def totals(self) -> Counter[str]:
+        horizon = int(self.clock()) - self.seconds
+        with self._lock:
+            slots = [slot for second, slot in self._slots.items() if second > horizon]
+        total: Counter[str] = Counter()
+        for slot in slots:
+            total.update(slot)
+        return total
+
+    def active_clients(self) -> int:
+        return len(self.totals())
+
+    def top_client_share(self) -> float:
+        totals = self.totals()
+        if not totals:
+            return 0.0
+        return max(totals.values()) / sum(totals.values())
