@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from obslab import promconfig, settings
+from obslab import promconfig, rules, settings
 from obslab.profiles import PRODUCTION
 
 
@@ -16,6 +16,7 @@ def generated_files() -> dict[str, Callable[[], str]]:
         "prometheus/prometheus.yml": lambda: promconfig.render(
             "compose", PRODUCTION, rules_glob=promconfig.COMPOSE_RULES_GLOB
         ),
+        **{path: rule_file.render for path, rule_file in rules.rule_files().items()},
     }
 
 
