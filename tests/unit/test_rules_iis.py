@@ -1,0 +1,381 @@
+"""IIS rules: the spec's conventions, the rendered files, promtool, runbooks, and a real Prometheus."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client import start_http_server
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from obslab import conventions as c
+from obslab import rules, settings
+from obslab.rules import AlertRule, RecordingRule, RuleGroup, iis
+from tests.support import free_port
+
+ROOT = settings.repo_root()
+RULES_DIR = ROOT / "prometheus" / "rules"
+RUNBOOKS = ROOT / "runbooks"
+RUNBOOK_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation")
+IIS_ALERTS = (c.ALERT_IIS_VOLUME_SURGE, c.ALERT_IIS_SUCCESS_RATE_LOW, c.ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH,
+              c.ALERT_IIS_RESPONSE_TIME_P95_HIGH, c.ALERT_IIS_APP_POOL_DOWN)
+
+
+def _binary(name: str) -> str:
+    """The binary's path; CI must have it (`make test` installs it), a laptop may skip."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is missing: run `obslab doctor --install`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def _rendered_alerts() -> list[dict]:
+    """Alert rules as Prometheus reads them from the committed files."""
+    found = []
+    for relative in rules.rule_files():
+        for group in yaml.safe_load((ROOT / relative).read_text())["groups"]:
+            found += [rule for rule in group["rules"] if "alert" in rule]
+    return found
+
+
+def _promql_blocks(markdown: str) -> list[str]:
+    return [block.strip() for block in re.findall(r"```promql\n(.*?)```", markdown, re.S)]
+
+
+def _section(markdown: str, title: str) -> str:
+    match = re.search(rf"^## {title}\n(.*?)(?=^## |\Z)", markdown, re.S | re.M)
+    return match.group(1) if match else ""
+
+
+# --- the spec ---------------------------------------------------------------------------------
+
+def test_the_iis_spec_defines_the_five_alerts_of_the_issue():
+    assert [alert.alert for alert in rules.all_alerts()] == list(IIS_ALERTS)
+
+
+def test_every_alert_carries_the_routing_labels_and_the_four_annotations():
+    severities = {s.value for s in c.Severity}
+    for rule in _rendered_alerts():
+        labels, annotations = rule["labels"], rule["annotations"]
+        assert set(labels) >= {c.L_SEVERITY, c.L_TEAM, c.L_SERVICE}, rule["alert"]
+        assert labels[c.L_SEVERITY] in severities
+        assert labels[c.L_TEAM] and labels[c.L_SERVICE]
+        assert list(annotations) == [c.A_SUMMARY, c.A_DESCRIPTION, c.A_RUNBOOK_URL, c.A_DASHBOARD_URL]
+        assert annotations[c.A_RUNBOOK_URL] == f"{c.RUNBOOK_BASE_URL}/{rule['alert']}.md"
+        assert annotations[c.A_DASHBOARD_URL].startswith(f"{c.DASHBOARD_BASE_URL}/")
+
+
+def test_alerts_use_recorded_series_or_plain_gauges_never_raw_counters():
+    for alert in rules.all_alerts():
+        assert "_total" not in alert.expr and "rate(" not in alert.expr, alert.alert
+
+
+@pytest.mark.parametrize("build, complaint", [
+    (lambda: RecordingRule("windows_iis_requests_rate5m", "x"), "level:metric:operations"),
+    (lambda: RecordingRule("Site:requests:rate5m", "x"), "level:metric:operations"),
+    (lambda: RecordingRule("site:requests:rate5m", "  "), "expr is empty"),
+    (lambda: AlertRule("iis_down", "up == 0", for_="1m", severity=c.Severity.CRITICAL, team="t",
+                       service="s", summary="s", description="d", dashboard="d"), "UpperCamelCase"),
+    (lambda: AlertRule("IisDown", "up == 0", for_="1 minute", severity=c.Severity.CRITICAL, team="t",
+                       service="s", summary="s", description="d", dashboard="d"), "'1 minute'"),
+    (lambda: AlertRule("IisDown", "up == 0", for_="1m", severity="page", team="t",  # type: ignore[arg-type]
+                       service="s", summary="s", description="d", dashboard="d"), "critical, warning, info"),
+    (lambda: AlertRule("IisDown", "up == 0", for_="1m", severity=c.Severity.CRITICAL, team="t",
+                       service="s", summary=" ", description="d", dashboard="d"), "summary is empty"),
+    (lambda: AlertRule("IisDown", "up == 0", for_="1m", severity=c.Severity.CRITICAL, team="t",
+                       service="s", summary="s", description="d", dashboard="d",
+                       extra_labels=(("severity", "info"),)), "'severity'"),
+    (lambda: RuleGroup("g", ()), "has no rules"),
+    (lambda: RuleGroup("g", (RecordingRule("a:b:c", "1"), RecordingRule("a:b:c", "2"))), "a:b:c is defined twice"),
+])
+def test_a_rule_that_breaks_a_convention_is_refused_with_a_message_naming_it(build, complaint):
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        build()
+
+
+def test_an_alert_without_for_is_allowed_as_burn_rate_alerts_need():
+    alert = AlertRule("FastBurn", "x > 14.4", for_=None, severity=c.Severity.CRITICAL, team="t",
+                      service="s", summary="s", description="d", dashboard="d")
+    assert "for" not in alert.to_dict()
+
+
+# --- the renderer -----------------------------------------------------------------------------
+
+GOLDEN = """\
+# GENERATED by `obslab generate` from tests/fixture.py - DO NOT EDIT.
+# Change the rule spec there (types in obslab/rules/model.py) and run `obslab generate`.
+groups:
+- name: demo.rules
+  rules:
+  - record: job:http_requests:rate5m
+    expr: sum by (job) (rate(http_requests_total[5m]))
+- name: demo.alerts
+  interval: 30s
+  rules:
+  - alert: DemoErrorsHigh
+    expr: |-
+      sum by (job) (rate(http_errors_total[5m]))
+        / job:http_requests:rate5m > 0.05
+    for: 5m
+    labels:
+      severity: warning
+      team: demo-team
+      service: demo
+      tier: web
+    annotations:
+      summary: Job {{ $labels.job }} fails {{ $value | humanizePercentage }} of requests
+      description: 'Errors: more than 5 % of requests.'
+      runbook_url: http://localhost:8095/runbooks/DemoErrorsHigh.md
+      dashboard_url: http://localhost:3000/d/demo
+"""
+
+
+def test_the_renderer_writes_groups_in_order_with_prometheus_key_order_and_the_header():
+    groups = (
+        RuleGroup("demo.rules", (
+            RecordingRule("job:http_requests:rate5m", "sum by (job) (rate(http_requests_total[5m]))"),
+        )),
+        RuleGroup("demo.alerts", (
+            AlertRule("DemoErrorsHigh", "sum by (job) (rate(http_errors_total[5m]))\n  / job:http_requests:rate5m > 0.05",
+                      for_="5m", severity=c.Severity.WARNING, team="demo-team", service="demo",
+                      summary="Job {{ $labels.job }} fails {{ $value | humanizePercentage }} of requests",
+                      description="Errors: more than 5 % of requests.", dashboard="demo",
+                      extra_labels=(("tier", "web"),)),
+        ), interval="30s"),
+    )
+    assert rules.render(groups, source="tests/fixture.py") == GOLDEN
+
+
+def test_the_committed_rule_file_is_what_the_spec_renders_and_reads_back_as_the_spec():
+    rendered = iis.RULES.render()
+    assert (RULES_DIR / "iis.yml").read_text() == rendered, "run `obslab generate`"
+    groups = yaml.safe_load(rendered)["groups"]
+    assert [g["name"] for g in groups] == [iis.RECORDING_GROUP, iis.ALERT_GROUP]
+    assert groups == [group.to_dict() for group in iis.RULES.groups]
+
+
+def test_only_generated_rule_files_match_the_glob_prometheus_loads():
+    on_disk = {str(path.relative_to(ROOT)) for path in RULES_DIR.glob("*.yml")}
+    assert on_disk == set(rules.rule_files())
+
+
+# --- promtool ---------------------------------------------------------------------------------
+
+@pytest.mark.prometheus
+def test_promtool_accepts_every_rule_file():
+    promtool = _binary("promtool")
+    files = sorted(RULES_DIR.glob("*.yml"))
+    assert files
+    result = subprocess.run([promtool, "check", "rules", *map(str, files)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.prometheus
+def test_promtool_unit_tests_of_the_rules_pass():
+    promtool = _binary("promtool")
+    files = sorted((RULES_DIR / "tests").glob("*.yml"))
+    assert files
+    result = subprocess.run([promtool, "test", "rules", *map(str, files)], capture_output=True, text=True,
+                            cwd=RULES_DIR / "tests", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_promtool_case_that_fires_and_one_where_it_never_fires():
+    """Quiet means the whole run: ALERTS (firing or pending) counted over it is empty."""
+    everything = {alert.alert for alert in rules.all_alerts()}
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for path in (RULES_DIR / "tests").glob("*.yml"):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                if check.get("exp_alerts"):
+                    fires.add(check["alertname"])
+            for check in case.get("promql_expr_test", []):
+                if check["expr"].startswith("count_over_time(ALERTS") and not check.get("exp_samples"):
+                    quiet.update(re.findall(r'alertname="(\w+)"', check["expr"]) or everything)
+    assert everything - fires == set(), "no promtool case fires these"
+    assert everything - quiet == set(), "no promtool case shows these never firing"
+
+
+def test_a_firing_case_checks_the_runbook_url_of_its_alert():
+    for path in (RULES_DIR / "tests").glob("*.yml"):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                for expected in check.get("exp_alerts") or []:
+                    assert expected["exp_annotations"][c.A_RUNBOOK_URL] == c.runbook_url(check["alertname"])
+                    assert expected["exp_labels"][c.L_SEVERITY]
+
+
+# --- runbooks ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alert", rules.all_alerts(), ids=lambda a: a.alert)
+def test_every_alert_has_a_runbook_with_the_five_sections_in_order(alert):
+    path = RUNBOOKS / f"{alert.alert}.md"
+    assert path.exists(), f"write runbooks/{alert.alert}.md"
+    text = path.read_text()
+    assert text.startswith(f"# {alert.alert}\n")
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings == list(RUNBOOK_SECTIONS)
+    assert _promql_blocks(_section(text, "Diagnosis")), "Diagnosis needs runnable PromQL"
+    assert "obslab fault clear" in _section(text, "Mitigation")
+
+
+@pytest.mark.parametrize("alert", rules.all_alerts(), ids=lambda a: a.alert)
+def test_a_runbook_states_the_severity_and_condition_of_its_rule(alert):
+    text = (RUNBOOKS / f"{alert.alert}.md").read_text()
+    assert f"| Severity | {alert.severity.value} " in text
+    assert f"| Team | {alert.team} |" in text
+    assert f"`{alert.expr}`" in text
+    assert c.dashboard_url(alert.dashboard) in text
+
+
+def test_the_runbook_index_lists_every_alert_and_no_page_is_orphaned():
+    index = (RUNBOOKS / "README.md").read_text()
+    names = {alert.alert for alert in rules.all_alerts()}
+    for name in names:
+        assert f"[{name}]({name}.md)" in index
+    pages = {path.stem for path in RUNBOOKS.glob("*.md")} - {"README"}
+    assert pages == names
+
+
+def test_the_rules_readme_lists_every_recorded_series():
+    readme = (RULES_DIR / "README.md").read_text()
+    for group in iis.RULES.groups:
+        for rule in group.rules:
+            if isinstance(rule, RecordingRule):
+                assert f"`{rule.record}`" in readme
+
+
+# --- a real Prometheus ------------------------------------------------------------------------
+
+def _cdf(seconds: float) -> float:
+    """Share of requests executed within ``seconds``: the seeds' Gaussian(50 ms, 20 ms)."""
+    return 0.5 * (1 + math.erf((seconds - 0.050) / (0.020 * math.sqrt(2))))
+
+
+class _NormalIis:
+    """The IIS families at the seeds' normal behaviour, counting up with wall time."""
+
+    def __init__(self, requests_per_second: float = 100.0) -> None:
+        self.start = time.time()
+        self.rps = requests_per_second
+
+    def collect(self):
+        elapsed = time.time() - self.start
+        requests = CounterMetricFamily(c.IIS_REQUESTS.name, c.IIS_REQUESTS.help, labels=[c.L_METHOD, c.L_SITE])
+        server = CounterMetricFamily(c.IIS_SERVER_ERRORS.name, c.IIS_SERVER_ERRORS.help, labels=[c.L_SITE])
+        client = CounterMetricFamily(c.IIS_CLIENT_ERRORS.name, c.IIS_CLIENT_ERRORS.help, labels=[c.L_SITE])
+        exceptions = CounterMetricFamily(c.NETFRAMEWORK_EXCEPTIONS.name, c.NETFRAMEWORK_EXCEPTIONS.help,
+                                         labels=[c.L_APP_NAME, c.L_EXCEPTION_TYPE])
+        execution = HistogramMetricFamily(c.IIS_EXECUTION_TIME.name, c.IIS_EXECUTION_TIME.help, labels=[c.L_SITE])
+        pools = GaugeMetricFamily(c.IIS_APP_POOL_STATE.name, c.IIS_APP_POOL_STATE.help, labels=[c.L_APP_POOL])
+        for site in c.IIS_SITES:
+            count = self.rps * site.share * elapsed
+            requests.add_metric(["GET", site.site], count)
+            server.add_metric([site.site], count * 0.001)
+            client.add_metric([site.site], count * 0.004)
+            exceptions.add_metric([site.app_name, "System.NullReferenceException"], count * 0.002)
+            buckets = [(str(le), count * _cdf(le)) for le in c.IIS_EXECUTION_TIME_BUCKETS] + [("+Inf", count)]
+            execution.add_metric([site.site], buckets, sum_value=count * 0.050)
+            pools.add_metric([site.app_pool], c.IIS_APP_POOL_RUNNING)
+        yield from (requests, server, client, exceptions, execution, pools)
+
+
+@pytest.fixture
+def prometheus_with_the_rules(tmp_path):
+    """A real Prometheus loading the committed rule files, scraping normal IIS series every second."""
+    binary = _binary("prometheus")
+    registry = CollectorRegistry()
+    registry.register(_NormalIis())
+    exporter, exporter_thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES_DIR / "*.yml")],
+        "scrape_configs": [{"job_name": c.IIS_MOCK, "static_configs": [
+            {"targets": [f"127.0.0.1:{exporter.server_port}"], "labels": {"tier": "iis"}}]}],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = (tmp_path / "prometheus.log").open("w")
+    process = subprocess.Popen([
+        binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+    ], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "Prometheus did not become ready in 30 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+        exporter.shutdown()
+        exporter_thread.join(timeout=10)
+
+
+def _query(url: str, promql: str) -> list[dict]:
+    body = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
+    assert body["status"] == "success", f"{promql}: {body}"
+    return body["data"]["result"]
+
+
+def _wait_for(url: str, promql: str, count: int, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = _query(url, promql)
+        if len(result) == count:
+            return result
+        assert time.monotonic() < deadline, f"{promql}: {len(result)} series after {timeout} s, wanted {count}"
+        time.sleep(0.5)
+
+
+@pytest.mark.prometheus
+def test_a_real_prometheus_loads_the_rules_and_records_the_seed_figures(prometheus_with_the_rules):
+    url = prometheus_with_the_rules
+    sites = len(c.IIS_SITES)
+    success = _wait_for(url, c.RULE_IIS_SITE_SUCCESS_PERCENT, sites)
+    assert {r["metric"][c.L_SITE] for r in success} == {s.site for s in c.IIS_SITES}
+    assert all(float(r["value"][1]) == pytest.approx(99.5, abs=0.01) for r in success)
+    exceptions = _wait_for(url, c.RULE_IIS_APP_EXCEPTIONS_PERCENT, sites)
+    assert {r["metric"][c.L_APP_NAME] for r in exceptions} == {s.app_name for s in c.IIS_SITES}
+    assert all(float(r["value"][1]) == pytest.approx(0.2, abs=0.001) for r in exceptions)
+    (p95,) = _wait_for(url, c.RULE_IIS_P95, 1)
+    assert float(p95["value"][1]) == pytest.approx(0.089, abs=0.001)
+
+    groups = requests.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
+    expected = {rule.name for rule_file in rules.rule_files().values() for g in rule_file.groups for rule in g.rules}
+    assert set(loaded) == expected
+    assert {name: (rule["health"], rule.get("lastError", "")) for name, rule in loaded.items()
+            if rule["health"] != "ok"} == {}
+    assert [a for a in _query(url, "ALERTS") if a["metric"]["alertstate"] == "firing"] == []
+
+
+@pytest.mark.prometheus
+def test_every_runbook_query_runs_in_a_real_prometheus(prometheus_with_the_rules):
+    url = prometheus_with_the_rules
+    queries = [(path.name, q) for path in sorted(RUNBOOKS.glob("*.md")) for q in _promql_blocks(path.read_text())]
+    assert len(queries) >= 3 * len(rules.all_alerts())
+    for page, promql in queries:
+        body = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        assert body["status"] == "success", f"{page}: {promql}: {body.get('error')}"
