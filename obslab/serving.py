@@ -27,17 +27,27 @@ FACTORIES: dict[str, str] = {
     c.FRAUD: "obslab.services.fraud.app:create_app",
     c.NOTIFICATIONS: "obslab.services.notifications.app:create_app",
     c.TRACE_SINK: "obslab.native.trace_sink:create_app",
+    c.FAULT_INJECTOR: "obslab.services.fault_injector.app:create_app",
+    c.IIS_MOCK: "obslab.iis_mock.exporter:create_app",
 }
+# Components that are not WSGI apps: a callable that runs in the foreground until SIGTERM.
+RUNNERS: dict[str, str] = {
+    c.LOAD_GENERATOR: "obslab.services.loadgen.runner:serve",
+}
+
+
+def _load(reference: str) -> Callable:
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def factory(name: str) -> Callable[[], Flask]:
     try:
-        module_name, _, attribute = FACTORIES[name].partition(":")
+        return _load(FACTORIES[name])
     except KeyError:
         raise settings.ConfigError(
-            f"unknown component {name!r}; choose one of: {', '.join(FACTORIES)}"
+            f"unknown component {name!r}; choose one of: {', '.join([*FACTORIES, *RUNNERS])}"
         ) from None
-    return getattr(importlib.import_module(module_name), attribute)
 
 
 def _logconfig(name: str) -> dict[str, Any]:
@@ -81,9 +91,12 @@ class _Server(BaseApplication):
 
 
 def serve(name: str, host: str | None = None, port: int | None = None) -> None:
-    factory(name)  # fail fast on an unknown name, before gunicorn starts
     bind_host = host or os.environ.get("OBSLAB_BIND_HOST") or settings.host()
     bind_port = port if port is not None else settings.port(name)
+    if name in RUNNERS:
+        _load(RUNNERS[name])(host=bind_host, port=bind_port)
+        return
+    factory(name)  # fail fast on an unknown name, before gunicorn starts
     _Server(name, {
         "bind": f"{bind_host}:{bind_port}",
         "workers": 1,

@@ -13,7 +13,7 @@ from typing import Literal
 from obslab import conventions as c
 
 Runtime = Literal["native", "compose"]
-Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring"]
+Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring", "control", "traffic"]
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,23 @@ SERVICES: tuple[Component, ...] = tuple(
 )
 TRACE_SINK = Component(c.TRACE_SINK, "telemetry", "/ready", native_only=True)
 PROMETHEUS = Component(c.PROMETHEUS, "monitoring", "/-/ready")
+FAULT_INJECTOR = Component(c.FAULT_INJECTOR, "control", "/ready")
+IIS_MOCK = Component(c.IIS_MOCK, "iis", "/health")
+LOAD_GENERATOR = Component(c.LOAD_GENERATOR, "traffic", "/health")
 
-# Start order of the native lab: the sink first so no early span is lost, the gateway last.
+# Start order of the native lab: the sink first so no early span is lost, the fault injector
+# before the services that poll it, the gateway after its peers, traffic last.
 NATIVE_START_ORDER: tuple[Component, ...] = (
     TRACE_SINK,
+    FAULT_INJECTOR,
     *(s for s in SERVICES if s.name != c.GATEWAY),
     *(s for s in SERVICES if s.name == c.GATEWAY),
+    IIS_MOCK,
+    LOAD_GENERATOR,
 )
 
-
-_BY_NAME = {comp.name: comp for comp in (*SERVICES, TRACE_SINK, PROMETHEUS)}
+ALL: tuple[Component, ...] = (*SERVICES, TRACE_SINK, FAULT_INJECTOR, IIS_MOCK, LOAD_GENERATOR, PROMETHEUS)
+_BY_NAME = {comp.name: comp for comp in ALL}
 
 
 def component(name: str) -> Component:
@@ -56,5 +63,4 @@ def component(name: str) -> Component:
 
 
 def scraped_components(runtime: Runtime) -> list[Component]:
-    everything = [*SERVICES, TRACE_SINK, PROMETHEUS]
-    return [comp for comp in everything if comp.scraped and not (comp.native_only and runtime != "native")]
+    return [comp for comp in ALL if comp.scraped and not (comp.native_only and runtime != "native")]

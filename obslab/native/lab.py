@@ -30,6 +30,7 @@ from obslab.profiles import Profile
 
 PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 HEALTH_TIMEOUT_SECONDS = 2.0
+RETENTION_DAYS = 35
 
 
 class LabError(RuntimeError):
@@ -112,6 +113,7 @@ class NativeLab:
             "OBSLAB_ENVIRONMENT": settings.environment(),
             "PYTHONUNBUFFERED": "1",
         })
+        env["OBSLAB_FAULT_INJECTOR_URL"] = self._url(topology.FAULT_INJECTOR)
         env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", self._url(topology.TRACE_SINK))
         env.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         # Spans visible in the sink within about a second instead of the default five.
@@ -131,13 +133,15 @@ class NativeLab:
             f"--web.listen-address={topology.PROMETHEUS.address('native', offset=self.offset)}",
             f"--web.external-url={self._url(topology.PROMETHEUS)}",
             "--enable-feature=exemplar-storage",
-            "--storage.tsdb.retention.time=15d",
+            # `obslab history` writes up to 30 days into the past; keep them.
+            f"--storage.tsdb.retention.time={RETENTION_DAYS}d",
             "--web.enable-lifecycle",
             "--log.format=json",
         ], priority=900)
 
-    def _components(self, with_prometheus: bool) -> list[topology.Component]:
-        components = list(topology.NATIVE_START_ORDER)
+    def _components(self, with_prometheus: bool, traffic: bool = True) -> list[topology.Component]:
+        components = [comp for comp in topology.NATIVE_START_ORDER
+                      if traffic or comp is not topology.LOAD_GENERATOR]
         if with_prometheus:
             components.append(topology.PROMETHEUS)
         return components
@@ -154,14 +158,14 @@ class NativeLab:
 
     # --- commands --------------------------------------------------------------------------
 
-    def up(self, *, detach: bool, timeout: float = 90.0, seed: bool = True) -> int:
+    def up(self, *, detach: bool, timeout: float = 90.0, seed: bool = True, traffic: bool = True) -> int:
         if self.running():
             raise LabError(
                 f"a lab is already running from {self.data_dir} (supervisord pid {self.supervisor.pid()}); "
                 "see it with `obslab status`, stop it with `obslab down`"
             )
         prometheus_binary = shutil.which("prometheus")
-        components = self._components(with_prometheus=prometheus_binary is not None)
+        components = self._components(with_prometheus=prometheus_binary is not None, traffic=traffic)
         busy = [f"{comp.name} ({comp.port + self.offset})" for comp in components
                 if port_in_use(comp.port + self.offset)]
         if busy:
@@ -175,7 +179,7 @@ class NativeLab:
 
         programs = [
             Program(comp.name, [sys.executable, "-m", "obslab", "serve", comp.name], priority=100 + 10 * i)
-            for i, comp in enumerate(topology.NATIVE_START_ORDER)
+            for i, comp in enumerate(components) if comp is not topology.PROMETHEUS
         ]
         if prometheus_binary is not None:
             programs.append(self._prometheus_program(prometheus_binary))
