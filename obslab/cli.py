@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=90.0, metavar="SECONDS",
                     help="how long to wait for every component to become healthy (default: 90)")
     up.add_argument("--no-seed", action="store_true", help="do not create the demo customers")
+    up.add_argument("--no-traffic", action="store_true", help="do not start the load generator")
 
     status = commands.add_parser("status", help="health of every component of a running lab")
     _data_dir_option(status)
@@ -59,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--install", action="store_true",
                         help="install missing OS packages (root on Debian) and start a stopped MariaDB")
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
+
+    from obslab import faultcli, history
+    from obslab.services.loadgen import cli as loadgen_cli
+
+    faultcli.add_arguments(commands.add_parser(
+        "fault", help="set, list and clear injected faults (the lab's fault-injector)"))
+    loadgen_cli.add_arguments(commands.add_parser(
+        "load", help="run realistic user journeys against a gateway (what `up` runs in the background)"))
+    history.add_arguments(commands.add_parser(
+        "history", help="write N days of past IIS and banking metrics into Prometheus"))
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     bench_kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         from obslab.profiles import profile
 
         return _lab(args, profile=profile(args.profile)).up(
-            detach=args.detach, timeout=args.timeout, seed=not args.no_seed)
+            detach=args.detach, timeout=args.timeout, seed=not args.no_seed, traffic=not args.no_traffic)
     if args.command == "status":
         return _status(args)
     if args.command == "down":
@@ -111,6 +122,18 @@ def run(args: argparse.Namespace) -> int:
 
         serve(args.name, host=args.host, port=args.port)
         return 0
+    if args.command == "fault":
+        from obslab import faultcli
+
+        return faultcli.run(args)
+    if args.command == "load":
+        from obslab.services.loadgen import cli as loadgen_cli
+
+        return loadgen_cli.run(args)
+    if args.command == "history":
+        from obslab import history
+
+        return history.run(args)
     if args.command == "generate":
         from obslab import generate
 
