@@ -6,6 +6,7 @@ the data directory by ``obslab up``. Only the addresses and the rule path differ
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,14 @@ def _interval(component: Component, profile: Profile) -> int:
     }.get(component.tier, profile.scrape_default_s)
 
 
-def config(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int = 0) -> dict[str, Any]:
+def config(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int = 0,
+           only: Collection[str] | None = None) -> dict[str, Any]:
+    """``only``: names of the components that run (a lab without traffic has no load generator
+    to scrape, and a target that is down on purpose would only read as an outage)."""
     jobs = []
     for component in scraped_components(runtime):
+        if only is not None and component.name not in only:
+            continue
         interval = _interval(component, profile)
         jobs.append({
             "job_name": component.name,
@@ -55,8 +61,9 @@ def config(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int =
     }
 
 
-def render(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int = 0) -> str:
-    body = yaml.safe_dump(config(runtime, profile, rules_glob=rules_glob, offset=offset),
+def render(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int = 0,
+           only: Collection[str] | None = None) -> str:
+    body = yaml.safe_dump(config(runtime, profile, rules_glob=rules_glob, offset=offset, only=only),
                           sort_keys=False, default_flow_style=False)
     return GENERATED_HEADER + body
 

@@ -120,12 +120,13 @@ class NativeLab:
         env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
         return env
 
-    def _prometheus_program(self, binary: str) -> Program:
+    def _prometheus_program(self, binary: str, components: list[topology.Component]) -> Program:
         config_path = self.data_dir / "prometheus" / "prometheus.yml"
         rules_glob = str(settings.repo_root() / "prometheus" / "rules" / "*.yml")
         assert self.profile is not None
         promconfig.write(config_path, promconfig.render("native", self.profile, rules_glob=rules_glob,
-                                                        offset=self.offset))
+                                                        offset=self.offset,
+                                                        only={comp.name for comp in components}))
         return Program(c.PROMETHEUS, [
             binary,
             f"--config.file={config_path}",
@@ -182,7 +183,7 @@ class NativeLab:
             for i, comp in enumerate(components) if comp is not topology.PROMETHEUS
         ]
         if prometheus_binary is not None:
-            programs.append(self._prometheus_program(prometheus_binary))
+            programs.append(self._prometheus_program(prometheus_binary, components))
         lab = [LabComponent(comp.name, self._url(comp), self._url(comp) + comp.health_path)
                for comp in components]
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,13 @@ class Supervisor:
             for info in infos
         }
 
+    def stop_program(self, name: str) -> None:
+        """Stop one component (it stays stopped until :meth:`start_program`): a dependency outage."""
+        self._rpc().supervisor.stopProcess(name, True)
+
+    def start_program(self, name: str) -> None:
+        self._rpc().supervisor.startProcess(name, True)
+
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop every program (in reverse priority) and supervisord itself; wait for the end."""
         pid = self.pid()

@@ -179,7 +179,7 @@ class FaultBoard:
     True
     """
 
-    def __init__(self, injector_url: str | None, *, poll_seconds: float = 1.0, timeout: float = 0.5,
+    def __init__(self, injector_url: str | None, *, poll_seconds: float = 1.0, timeout: float = 2.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.injector_url = injector_url.rstrip("/") if injector_url else None
         self.poll_seconds = poll_seconds

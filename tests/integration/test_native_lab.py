@@ -19,14 +19,15 @@ from tests.integration.lab import free_offset, start_lab
 
 pytestmark = pytest.mark.usefixtures("untraced_client")
 
-EXPECTED = {*c.BANKING_SERVICES, c.TRACE_SINK, c.PROMETHEUS}
+# Started with --no-traffic: every span and exemplar here comes from the test's own requests.
+EXPECTED = {*c.BANKING_SERVICES, c.TRACE_SINK, c.PROMETHEUS, c.FAULT_INJECTOR, c.IIS_MOCK}
 SERVER, CLIENT = "server", "client"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, untraced_client):
     assert shutil.which("prometheus"), "prometheus is missing: run `obslab doctor --install`"
-    running = start_lab(tmp_path_factory.mktemp("lab") / "data", free_offset(21_000))
+    running = start_lab(tmp_path_factory.mktemp("lab") / "data", free_offset(21_000), "--no-traffic")
     yield running
     result = running.run("down")
     assert result.returncode == 0, result.stderr

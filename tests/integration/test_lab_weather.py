@@ -1,0 +1,139 @@
+"""A whole native lab with its weather: traffic from the load generator, faults set with
+`obslab fault` through the real fault-injector, and their effects seen with real requests and
+in the real Prometheus's scrapes, until they are cleared or expire."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+import requests
+
+from obslab import conventions as c
+from obslab.native.supervisor import Supervisor
+from tests.integration.lab import RunningLab, free_offset, obslab, start_lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, untraced_client):
+    assert shutil.which("prometheus"), "prometheus is missing: run `obslab doctor --install`"
+    running = start_lab(tmp_path_factory.mktemp("weather") / "data", free_offset(23_000))
+    yield running
+    fault_cli(running, "clear", "--all")
+    result = running.run("down")
+    assert result.returncode == 0, result.stderr
+
+
+def query(lab: RunningLab, promql: str) -> list[dict]:
+    return lab.prometheus("/api/v1/query", query=promql)["result"]
+
+
+def value(lab: RunningLab, promql: str) -> float | None:
+    result = query(lab, promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+def eventually(check, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last and not isinstance(last, tuple):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+def fault_cli(lab: RunningLab, *args: str):
+    """`obslab fault ...` as a user types it; it finds the lab's injector by the port offset."""
+    return obslab("fault", *args, offset=lab.offset, timeout=30)
+
+
+def fault(lab: RunningLab, *args: str) -> dict:
+    result = fault_cli(lab, "set", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def clear(lab: RunningLab, fault_id: str) -> None:
+    result = fault_cli(lab, "clear", fault_id)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_component_of_the_lab_is_healthy_including_traffic_and_the_control_plane(lab):
+    result = lab.run("status", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {item["name"] for item in json.loads(result.stdout)["components"]}
+    assert {c.FAULT_INJECTOR, c.IIS_MOCK, c.LOAD_GENERATOR, c.PROMETHEUS, *c.BANKING_SERVICES} <= names
+
+
+def test_the_load_generator_drives_every_journey_through_the_gateway_from_many_clients(lab):
+    eventually(lambda: (value(lab, f'sum({c.LOADGEN_REQUESTS.name}{{outcome="ok"}})') or 0) >= 30,
+               120, "load generator requests answered ok")
+    transfers = eventually(lambda: value(lab, f'sum({c.TRANSACTION_REQUESTS.name}{{type="transfer"}})'),
+                           120, "transfers recorded by the transactions service")
+    assert transfers >= 1
+    clients = eventually(lambda: (value(lab, c.GATEWAY_ACTIVE_CLIENTS.name) or 0) >= 5, 60,
+                         "several distinct client addresses at the gateway")
+    assert clients
+
+
+def test_a_latency_fault_set_with_the_cli_slows_the_real_service_until_it_is_cleared(lab):
+    alice = lab.login("alice")
+
+    def timed() -> float:
+        started = time.perf_counter()
+        assert alice.get(f"{lab.api}/accounts", timeout=10).status_code == 200
+        return time.perf_counter() - started
+
+    baseline = min(timed() for _ in range(3))
+    injected = fault(lab, "latency", "accounts", "--latency-ms", "400", "--ttl", "3m")
+    eventually(lambda: (t := timed()) >= baseline + 0.38 or (baseline, t), 20, "slow accounts")
+    eventually(lambda: value(lab, f'{c.FAULT_ACTIVE.name}{{fault="latency",target="accounts"}}') == 1, 30,
+               "fault_active in Prometheus")
+    clear(lab, injected["id"])
+    eventually(lambda: timed() < baseline + 0.25, 20, "accounts fast again")
+    eventually(lambda: value(lab, f'{c.FAULT_ACTIVE.name}{{fault="latency",target="accounts"}}') is None, 30,
+               "fault_active gone from Prometheus")
+
+
+def test_an_iis_app_pool_crash_stops_the_pool_and_surges_503s_in_the_scrapes_until_cleared(lab):
+    state = f'{c.IIS_APP_POOL_STATE.name}{{app_pool="OnlineBankingAppPool"}}'
+    errors = f'rate({c.IIS_SERVER_ERRORS.name}{{site="OnlineBanking"}}[10s])'
+    eventually(lambda: value(lab, state) == c.IIS_APP_POOL_RUNNING, 60, "pool running before the crash")
+    injected = fault(lab, "app_pool_crash", "OnlineBankingAppPool", "--ttl", "3m")
+    eventually(lambda: value(lab, state) == c.IIS_APP_POOL_STOPPED, 30, "pool stopped")
+    eventually(lambda: (value(lab, errors) or 0) > 20, 30, "5xx surge on the site")
+    clear(lab, injected["id"])
+    eventually(lambda: value(lab, state) == c.IIS_APP_POOL_RUNNING, 30, "pool running again")
+
+
+def test_a_ddos_flood_brings_many_new_clients_and_ends_by_itself_when_it_expires(lab):
+    before = value(lab, c.GATEWAY_ACTIVE_CLIENTS.name) or 0
+    fault(lab, "ddos_flood", "gateway", "--rps", "60", "--sources", "400", "--ttl", "25s")
+    eventually(lambda: (value(lab, c.LOADGEN_FLOOD_RATE.name) or 0) > 10, 30, "flood running")
+    eventually(lambda: (value(lab, c.GATEWAY_ACTIVE_CLIENTS.name) or 0) > before + 100, 40,
+               "flood sources at the gateway")
+    eventually(lambda: value(lab, c.LOADGEN_FLOOD_RATE.name) == 0, 45, "flood over after expiry")
+    listed = fault_cli(lab, "list", "--json")
+    assert json.loads(listed.stdout) == []
+
+
+def test_the_services_keep_serving_when_the_fault_injector_is_down(lab):
+    supervisor = Supervisor(lab.data_dir)
+    supervisor.stop_program(c.FAULT_INJECTOR)
+    try:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(lab.url(c.FAULT_INJECTOR) + "/health", timeout=2)
+        alice = lab.login("alice")
+        for _ in range(5):
+            assert alice.get(f"{lab.api}/accounts", timeout=5).status_code == 200
+        down = fault_cli(lab, "list")
+        assert down.returncode == 2 and "not reachable" in down.stderr
+    finally:
+        supervisor.start_program(c.FAULT_INJECTOR)
+    eventually(lambda: fault_cli(lab, "list").returncode == 0, 30, "injector back")
