@@ -91,12 +91,13 @@ class _Server(BaseApplication):
 
 
 def serve(name: str, host: str | None = None, port: int | None = None) -> None:
+    if name not in RUNNERS:
+        factory(name)  # fail fast on an unknown name, before gunicorn starts
     bind_host = host or os.environ.get("OBSLAB_BIND_HOST") or settings.host()
     bind_port = port if port is not None else settings.port(name)
     if name in RUNNERS:
         _load(RUNNERS[name])(host=bind_host, port=bind_port)
         return
-    factory(name)  # fail fast on an unknown name, before gunicorn starts
     _Server(name, {
         "bind": f"{bind_host}:{bind_port}",
         "workers": 1,
