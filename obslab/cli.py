@@ -61,13 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="install missing OS packages (root on Debian) and start a stopped MariaDB")
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
 
-    from obslab import faultcli, history
+    from obslab import alertscli, faultcli, history
     from obslab.services.loadgen import cli as loadgen_cli
 
     faultcli.add_arguments(commands.add_parser(
         "fault", help="set, list and clear injected faults (the lab's fault-injector)"))
     loadgen_cli.add_arguments(commands.add_parser(
         "load", help="run realistic user journeys against a gateway (what `up` runs in the background)"))
+    alertscli.add_arguments(commands.add_parser(
+        "alerts", help="notifications Alertmanager delivered to the lab's alert-receiver"))
     history.add_arguments(commands.add_parser(
         "history", help="write N days of past IIS and banking metrics into Prometheus"))
 
@@ -130,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
         from obslab.services.loadgen import cli as loadgen_cli
 
         return loadgen_cli.run(args)
+    if args.command == "alerts":
+        from obslab import alertscli
+
+        return alertscli.run(args)
     if args.command == "history":
         from obslab import history
 

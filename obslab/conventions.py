@@ -26,6 +26,7 @@ FAULT_INJECTOR = "fault-injector"
 IIS_MOCK = "iis-mock"
 # No API of its own; the port serves its /metrics (requests sent, outcomes, client-side latency).
 LOAD_GENERATOR = "load-generator"
+ALERT_RECEIVER = "alert-receiver"
 
 BANKING_SERVICES: tuple[str, ...] = (
     GATEWAY, AUTH, ACCOUNTS, TRANSACTIONS, PAYMENTS, FRAUD, NOTIFICATIONS,
@@ -44,6 +45,7 @@ DEFAULT_PORTS: dict[str, int] = {
     FAULT_INJECTOR: 8094,
     IIS_MOCK: 9182,
     LOAD_GENERATOR: 8096,
+    ALERT_RECEIVER: 8095,
 }
 
 # The simulated external card processor is not a process; it shows up in traces as a peer.
@@ -406,6 +408,21 @@ LOADGEN_ACTIVE_JOURNEYS = MetricSpec(
 LOADGEN_USERS = MetricSpec(
     "loadgen_users_ready", "gauge",
     "Simulated customers registered, funded and ready to run journeys.",
+)
+
+# --- alert-receiver (the Alertmanager webhook receiver of the lab) ---------------------------------
+
+L_RECEIVER = "receiver"
+L_REASON = "reason"
+ALERT_RECEIVER_NOTIFICATIONS = MetricSpec(
+    "alert_receiver_notifications_total", "counter",
+    "Alertmanager notifications received and stored, by receiver and status (firing/resolved).",
+    (L_RECEIVER, L_STATUS),
+)
+ALERT_RECEIVER_REJECTED = MetricSpec(
+    "alert_receiver_rejected_total", "counter",
+    "Webhook posts refused with a 4xx (nothing stored), by reason.",
+    (L_REASON,),
 )
 
 # --- span attributes (banking context; never secrets, tokens or full account numbers) --------
