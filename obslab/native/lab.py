@@ -199,6 +199,15 @@ class NativeLab:
             "components": [asdict(item) for item in lab],
         }, indent=2))
 
+        try:
+            return self._after_start(lab, timeout=timeout, seed=seed, detach=detach)
+        except KeyboardInterrupt:
+            # Ctrl-C while starting means "stop": never leave a half-started lab behind.
+            self.say("\nInterrupted while starting; stopping ...")
+            self.down()
+            return 130
+
+    def _after_start(self, lab: list[LabComponent], *, timeout: float, seed: bool, detach: bool) -> int:
         unhealthy = self._wait_until_healthy(lab, timeout)
         statuses = self.statuses()
         if unhealthy:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -26,20 +27,25 @@ def test_foreground_up_runs_until_ctrl_c_then_stops_every_process(tmp_path):
         [sys.executable, "-m", "obslab", "up", "--profile", "fast", "--no-seed", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
+        # Ctrl-C once `up` says it runs in the foreground (earlier, it stops the start instead).
         deadline = time.monotonic() + 150
-        healthy = False
         while time.monotonic() < deadline and process.poll() is None:
-            status = obslab("status", "--json", "--data-dir", str(data_dir), offset=offset, timeout=30)
-            components = json.loads(status.stdout or '{"components": []}')["components"]
-            if components and all(item["healthy"] for item in components):
-                healthy = True
+            if any("press Ctrl-C" in line for line in list(lines)):
                 break
-            time.sleep(1)
-        assert healthy, "the foreground lab never became healthy"
+            time.sleep(0.5)
+        assert any("press Ctrl-C" in line for line in list(lines)), "".join(lines)
+        status = obslab("status", "--json", "--data-dir", str(data_dir), offset=offset, timeout=30)
+        components = json.loads(status.stdout or '{"components": []}')["components"]
+        assert components and all(item["healthy"] for item in components), components
         pids = [int(line.split()[-1]) for line in (data_dir / "run" / "supervisord.pid").read_text().split()]
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=90)
+        process.wait(timeout=90)
+        reader.join(timeout=10)
+        output = "".join(lines)
     finally:
         if process.poll() is None:
             process.kill()
