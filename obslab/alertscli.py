@@ -12,17 +12,14 @@ import sys
 import time
 from typing import Any
 
-import requests
-
-from obslab import settings
+from obslab.labapi import LabApiClient, LabApiError, text_table
 from obslab.services.alert_receiver import ALERT_RECEIVER, NOTIFICATIONS_PATH
 
 WATCH_SECONDS = 2.0
 _HEADER = ["TIME", "RECEIVER", "STATUS", "ALERTNAME", "SEVERITY", "SERVICE", "SUMMARY"]
 
 
-class AlertsCliError(Exception):
-    """One line that says what to fix."""
+AlertsCliError = LabApiError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,36 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", action="store_true", help="keep polling and print new notifications")
 
 
-def default_url() -> str:
-    return settings.service_url(ALERT_RECEIVER)
-
-
-class ReceiverClient:
-    def __init__(self, url: str | None = None, timeout: float = 10.0) -> None:
-        self.url = (url or default_url()).rstrip("/")
-        self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False   # loopback only; never through a proxy
-
-    def notifications(self, **params: Any) -> list[dict[str, Any]]:
-        query = {k: v for k, v in params.items() if v is not None}
-        try:
-            response = self.session.get(f"{self.url}{NOTIFICATIONS_PATH}", params=query, timeout=self.timeout)
-        except requests.ConnectionError:
-            raise AlertsCliError(f"the alert-receiver is not reachable at {self.url}; is the lab running? "
-                                 "(`obslab status`; start it with `obslab up --detach`)") from None
-        except requests.Timeout:
-            raise AlertsCliError(f"the alert-receiver at {self.url} did not answer within {self.timeout:g} s") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code >= 400:
-            message = body.get("message") if isinstance(body, dict) else response.text[:200]
-            raise AlertsCliError(f"{message} (HTTP {response.status_code})")
-        if not isinstance(body, list):
-            raise AlertsCliError(f"{self.url} did not answer like an alert-receiver (expected a JSON list)")
-        return body
+def fetch(client: LabApiClient, **params: Any) -> list[dict[str, Any]]:
+    body = client.call("GET", NOTIFICATIONS_PATH, params={k: v for k, v in params.items() if v is not None})
+    if not isinstance(body, list):
+        raise AlertsCliError(f"{client.url} did not answer like an alert-receiver (expected a JSON list)")
+    return body
 
 
 def rows(notifications: list[dict[str, Any]]) -> list[list[str]]:
@@ -80,9 +52,7 @@ def rows(notifications: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def table(body: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [_HEADER, *body]) for i in range(len(_HEADER))]
-    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
-                     for row in [_HEADER, *body])
+    return text_table(_HEADER, body)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 1000:
         raise AlertsCliError("--limit must be between 1 and 1000")
-    client = ReceiverClient(args.url)
+    client = LabApiClient(ALERT_RECEIVER, args.url)
     filters = {"receiver": args.receiver, "status": args.status, "alertname": args.alertname}
-    notifications = client.notifications(**filters, limit=args.limit)
+    notifications = fetch(client, **filters, limit=args.limit)
     if not args.watch:
         if args.json:
             print(json.dumps(notifications))
@@ -119,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     last = max((n["id"] for n in notifications), default=0)
     while True:
         time.sleep(WATCH_SECONDS)
-        new = [n for n in client.notifications(**filters, limit=1000) if n["id"] > last]
+        new = [n for n in fetch(client, **filters, limit=1000) if n["id"] > last]
         for n in reversed(new):
             print(json.dumps(n) if args.json else table(rows([n])).split("\n", 1)[1], flush=True)
         last = max([last, *(n["id"] for n in new)])

@@ -9,19 +9,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import re
 import socket
 import sys
 import time
 from typing import Any
 
-import requests
-
 from obslab import conventions as c
 from obslab import settings
+from obslab.labapi import LabApiClient, LabApiError, text_table
 
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PARAMETER_OPTIONS = (
     ("rate", "--rate", float, "error_rate: % of requests (0-100); exception_storm: exceptions per second"),
     ("latency_ms", "--latency-ms", int, "latency, db_slow: added milliseconds"),
@@ -33,18 +29,20 @@ _PARAMETER_OPTIONS = (
 )
 
 
-class FaultCliError(Exception):
-    """One line that says what to fix."""
+FaultCliError = LabApiError
 
 
 def parse_ttl(text: str) -> int | None:
     """``90`` / ``90s`` / ``10m`` / ``2h`` / ``1d`` -> seconds; ``never`` -> None (no expiry)."""
     if text.strip().lower() == "never":
         return None
-    match = _DURATION.match(text.strip().lower())
-    if not match or int(match.group(1)) == 0:
+    try:
+        seconds = settings.parse_duration(text)
+    except settings.ConfigError:
+        seconds = 0
+    if seconds < 1:
         raise FaultCliError(f"--ttl {text!r}: give a duration like 90s, 10m, 2h, 1d, or 'never'")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return int(seconds)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,32 +82,6 @@ def _actor() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
-class InjectorClient:
-    def __init__(self, url: str | None = None, timeout: float = 10.0) -> None:
-        self.url = (url or settings.service_url(c.FAULT_INJECTOR)).rstrip("/")
-        self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False   # loopback only; never through a proxy
-        self.session.headers[c.HEADER_ACTOR] = _actor()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
-        except requests.ConnectionError:
-            raise FaultCliError(f"the fault injector is not reachable at {self.url}; is the lab running? "
-                                "(`obslab status`; start it with `obslab up --detach`)") from None
-        except requests.Timeout:
-            raise FaultCliError(f"the fault injector at {self.url} did not answer within {self.timeout:g} s") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code >= 400:
-            message = body.get("message") if isinstance(body, dict) else response.text[:200]
-            raise FaultCliError(f"{message} (HTTP {response.status_code})")
-        return body
-
-
 def _expires_in(fault: dict) -> str:
     if fault.get("state", "active") != "active":
         return fault.get("state", "")
@@ -123,12 +95,6 @@ def _params(fault: dict) -> str:
     return " ".join(f"{name}={fault[name]}" for name, *_ in _PARAMETER_OPTIONS if fault.get(name) is not None)
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -138,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    client = InjectorClient(args.url)
+    client = LabApiClient(c.FAULT_INJECTOR, args.url, actor=_actor())
     if args.fault_action == "set":
         ttl = parse_ttl(args.ttl)
         body: dict[str, Any] = {"kind": args.kind, "target": args.target, "reason": args.reason}
@@ -162,8 +128,8 @@ def _run(args: argparse.Namespace) -> int:
         if not faults:
             print("no active faults" if not args.all else "no faults")
             return 0
-        print(_table([[f["id"], f["kind"], f["target"], _params(f), _expires_in(f), f["actor"]] for f in faults],
-                     ["ID", "KIND", "TARGET", "PARAMETERS", "EXPIRES IN", "SET BY"]))
+        print(text_table(["ID", "KIND", "TARGET", "PARAMETERS", "EXPIRES IN", "SET BY"],
+                         [[f["id"], f["kind"], f["target"], _params(f), _expires_in(f), f["actor"]] for f in faults]))
         return 0
     if args.fault_action == "clear":
         if args.all == bool(args.ids):
@@ -183,8 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(entries))
             return 0
-        print(_table([[time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), e["action"], e["fault_id"],
-                       e["kind"], e["target"], e["actor"]] for e in entries],
-                     ["AT", "ACTION", "FAULT", "KIND", "TARGET", "BY"]))
+        print(text_table(["AT", "ACTION", "FAULT", "KIND", "TARGET", "BY"], [[time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"])), e["action"], e["fault_id"],
+                       e["kind"], e["target"], e["actor"]] for e in entries]))
         return 0
     raise FaultCliError(f"unknown action {args.fault_action!r}")

@@ -15,6 +15,7 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from obslab import conventions as c
@@ -107,3 +108,30 @@ def repo_root() -> Path:
     """The source tree (prometheus/, runbooks/ ... live there); obslab is installed editable."""
     override = os.environ.get("OBSLAB_REPO_ROOT")
     return Path(override).resolve() if override else Path(__file__).resolve().parent.parent
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms]?)")
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"``, ``"1d"`` -> seconds (what a person types).
+
+    >>> parse_duration("1h30m"), parse_duration("45"), parse_duration("2.5m")
+    (5400.0, 45.0, 150.0)
+    """
+    raw = text.strip().lower()
+    position, total = 0, 0.0
+    while position < len(raw):
+        match = _DURATION_PART.match(raw, position)
+        if match is None:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+        if not match.group(2):
+            break  # a bare number only stands alone
+    if not raw or position != len(raw):
+        raise ConfigError(f"duration {text!r} is not understood; write e.g. 90s, 10m or 1h30m")
+    if total <= 0:
+        raise ConfigError(f"duration must be above zero, got {text!r}")
+    return total

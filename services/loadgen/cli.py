@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, TextIO
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.services.loadgen.config import LoadConfig, parse_duration
+from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.mix import JOURNEYS, JourneyMix
 from obslab.services.loadgen.transport import HttpClient, TransportError
-from obslab.settings import ConfigError
+from obslab.settings import ConfigError, parse_duration
 
 if TYPE_CHECKING:
     from obslab.services.common.faults import FaultBoard

@@ -49,33 +49,6 @@ MAX_USERS = 99_999
 MAX_FLOOD_THREADS = 128
 USERNAME_DIGITS = 5
 _PREFIX_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,20}$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
-
-
-def parse_duration(text: str) -> float:
-    """``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"`` -> seconds.
-
-    >>> parse_duration("1h30m"), parse_duration("45"), parse_duration("2.5m")
-    (5400.0, 45.0, 150.0)
-    """
-    raw = text.strip().lower()
-    position, total = 0, 0.0
-    while position < len(raw):
-        match = _DURATION_PART.match(raw, position)
-        if match is None:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-        if not match.group(2):
-            break  # a bare number only stands alone
-    if not raw or position != len(raw):
-        raise ConfigError(f"duration {text!r} is not understood; write e.g. 90s, 10m or 1h30m")
-    if total <= 0:
-        raise ConfigError(f"duration must be above zero, got {text!r}")
-    return total
-
-
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 

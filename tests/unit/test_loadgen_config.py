@@ -5,8 +5,8 @@ import argparse
 import pytest
 
 from obslab.services.loadgen.cli import add_arguments, config_from_arguments
-from obslab.services.loadgen.config import LoadConfig, parse_duration
-from obslab.settings import ConfigError
+from obslab.services.loadgen.config import LoadConfig
+from obslab.settings import ConfigError, parse_duration
 
 
 def _args(*argv: str) -> argparse.Namespace:
