@@ -96,10 +96,17 @@ def create_service_app(
         ctx.peers[peer] = ServiceClient(name, peer, metrics, base_url=urls.get(peer))
 
     if name in c.BANKING_SERVICES:
-        _apply_faults(app, ctx, faults if faults is not None else process_board())
+        apply_faults = _obey_faults(ctx, faults if faults is not None else process_board())
+    else:
+        apply_faults = None
     _register_operational_routes(app, ctx)
     _register_red_metrics(app, ctx)
-    _register_fault_hook(app, ctx)
+    if apply_faults is not None:
+        # After the RED timer starts, so injected latency and errors show in the service's own metrics.
+        @app.before_request
+        def _inject_faults():
+            if request.path not in _OPERATIONAL_PATHS:
+                apply_faults()
     register_routes(app, ctx)
     app.extensions["obslab"] = ctx
     log.info("service configured", extra={
@@ -144,10 +151,12 @@ def _note_fault(ctx: ServiceContext, fault: Fault) -> None:
     })
 
 
-def _apply_faults(app: Flask, ctx: ServiceContext, board: FaultBoard) -> None:
-    """Make this service obey the fault control plane (no I/O per request: the board is local)."""
+def _obey_faults(ctx: ServiceContext, board: FaultBoard) -> Callable[[], None]:
+    """Make this service obey the fault control plane (no I/O per request: the board is local).
+
+    Slows the service's SQL statements while ``db_slow`` is on, reports not ready while
+    ``unavailable`` is on, and returns the per-request hook for the request-level faults."""
     ctx.metrics.declare([c.FAULT_APPLIED])
-    app.extensions["obslab.faults"] = board
     rng = random.Random()
     K = c.FaultKind
 
@@ -174,8 +183,6 @@ def _apply_faults(app: Flask, ctx: ServiceContext, board: FaultBoard) -> None:
             _note_fault(ctx, fault)
             raise ApiError(500, "internal_error", f"internal error (injected fault {fault.id})")
 
-    app.extensions["obslab.fault_hook"] = before_request
-
     if ctx.db is not None:
         @event.listens_for(ctx.db.engine, "before_cursor_execute")
         def _slow_statement(*_args) -> None:
@@ -184,19 +191,7 @@ def _apply_faults(app: Flask, ctx: ServiceContext, board: FaultBoard) -> None:
                 ctx.metrics.count(c.FAULT_APPLIED, service=ctx.name, fault=fault.kind.value)
                 time.sleep(injected_delay_seconds(fault, rng))
 
-
-def _register_fault_hook(app: Flask, ctx: ServiceContext) -> None:
-    # After the RED timer starts, so injected latency and errors show in the service's own metrics.
-    hook = app.extensions.get("obslab.fault_hook")
-    if hook is None:
-        return
-
-    @app.before_request
-    def _inject_faults():
-        if request.path in _OPERATIONAL_PATHS:
-            return None
-        hook()
-        return None
+    return before_request
 
 
 def _route_label() -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from obslab import conventions as c
+from obslab import settings
 
 log = logging.getLogger(__name__)
 
@@ -274,10 +276,6 @@ _board_lock = threading.Lock()
 def process_board() -> FaultBoard:
     """The board of this process, reading ``OBSLAB_FAULT_INJECTOR_URL`` (unset: no faults)."""
     global _board
-    import os
-
-    from obslab import settings
-
     with _board_lock:
         if _board is None:
             _board = FaultBoard(os.environ.get("OBSLAB_FAULT_INJECTOR_URL") or None,
