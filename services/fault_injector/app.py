@@ -203,11 +203,19 @@ class FaultStore:
 
     def expire_due(self) -> int:
         """Mark faults past their expiry as expired (an audit line each); returns how many."""
-        def unit(conn: Connection) -> int:
-            rows = conn.execute(select(faults_table).where(
+        def due(conn: Connection) -> list[Any]:
+            return conn.execute(select(faults_table).where(
                 faults_table.c.state == ACTIVE, faults_table.c.expires_at_ms.is_not(None),
                 faults_table.c.expires_at_ms <= now_ms(),
             )).all()
+
+        # Runs every second: take the write lock only when something is due.
+        with self.db.connect() as conn:
+            if not due(conn):
+                return 0
+
+        def unit(conn: Connection) -> int:
+            rows = due(conn)
             self._end(conn, rows, EXPIRED, "system:expiry")
             return len(rows)
 
