@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -37,15 +38,16 @@ def value(lab: RunningLab, promql: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def eventually(check, timeout: float, what: str, interval: float = 1.0):
+def eventually(check, timeout: float, what: str | Callable[[], str], interval: float = 1.0):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         last = check()
-        if last and not isinstance(last, tuple):
+        if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+    described = what() if callable(what) else what   # may describe what was seen meanwhile
+    raise AssertionError(f"{described}: not within {timeout:.0f} s (last: {last!r})")
 
 
 def fault_cli(lab: RunningLab, *args: str):
@@ -92,7 +94,9 @@ def test_a_latency_fault_set_with_the_cli_slows_the_real_service_until_it_is_cle
 
     baseline = min(timed() for _ in range(3))
     injected = fault(lab, "latency", "accounts", "--latency-ms", "400", "--ttl", "3m")
-    eventually(lambda: (t := timed()) >= baseline + 0.38 or (baseline, t), 20, "slow accounts")
+    seen: list[float] = []
+    eventually(lambda: seen.append(timed()) or seen[-1] >= baseline + 0.38, 20,
+               lambda: f"slow accounts (baseline {baseline:.3f} s, seen {[round(t, 3) for t in seen]})")
     eventually(lambda: value(lab, f'{c.FAULT_ACTIVE.name}{{fault="latency",target="accounts"}}') == 1, 30,
                "fault_active in Prometheus")
     clear(lab, injected["id"])
