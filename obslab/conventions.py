@@ -223,6 +223,26 @@ DB_CONTENTION_RETRIES = MetricSpec(
     "Database transactions retried after a deadlock or lock timeout.",
     (L_SERVICE,),
 )
+DB_ERRORS = MetricSpec(
+    "db_errors_total", "counter",
+    "Errors the database driver raised, by kind (connection, timeout, deadlock, integrity, other). "
+    "Deadlocks and lock timeouts count here even when the transaction was retried and succeeded "
+    "(those retries also count in db_transaction_retries_total); integrity includes uniqueness "
+    "conflicts the code expects and answers (a taken username, an idempotency race).",
+    (L_SERVICE, L_KIND),
+)
+
+
+class DbErrorKind(str, Enum):
+    """The ``kind`` label of ``db_errors_total``: few values, so that the label stays bounded."""
+
+    CONNECTION = "connection"   # could not connect, or the connection was lost or killed
+    TIMEOUT = "timeout"         # gave up waiting for a lock (MySQL 1205, SQLite "database is locked")
+    DEADLOCK = "deadlock"       # chosen as the deadlock victim (MySQL 1213)
+    INTEGRITY = "integrity"     # a constraint refused the write (unique, foreign key, not null)
+    OTHER = "other"             # anything else: SQL errors, missing tables, a full disk ...
+
+
 AUDIT_RECORDS = MetricSpec(
     "gateway_audit_records_total", "counter",
     "State-changing API calls recorded in the gateway audit log, by outcome.",
@@ -237,6 +257,21 @@ TRACE_SINK_EXPORTS = MetricSpec(
     "trace_sink_export_requests_total", "counter",
     "OTLP/HTTP export requests, by signal and outcome.", (L_KIND, L_OUTCOME),
 )
+
+# Every traced service's own span pipeline (the batch processor's exporter), on its /metrics.
+SPANS_EXPORTED = MetricSpec(
+    "telemetry_spans_exported_total", "counter",
+    "Spans handed to the span exporter, by outcome of the export call (success or failure; an "
+    "exporter that raised counts as failure).",
+    (L_SERVICE, L_OUTCOME),
+)
+SPANS_DROPPED = MetricSpec(
+    "telemetry_spans_dropped_total", "counter",
+    "Spans the batch span processor dropped because its queue was full (exporter too slow or down).",
+    (L_SERVICE,),
+)
+SPAN_EXPORT_SUCCESS = "success"
+SPAN_EXPORT_FAILURE = "failure"
 
 # Gateway edge: per-client behaviour without a per-client label (cardinality stays bounded).
 GATEWAY_RATE_LIMITED = MetricSpec(

@@ -9,13 +9,15 @@ Precedence is argument > environment > default everywhere:
 * ``OTEL_SDK_DISABLED=true`` turns tracing and all instrumentation off.
 
 Spans leave the process on the batch processor's thread, so a slow or dead collector costs the
-request path nothing; when the queue is full, spans are dropped, never requests.
+request path nothing; when the queue is full, spans are dropped, never requests. Given the
+service's metrics, the pipeline counts both (:mod:`obslab.telemetry.pipeline`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from sqlalchemy import Engine
@@ -26,6 +28,7 @@ from opentelemetry.instrumentation.propagators import (
     set_global_response_propagator,
 )
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -36,7 +39,11 @@ from opentelemetry.sdk.trace.export import (
 
 from obslab import __version__, settings
 from obslab import conventions as c
+from obslab.telemetry.pipeline import CountingSpanExporter, DropCountingMeterProvider
 from obslab.telemetry.redaction import RedactingSpanExporter
+
+if TYPE_CHECKING:
+    from obslab.telemetry.metrics import MetricSet
 
 # Health checks and scrapes would drown the interesting spans.
 EXCLUDED_URLS = "/health,/ready,/metrics,/internal/faults"
@@ -107,6 +114,28 @@ def _resource(service_name: str, service_version: str | None, environment: str |
     return resource
 
 
+def span_processor(
+    exporter: SpanExporter, service_name: str, metrics: MetricSet | None = None,
+) -> BatchSpanProcessor:
+    """The batch processor of a service: spans are redacted, then exported off the request path.
+
+    With ``metrics``, spans per export outcome count in ``telemetry_spans_exported_total`` and,
+    unless ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED`` is explicitly false, spans dropped on a
+    full queue in ``telemetry_spans_dropped_total`` (both series at 0 from the start).
+    """
+    chain: SpanExporter = RedactingSpanExporter(exporter)
+    if metrics is None:
+        return BatchSpanProcessor(chain)
+    chain = CountingSpanExporter(chain, metrics, service_name)
+    # The processor reports its drops only with the SDK's self-metrics switched on, and reads the
+    # switch once, here. Its reports go to the meter provider given here; the SDK's other
+    # self-metrics go to the global one, which the lab leaves a no-op.
+    os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
+    if os.environ[OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED].strip().lower() != "true":
+        return BatchSpanProcessor(chain)
+    return BatchSpanProcessor(chain, meter_provider=DropCountingMeterProvider(metrics, service_name))
+
+
 def configure_tracing(
     service_name: str,
     *,
@@ -114,11 +143,14 @@ def configure_tracing(
     environment: str | None = None,
     endpoint: str | None = None,
     exporter: SpanExporter | None = None,
+    metrics: MetricSet | None = None,
 ) -> trace.TracerProvider:
     """Install the process's tracer provider and the requests instrumentation.
 
     Idempotent: an SDK provider that is already installed (by an earlier call, or by a test that
     wants spans in memory) is kept, and libraries are instrumented once. Returns the provider.
+    ``metrics`` (the service's own) get the pipeline's counters when this call builds the
+    pipeline; a kept provider, exporter ``none`` or tracing off leave them out.
     """
     with _lock:
         provider = trace.get_tracer_provider()
@@ -129,7 +161,7 @@ def configure_tracing(
             provider = TracerProvider(resource=_resource(service_name, service_version, environment))
             span_exporter = exporter if exporter is not None else build_exporter(endpoint)
             if span_exporter is not None:
-                provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(span_exporter)))
+                provider.add_span_processor(span_processor(span_exporter, service_name, metrics))
             trace.set_tracer_provider(provider)
         set_global_response_propagator(TraceResponsePropagator())
         requests_instrumentor = RequestsInstrumentor()

@@ -72,22 +72,27 @@ def create_service_app(
     faults: FaultBoard | None = None,
 ) -> Flask:
     configure_logging(name)
+    # Before tracing: the span pipeline counts its exports and drops in this service's metrics.
+    metrics = MetricSet()
     if traced:
-        configure_tracing(name)
+        configure_tracing(name, metrics=metrics)
     app = Flask(name)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
     if traced:
         instrument_flask_app(app)
 
-    metrics = MetricSet()
     metrics.declare(RED_METRICS)
     metrics.declare(metric_specs)
     ctx = ServiceContext(name=name, metrics=metrics)
     if metadata is not None:
+        db_errors = metrics.counter(c.DB_ERRORS)
+        for kind in c.DbErrorKind:  # every kind at 0 from the start: rate() works, panels show 0
+            db_errors.labels(service=name, kind=kind.value)
         ctx.db = Database(
             name, metadata, db_url,
             on_retry=lambda: metrics.count(c.DB_CONTENTION_RETRIES, service=name),
+            on_error=lambda kind: metrics.count(c.DB_ERRORS, service=name, kind=kind.value),
         )
         ctx.readiness_checks["database"] = ctx.db.ping
         metrics.declare([c.DB_CONTENTION_RETRIES])

@@ -11,6 +11,10 @@ Where a service's database lives, first match wins:
 Writes go through :meth:`Database.transaction`, which takes the write lock up front on SQLite
 (``BEGIN IMMEDIATE``, so two writers never deadlock upgrading a read lock) and retries the whole
 unit of work when MySQL reports a deadlock or lock wait timeout.
+
+Every error the driver raises is reported by kind (:func:`db_error_kind`) to the ``on_error``
+callback, which the service turns into ``db_errors_total``; the hook is SQLAlchemy's
+``handle_error`` event, so a statement that succeeds pays nothing for it.
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from obslab import settings
+from obslab.conventions import DbErrorKind
 from obslab.telemetry import instrument_engine
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,10 @@ T = TypeVar("T")
 
 _MYSQL_DEADLOCK = 1213
 _MYSQL_LOCK_WAIT_TIMEOUT = 1205
+# Server gone, refused, unreachable, too many connections, connection killed (MariaDB): the ones
+# SQLAlchemy's is_disconnect does not already cover when they come back from a statement.
+_MYSQL_CONNECTION_ERRORS = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055, 4031})
+_SQLITE_WAITED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _DB_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
@@ -73,8 +83,73 @@ def is_contention(exc: BaseException) -> bool:
     return code in (_MYSQL_DEADLOCK, _MYSQL_LOCK_WAIT_TIMEOUT) or "database is locked" in str(exc)
 
 
+def _mysql_code(exc: BaseException | None) -> int | None:
+    code = exc.args[0] if exc is not None and exc.args else None
+    return code if isinstance(code, int) else None
+
+
+def db_error_kind(exc: DBAPIError, *, connecting: bool = False, disconnect: bool = False) -> DbErrorKind:
+    """The ``kind`` label of a database error, first match wins.
+
+    ``connection`` while opening a connection, when SQLAlchemy judged it a disconnect, or for a
+    MySQL connection error code; ``deadlock`` for MySQL 1213; ``timeout`` for MySQL 1205 (lock
+    wait) and SQLite BUSY/LOCKED ("database is locked"); ``integrity`` for any IntegrityError;
+    ``other`` for the rest.
+    """
+    orig = exc.orig
+    code = _mysql_code(orig)
+    if connecting or disconnect or code in _MYSQL_CONNECTION_ERRORS:
+        return DbErrorKind.CONNECTION
+    if code == _MYSQL_DEADLOCK:
+        return DbErrorKind.DEADLOCK
+    # Extended SQLite codes (e.g. BUSY_SNAPSHOT) carry the primary code in the low byte.
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if code == _MYSQL_LOCK_WAIT_TIMEOUT or (sqlite_code is not None and sqlite_code & 0xFF in _SQLITE_WAITED):
+        return DbErrorKind.TIMEOUT
+    if isinstance(exc, IntegrityError):
+        return DbErrorKind.INTEGRITY
+    return DbErrorKind.OTHER
+
+
+def report_errors(engine: Engine, on_error: Callable[[DbErrorKind], None]) -> None:
+    """Call ``on_error(kind)`` for every DBAPI error ``engine`` raises (connecting included).
+
+    Left out: failed pool pre-pings (the pool replaces the stale connection and the caller never
+    sees them; if the replacement fails too, that connect error counts), and errors SQLAlchemy
+    provokes and catches itself, such as MySQL's ``DESCRIBE`` probe for a missing table at
+    schema creation, which it marks with the ``skip_user_error_events`` execution option.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        exc = context.sqlalchemy_exception
+        if context.is_pre_ping or not isinstance(exc, DBAPIError):
+            return  # not a database error: a bug in the caller, or an interrupt
+        execution = context.execution_context
+        if execution is not None and execution.execution_options.get("skip_user_error_events"):
+            return
+        try:
+            # SQLAlchemy documents connection=None only for a failure to connect.
+            on_error(db_error_kind(exc, connecting=context.connection is None, disconnect=context.is_disconnect))
+        except Exception:  # counting must never replace the database error the caller should see
+            log.exception("reporting a database error failed")
+
+
 class Database:
-    """A service's own database: engine, schema creation, transactions with contention retry."""
+    """A service's own database: engine, schema creation, transactions with contention retry.
+
+    ``on_retry()`` runs before a contended transaction runs again, ``on_error(kind)`` for every
+    error the driver raises (see :func:`report_errors`).
+
+    >>> kinds = []
+    >>> db = Database("demo", MetaData(), "sqlite:////tmp/demo.sqlite3", on_error=kinds.append)
+    >>> with db.connect() as conn:
+    ...     conn.execute(text("SELECT * FROM missing"))  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    sqlalchemy.exc.OperationalError: no such table: missing
+    >>> kinds
+    [<DbErrorKind.OTHER: 'other'>]
+    """
 
     def __init__(
         self,
@@ -83,6 +158,7 @@ class Database:
         url: str | None = None,
         *,
         on_retry: Callable[[], None] | None = None,
+        on_error: Callable[[DbErrorKind], None] | None = None,
         max_attempts: int = 6,
     ) -> None:
         self.service = service
@@ -91,6 +167,8 @@ class Database:
         self._on_retry = on_retry
         self._max_attempts = max_attempts
         self.engine = self._create_engine()
+        if on_error is not None:
+            report_errors(self.engine, on_error)
         instrument_engine(self.engine)
         self._create_schema()
 
