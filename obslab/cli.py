@@ -61,13 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="install missing OS packages (root on Debian) and start a stopped MariaDB")
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
 
-    from obslab import alertscli, faultcli, history
+    from obslab import alertscli, faultcli, history, rulescli
     from obslab.services.loadgen import cli as loadgen_cli
 
     faultcli.add_arguments(commands.add_parser(
         "fault", help="set, list and clear injected faults (the lab's fault-injector)"))
     loadgen_cli.add_arguments(commands.add_parser(
         "load", help="run realistic user journeys against a gateway (what `up` runs in the background)"))
+    rulescli.add_arguments(commands.add_parser(
+        "rules", help="alert and recording rules from prometheus/spec/: generate, list"))
     alertscli.add_arguments(commands.add_parser(
         "alerts", help="notifications Alertmanager delivered to the lab's alert-receiver"))
     history.add_arguments(commands.add_parser(
@@ -143,14 +145,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "generate":
         from obslab import generate
 
-        if args.check:
-            stale = generate.stale_files()
-            for path in stale:
-                print(f"stale: {path} (run `obslab generate`)")
-            return 1 if stale else 0
-        for path in generate.write_all():
-            print(f"wrote {path}")
-        return 0
+        return generate.run(check=args.check)
+    if args.command == "rules":
+        from obslab import rulescli
+
+        return rulescli.run(args)
     if args.command == "doctor":
         from obslab.native import doctor
 

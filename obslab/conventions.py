@@ -535,6 +535,43 @@ SERVICE_IIS = "iis"                          # the ``service`` label of IIS aler
 
 # Grafana dashboard UIDs alerts link to (stable: links in old notifications must keep working).
 DASHBOARD_IIS = "obslab-iis"
+DASHBOARD_OVERVIEW = "obslab-overview"     # RED per service, service graph
+DASHBOARD_SLOS = "obslab-slos"             # transactions, SLOs, error budgets, burn rates
+DASHBOARD_DDOS = "obslab-ddos"
+DASHBOARD_BASELINES = "obslab-baselines"
+DASHBOARD_ALERTS = "obslab-alerts"         # firing alerts, notifications, faults, drills
+
+# SLO rules (obslab/rules/slo.py); {window} is each burn-rate window, e.g. 1h.
+L_SLO = "slo"
+L_LONG_WINDOW = "long_window"
+L_SHORT_WINDOW = "short_window"
+RULE_SLO_ERROR_RATIO = "slo:sli_error:ratio_rate{window}"
+RULE_SLO_BURN_RATE = "slo:burn_rate:ratio_rate{window}"
+RULE_SLO_OBJECTIVE = "slo:objective:ratio"
+RULE_SLO_ERROR_BUDGET = "slo:error_budget:ratio"
+RULE_SLO_BUDGET_REMAINING = "slo:error_budget_remaining:ratio"
+
+# The OpenTelemetry Collector's own metrics (compose), read by the telemetry-pipeline alert.
+OTELCOL_EXPORTER_SENT_SPANS = "otelcol_exporter_sent_spans_total"
+OTELCOL_EXPORTER_SEND_FAILED_SPANS = "otelcol_exporter_send_failed_spans_total"
+OTELCOL_METRICS = (OTELCOL_EXPORTER_SENT_SPANS, OTELCOL_EXPORTER_SEND_FAILED_SPANS)
+
+# Alerts code refers to (drills, the live tests, Alertmanager's routes).
+ALERT_WATCHDOG = "Watchdog"
+ALERT_PAYMENT_AVAILABILITY = "PaymentAvailabilityBudgetBurn"
+ALERT_SERVICE_ERROR_RATE = "ServiceErrorRateHigh"
+ALERT_GATEWAY_FLOOD = "GatewayFloodSuspected"
+ALERT_DDOS_SUSPECTED = "DDoSAttackSuspected"   # the ML detector's (ddos-detector)
+
+# Alertmanager receivers (alertmanager/): every route ends at the alert-receiver in the lab.
+RECEIVER_PAGER = "pager"
+RECEIVER_DEADMAN = "deadman"
+RECEIVER_BLACKHOLE = "blackhole"               # info: recorded in Alertmanager, never sent
+
+
+def chat_receiver(team: str) -> str:
+    """The team chat receiver that gets ``team``'s warnings, e.g. ``chat-core-banking``."""
+    return f"chat-{team}"
 
 # Recording rules, named level:metric:operations. An empty level is the whole IIS estate.
 RULE_IIS_SITE_REQUESTS_RATE = "site:windows_iis_requests:rate5m"

@@ -16,7 +16,7 @@ def generated_files() -> dict[str, Callable[[], str]]:
         "prometheus/prometheus.yml": lambda: promconfig.render(
             "compose", PRODUCTION, rules_glob=promconfig.COMPOSE_RULES_GLOB
         ),
-        **{path: rule_file.render for path, rule_file in rules.rule_files().items()},
+        **rules.load_catalog().generated(),
     }
 
 
@@ -41,3 +41,15 @@ def write_all(root: Path | None = None) -> list[str]:
             path.write_text(content)
             written.append(relative)
     return written
+
+
+def run(*, check: bool) -> int:
+    """``obslab generate`` / ``obslab rules generate``: write, or with ``check`` list what is stale."""
+    if check:
+        stale = stale_files()
+        for path in stale:
+            print(f"stale: {path} (run `obslab rules generate`)")
+        return 1 if stale else 0
+    for path in write_all():
+        print(f"wrote {path}")
+    return 0

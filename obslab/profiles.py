@@ -6,9 +6,10 @@ configuration uses is taken from the active profile, so the two cannot drift apa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from obslab.settings import ConfigError
+from obslab.settings import ConfigError, parse_duration
 
 
 @dataclass(frozen=True)
@@ -19,15 +20,36 @@ class Profile:
     scrape_ml_s: int          # seeds: ML services 15 s
     scrape_iis_s: int         # seeds: Windows IIS 15 s
     evaluation_s: int
+    # An alert's `for:` is divided by this (never below two evaluations): 5m -> 30s when fast.
+    for_divisor: int = 1
+    # Alertmanager (production values: the Prometheus/Alertmanager defaults SREs expect).
+    group_wait_s: int = 30
+    group_interval_s: int = 300
+    repeat_interval_s: int = 4 * 3600
+    watchdog_repeat_s: int = 300      # the dead-man receiver hears the Watchdog this often
+    resend_delay_s: int = 60          # Prometheus --rules.alert.resend-delay
 
     def duration(self, seconds: int) -> str:
         """Prometheus duration text: ``15`` -> ``"15s"``."""
         return f"{seconds}s"
 
+    def alert_for(self, text: str) -> str:
+        """An alert's ``for:`` under this profile: unchanged in production, scaled when fast.
+
+        >>> PRODUCTION.alert_for("5m"), FAST.alert_for("5m"), FAST.alert_for("10s")
+        ('5m', '30s', '4s')
+        """
+        if self.for_divisor == 1:
+            return text
+        seconds = max(math.ceil(parse_duration(text) / self.for_divisor), 2 * self.evaluation_s)
+        return self.duration(seconds)
+
 
 PRODUCTION = Profile("production", scrape_default_s=15, scrape_banking_s=10, scrape_ml_s=15,
                      scrape_iis_s=15, evaluation_s=15)
-FAST = Profile("fast", scrape_default_s=2, scrape_banking_s=2, scrape_ml_s=2, scrape_iis_s=2, evaluation_s=2)
+FAST = Profile("fast", scrape_default_s=2, scrape_banking_s=2, scrape_ml_s=2, scrape_iis_s=2, evaluation_s=2,
+               for_divisor=10, group_wait_s=2, group_interval_s=10, repeat_interval_s=3600,
+               watchdog_repeat_s=30, resend_delay_s=2)
 
 PROFILES = {p.name: p for p in (PRODUCTION, FAST)}
 

@@ -1,21 +1,24 @@
-"""Prometheus recording and alert rules, written as data and rendered to prometheus/rules/.
+"""Prometheus recording and alert rules, generated from the spec in ``prometheus/spec/``.
 
-Each committed rule file is a :class:`RuleFile` registered in :func:`rule_files`; ``obslab
-generate`` writes them and fails ``--check`` when one is stale. Add a domain by writing its
-module (like :mod:`obslab.rules.iis`) and registering its file here.
+The spec (versioned YAML, format in ``prometheus/spec/README.md``) is the one source: ``obslab
+rules generate`` (also part of ``obslab generate``) writes ``prometheus/rules/*.yml``, the
+generated ``promtool`` tests under ``prometheus/rules/tests/generated/`` and the runbook index;
+``--check`` (and a test) fails when a committed copy is stale.
 """
 
-from obslab.rules import iis
+from obslab.rules.build import Catalog, load_catalog
 from obslab.rules.model import AlertRule, RecordingRule, Rule, RuleGroup
 from obslab.rules.render import RuleFile, render
 
 __all__ = [
     "AlertRule",
+    "Catalog",
     "RecordingRule",
     "Rule",
     "RuleFile",
     "RuleGroup",
     "all_alerts",
+    "load_catalog",
     "render",
     "rule_files",
 ]
@@ -23,14 +26,9 @@ __all__ = [
 
 def rule_files() -> dict[str, RuleFile]:
     """Repository-relative path -> the rule file generated there."""
-    return {"prometheus/rules/iis.yml": iis.RULES}
+    return load_catalog().rule_files()
 
 
 def all_alerts() -> list[AlertRule]:
-    """Every alert of every rule file; names are unique across files (one runbook each)."""
-    alerts = [alert for rule_file in rule_files().values() for alert in rule_file.alerts()]
-    names = [alert.alert for alert in alerts]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"alerts defined more than once: {', '.join(duplicates)}")
-    return alerts
+    """Every alert rule (an SLO alert once per window pair, under one name)."""
+    return load_catalog().alerts()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from obslab import conventions as c
+from obslab.profiles import PRODUCTION, Profile
 
 # level:metric:operations; the level may be empty for an aggregate over everything.
 _RECORD_NAME = re.compile(r"^[a-z_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
@@ -37,19 +38,26 @@ class RecordingRule:
 
     record: str
     expr: str
+    labels: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not _RECORD_NAME.match(self.record):
             raise ValueError(f"recording rule {self.record!r}: name must be level:metric:operations "
                              "(lower case, e.g. site:windows_iis_requests:rate5m)")
         _check_expr(self.record, self.expr)
+        for key, _ in self.labels:
+            if not _LABEL_NAME.match(key):
+                raise ValueError(f"recording rule {self.record}: {key!r} is not a label name")
 
     @property
     def name(self) -> str:
         return self.record
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"record": self.record, "expr": self.expr}
+    def to_dict(self, profile: Profile = PRODUCTION) -> dict[str, Any]:
+        out: dict[str, Any] = {"record": self.record, "expr": self.expr}
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        return out
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,8 @@ class AlertRule:
     expr: str
     for_: str | None
     severity: c.Severity
-    team: str
-    service: str
+    team: str                   # a team name, or a template choosing one from $labels.service
+    service: str | None         # None: the alert's series carry ``service`` (one alert per service)
     summary: str
     description: str
     dashboard: str              # Grafana dashboard UID
@@ -89,7 +97,9 @@ class AlertRule:
         if not isinstance(self.severity, c.Severity):
             raise ValueError(f"alert {self.alert}: severity must be one of "
                              f"{', '.join(s.value for s in c.Severity)}, got {self.severity!r}")
-        for what in ("team", "service", "summary", "description", "dashboard"):
+        if self.service is not None and not self.service.strip():
+            raise ValueError(f"alert {self.alert}: service is empty (omit it to take the series' own)")
+        for what in ("team", "summary", "description", "dashboard"):
             if not getattr(self, what).strip():
                 raise ValueError(f"alert {self.alert}: {what} is empty")
         for key, _ in self.extra_labels:
@@ -101,8 +111,10 @@ class AlertRule:
         return self.alert
 
     def labels(self) -> dict[str, str]:
-        return {c.L_SEVERITY: self.severity.value, c.L_TEAM: self.team, c.L_SERVICE: self.service,
-                **dict(self.extra_labels)}
+        routing = {c.L_SEVERITY: self.severity.value, c.L_TEAM: self.team}
+        if self.service is not None:
+            routing[c.L_SERVICE] = self.service
+        return {**routing, **dict(self.extra_labels)}
 
     def annotations(self) -> dict[str, str]:
         return {
@@ -112,10 +124,10 @@ class AlertRule:
             c.A_DASHBOARD_URL: c.dashboard_url(self.dashboard),
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION) -> dict[str, Any]:
         out: dict[str, Any] = {"alert": self.alert, "expr": self.expr}
         if self.for_ is not None:
-            out["for"] = self.for_
+            out["for"] = profile.alert_for(self.for_)
         out["labels"] = self.labels()
         out["annotations"] = self.annotations()
         return out
@@ -144,11 +156,13 @@ class RuleGroup:
             raise ValueError(f"rule group {self.name!r} has no rules")
         if self.interval is not None and not _DURATION.match(self.interval):
             raise ValueError(f"rule group {self.name!r}: interval {self.interval!r} is not a duration")
-        seen: set[str] = set()
+        # One alert name may have several rules (an SLO's window pairs) told apart by labels.
+        seen: set[tuple[str, tuple]] = set()
         for rule in self.rules:
-            if rule.name in seen:
+            key = (rule.name, tuple(sorted(rule.labels().items())) if isinstance(rule, AlertRule) else ())
+            if key in seen:
                 raise ValueError(f"rule group {self.name!r}: {rule.name} is defined twice")
-            seen.add(rule.name)
+            seen.add(key)
 
     def names(self) -> list[str]:
         return [rule.name for rule in self.rules]
@@ -156,9 +170,9 @@ class RuleGroup:
     def alerts(self) -> Iterator[AlertRule]:
         return (rule for rule in self.rules if isinstance(rule, AlertRule))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         if self.interval is not None:
             out["interval"] = self.interval
-        out["rules"] = [rule.to_dict() for rule in self.rules]
+        out["rules"] = [rule.to_dict(profile) for rule in self.rules]
         return out

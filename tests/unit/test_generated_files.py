@@ -1,5 +1,6 @@
 """Generated files are committed; they must match what the generator produces now."""
 
+import re
 import shutil
 import subprocess
 
@@ -17,7 +18,8 @@ def test_committed_generated_files_are_fresh():
 def test_every_generated_file_says_it_is_generated_and_how_to_regenerate():
     for relative in generate.generated_files():
         text = (settings.repo_root() / relative).read_text()
-        assert text.startswith("# GENERATED") and "obslab generate" in text.splitlines()[0]
+        assert text.startswith(("# GENERATED", "<!-- GENERATED")) and re.search(
+            r"`obslab (rules )?generate`", text.splitlines()[0])
 
 
 def test_the_staleness_check_notices_a_hand_edit(tmp_path):
