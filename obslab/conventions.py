@@ -27,6 +27,7 @@ IIS_MOCK = "iis-mock"
 # No API of its own; the port serves its /metrics (requests sent, outcomes, client-side latency).
 LOAD_GENERATOR = "load-generator"
 ALERT_RECEIVER = "alert-receiver"
+ALERTMANAGER = "alertmanager"
 
 BANKING_SERVICES: tuple[str, ...] = (
     GATEWAY, AUTH, ACCOUNTS, TRANSACTIONS, PAYMENTS, FRAUD, NOTIFICATIONS,
@@ -46,6 +47,7 @@ DEFAULT_PORTS: dict[str, int] = {
     IIS_MOCK: 9182,
     LOAD_GENERATOR: 8096,
     ALERT_RECEIVER: 8095,
+    ALERTMANAGER: 9093,
 }
 
 # The simulated external card processor is not a process; it shows up in traces as a peer.

@@ -22,6 +22,9 @@ class Profile:
     evaluation_s: int
     # An alert's `for:` is divided by this (never below two evaluations): 5m -> 30s when fast.
     for_divisor: int = 1
+    # SLO burn-rate windows are divided by this (recorded names keep the production window):
+    # a fast lab's 1h/5m page pair reads 6m/30s, so a burn fires and resets in a live test.
+    slo_window_divisor: int = 1
     # Alertmanager (production values: the Prometheus/Alertmanager defaults SREs expect).
     group_wait_s: int = 30
     group_interval_s: int = 300
@@ -44,11 +47,34 @@ class Profile:
         seconds = max(math.ceil(parse_duration(text) / self.for_divisor), 2 * self.evaluation_s)
         return self.duration(seconds)
 
+    def detection_floor(self, *, condition_s: float, for_: str | None = None, dependent_groups: int = 1,
+                        scrape_s: int | None = None) -> float:
+        """DESIGN.md's theoretical time-to-detect: scrape + evaluation (+1 per dependent rule
+        group) + condition time + ``for`` + Alertmanager's group_wait, in seconds.
+
+        >>> FAST.detection_floor(condition_s=5.0, for_="5m")
+        43.0
+        """
+        scrape = self.scrape_banking_s if scrape_s is None else scrape_s
+        hold = parse_duration(self.alert_for(for_)) if for_ else 0.0
+        return scrape + self.evaluation_s * (1 + dependent_groups) + condition_s + hold + self.group_wait_s
+
+    def slo_window(self, text: str) -> str:
+        """A burn-rate window's range under this profile (at least four scrapes).
+
+        >>> PRODUCTION.slo_window("5m"), FAST.slo_window("5m"), FAST.slo_window("1h")
+        ('5m', '30s', '360s')
+        """
+        if self.slo_window_divisor == 1:
+            return text
+        seconds = max(math.ceil(parse_duration(text) / self.slo_window_divisor), 4 * self.scrape_banking_s)
+        return self.duration(seconds)
+
 
 PRODUCTION = Profile("production", scrape_default_s=15, scrape_banking_s=10, scrape_ml_s=15,
                      scrape_iis_s=15, evaluation_s=15)
 FAST = Profile("fast", scrape_default_s=2, scrape_banking_s=2, scrape_ml_s=2, scrape_iis_s=2, evaluation_s=2,
-               for_divisor=10, group_wait_s=2, group_interval_s=10, repeat_interval_s=3600,
+               for_divisor=10, slo_window_divisor=10, group_wait_s=2, group_interval_s=10, repeat_interval_s=3600,
                watchdog_repeat_s=30, resend_delay_s=2)
 
 PROFILES = {p.name: p for p in (PRODUCTION, FAST)}

@@ -42,11 +42,15 @@ PROMETHEUS = Component(c.PROMETHEUS, "monitoring", "/-/ready")
 FAULT_INJECTOR = Component(c.FAULT_INJECTOR, "control", "/ready")
 IIS_MOCK = Component(c.IIS_MOCK, "iis", "/health")
 LOAD_GENERATOR = Component(c.LOAD_GENERATOR, "traffic", "/health")
+ALERT_RECEIVER = Component(c.ALERT_RECEIVER, "monitoring", "/ready")
+ALERTMANAGER = Component(c.ALERTMANAGER, "monitoring", "/-/ready")
 
-# Start order of the native lab: the sink first so no early span is lost, the fault injector
-# before the services that poll it, the gateway after its peers, traffic last.
+# Start order of the native lab: the sink first so no early span is lost, the alert path next
+# (receiver, then Alertmanager; Prometheus, started last by the lab, sends to it), the fault
+# injector before the services that poll it, the gateway after its peers, traffic last.
 NATIVE_START_ORDER: tuple[Component, ...] = (
     TRACE_SINK,
+    ALERT_RECEIVER,
     FAULT_INJECTOR,
     *(s for s in SERVICES if s.name != c.GATEWAY),
     *(s for s in SERVICES if s.name == c.GATEWAY),
@@ -54,7 +58,8 @@ NATIVE_START_ORDER: tuple[Component, ...] = (
     LOAD_GENERATOR,
 )
 
-ALL: tuple[Component, ...] = (*SERVICES, TRACE_SINK, FAULT_INJECTOR, IIS_MOCK, LOAD_GENERATOR, PROMETHEUS)
+ALL: tuple[Component, ...] = (*SERVICES, TRACE_SINK, FAULT_INJECTOR, IIS_MOCK, LOAD_GENERATOR, ALERT_RECEIVER,
+                              ALERTMANAGER, PROMETHEUS)
 _BY_NAME = {comp.name: comp for comp in ALL}
 
 

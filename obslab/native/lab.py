@@ -2,7 +2,8 @@
 
 All state lives under one data directory: ``run/`` (supervisord, the lab manifest, the token
 key), ``logs/`` (one file per component), ``db/`` (SQLite per service), ``traces/`` (the trace
-sink) and ``prometheus/`` (config and TSDB).
+sink), ``prometheus/`` (config, the rules rendered for the profile, TSDB) and ``alertmanager/``
+(config and notification state).
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from typing import TextIO
 import requests
 
 from obslab import conventions as c
-from obslab import promconfig, settings, topology
+from obslab import promconfig, rules, settings, topology
 from obslab.native.seed import SeedError, seed_demo_data
 from obslab.native.supervisor import Program, Supervisor, SupervisorError
 from obslab.profiles import Profile
 
 PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
+# Debian names the binary prometheus-alertmanager; upstream tarballs call it alertmanager.
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+_EXTERNAL = (topology.PROMETHEUS, topology.ALERTMANAGER)
 HEALTH_TIMEOUT_SECONDS = 2.0
 RETENTION_DAYS = 35
 
@@ -120,9 +124,24 @@ class NativeLab:
         env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "1000")
         return env
 
+    def _write_rules(self) -> Path:
+        """The spec's rule files for this lab's profile (production: the committed files' text)."""
+        assert self.profile is not None
+        directory = self.data_dir / "prometheus" / "rules"
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.yml"):
+            stale.unlink()
+        for relative, rule_file in rules.rule_files(self.profile).items():
+            text = rule_file.render(self.profile)
+            if self.offset:
+                # A lab beside the default one serves its runbooks on its own port.
+                text = text.replace(f"{c.RUNBOOK_BASE_URL}/", f"{self._url(topology.ALERT_RECEIVER)}/runbooks/")
+            (directory / Path(relative).name).write_text(text)
+        return directory
+
     def _prometheus_program(self, binary: str, components: list[topology.Component]) -> Program:
         config_path = self.data_dir / "prometheus" / "prometheus.yml"
-        rules_glob = str(settings.repo_root() / "prometheus" / "rules" / "*.yml")
+        rules_glob = str(self._write_rules() / "*.yml")
         assert self.profile is not None
         promconfig.write(config_path, promconfig.render("native", self.profile, rules_glob=rules_glob,
                                                         offset=self.offset,
@@ -137,12 +156,35 @@ class NativeLab:
             # `obslab history` writes up to 30 days into the past; keep them.
             f"--storage.tsdb.retention.time={RETENTION_DAYS}d",
             "--web.enable-lifecycle",
+            # How often a firing alert is re-sent to Alertmanager (default 1m; fast: seconds).
+            f"--rules.alert.resend-delay={self.profile.resend_delay_s}s",
             "--log.format=json",
         ], priority=900)
 
-    def _components(self, with_prometheus: bool, traffic: bool = True) -> list[topology.Component]:
+    def _alertmanager_program(self, binary: str) -> Program:
+        from obslab import amconfig
+
+        assert self.profile is not None
+        directory = self.data_dir / "alertmanager"
+        config_path = amconfig.write_native(directory, self.profile, offset=self.offset)
+        address = topology.ALERTMANAGER.address("native", offset=self.offset)
+        return Program(c.ALERTMANAGER, [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.path={directory / 'data'}",
+            f"--web.listen-address={address}",
+            f"--web.external-url={self._url(topology.ALERTMANAGER)}",
+            # One instance, on loopback: no gossip port on all interfaces.
+            "--cluster.listen-address=",
+            "--log.format=json",
+        ], priority=850)
+
+    def _components(self, with_prometheus: bool, traffic: bool = True,
+                    with_alertmanager: bool = False) -> list[topology.Component]:
         components = [comp for comp in topology.NATIVE_START_ORDER
                       if traffic or comp is not topology.LOAD_GENERATOR]
+        if with_alertmanager:
+            components.append(topology.ALERTMANAGER)
         if with_prometheus:
             components.append(topology.PROMETHEUS)
         return components
@@ -166,7 +208,9 @@ class NativeLab:
                 "see it with `obslab status`, stop it with `obslab down`"
             )
         prometheus_binary = shutil.which("prometheus")
-        components = self._components(with_prometheus=prometheus_binary is not None, traffic=traffic)
+        alertmanager_binary = next(filter(None, map(shutil.which, ALERTMANAGER_BINARIES)), None)
+        components = self._components(with_prometheus=prometheus_binary is not None, traffic=traffic,
+                                      with_alertmanager=alertmanager_binary is not None)
         busy = [f"{comp.name} ({comp.port + self.offset})" for comp in components
                 if port_in_use(comp.port + self.offset)]
         if busy:
@@ -177,11 +221,16 @@ class NativeLab:
         if prometheus_binary is None:
             self.say(f"! prometheus is not on PATH: the lab runs without metrics storage and exemplars. "
                      f"Install it: sudo {PROMETHEUS_INSTALL}  (`make up` does this when it can)")
+        if alertmanager_binary is None:
+            self.say(f"! prometheus-alertmanager is not on PATH: alerts fire in Prometheus but nobody is "
+                     f"notified. Install it: sudo {PROMETHEUS_INSTALL}")
 
         programs = [
             Program(comp.name, [sys.executable, "-m", "obslab", "serve", comp.name], priority=100 + 10 * i)
-            for i, comp in enumerate(components) if comp is not topology.PROMETHEUS
+            for i, comp in enumerate(components) if comp not in _EXTERNAL
         ]
+        if alertmanager_binary is not None:
+            programs.append(self._alertmanager_program(alertmanager_binary))
         if prometheus_binary is not None:
             programs.append(self._prometheus_program(prometheus_binary, components))
         lab = [LabComponent(comp.name, self._url(comp), self._url(comp) + comp.health_path)
@@ -293,7 +342,10 @@ class NativeLab:
         self.say(f"\nAPI: {gateway}/api/v1   demo users: alice, bob (password: see README)")
         self.say(f"Traces: {self._url(topology.TRACE_SINK)}/api/traces?service=gateway&limit=5")
         if any(item.name == c.PROMETHEUS for item in self.manifest()):
-            self.say(f"Prometheus: {self._url(topology.PROMETHEUS)}")
+            self.say(f"Prometheus: {self._url(topology.PROMETHEUS)}   alerts: {self._url(topology.PROMETHEUS)}/alerts")
+        if any(item.name == c.ALERTMANAGER for item in self.manifest()):
+            self.say(f"Alertmanager: {self._url(topology.ALERTMANAGER)}   notifications: "
+                     f"{self._url(topology.ALERT_RECEIVER)}/  (or `obslab alerts`)")
         self.say(f"Logs: {self.supervisor.log_dir}/")
 
     def _foreground(self, lab: list[LabComponent]) -> int:

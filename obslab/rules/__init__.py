@@ -6,6 +6,7 @@ generated ``promtool`` tests under ``prometheus/rules/tests/generated/`` and the
 ``--check`` (and a test) fails when a committed copy is stale.
 """
 
+from obslab.profiles import PRODUCTION, Profile
 from obslab.rules.build import Catalog, load_catalog
 from obslab.rules.model import AlertRule, RecordingRule, Rule, RuleGroup
 from obslab.rules.render import RuleFile, render
@@ -24,9 +25,10 @@ __all__ = [
 ]
 
 
-def rule_files() -> dict[str, RuleFile]:
-    """Repository-relative path -> the rule file generated there."""
-    return load_catalog().rule_files()
+def rule_files(profile: Profile = PRODUCTION) -> dict[str, RuleFile]:
+    """Repository-relative path -> the rule file generated there (for ``profile``: its text is
+    what the committed file holds only for production)."""
+    return load_catalog().rule_files(profile)
 
 
 def all_alerts() -> list[AlertRule]:

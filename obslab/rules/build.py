@@ -62,6 +62,9 @@ class SpecFile:
     evaluation_intervals: dict[str, str]    # test file stem -> its evaluation interval
     ddos_caused: frozenset[str] = field(default=frozenset())
     index_rows: tuple[tuple[str, str, str, str], ...] = ()   # alert, brief, team, service
+    # Groups that depend on the profile beyond `for:` (SLO windows); None: ``groups`` always.
+    groups_for: Callable[[Profile], tuple[RuleGroup, ...]] | None = None
+    slos: SlosSpec | None = None
 
     @property
     def spec_path(self) -> str:
@@ -71,8 +74,9 @@ class SpecFile:
     def rule_path(self) -> str:
         return f"{RULES_DIR}/{self.name}.yml"
 
-    def rule_file(self) -> RuleFile:
-        return RuleFile(self.spec_path, self.groups)
+    def rule_file(self, profile: Profile = PRODUCTION) -> RuleFile:
+        groups = self.groups if self.groups_for is None else self.groups_for(profile)
+        return RuleFile(self.spec_path, groups)
 
     def test_files(self) -> dict[str, str]:
         return {
@@ -152,7 +156,7 @@ def _slos_file(name: str, spec: SlosSpec, teams: TeamsSpec, source: str) -> Spec
     policy = "; ".join(f"{w.severity.value} at {w.factor:g}x over {w.long}+{w.short}" for w in spec.burn_windows)
     index = tuple((o.alert, f"{o.title}: the {o.objective:g} % SLO's error budget burns too fast ({policy})",
                    o.team, o.service) for o in spec.slos)
-    return SpecFile(name, groups, cases, intervals, ddos, index)
+    return SpecFile(name, groups, cases, intervals, ddos, index, lambda profile: slo.groups(spec, profile), spec)
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,8 @@ class Catalog:
     teams: TeamsSpec
     files: tuple[SpecFile, ...]
 
-    def rule_files(self) -> dict[str, RuleFile]:
-        return {f.rule_path: f.rule_file() for f in self.files}
+    def rule_files(self, profile: Profile = PRODUCTION) -> dict[str, RuleFile]:
+        return {f.rule_path: f.rule_file(profile) for f in self.files}
 
     def alerts(self) -> list[AlertRule]:
         """Every alert rule; an SLO's alert appears once per window pair (same name)."""
@@ -171,6 +175,14 @@ class Catalog:
 
     def alert_names(self) -> list[str]:
         return list(dict.fromkeys(alert.alert for alert in self.alerts()))
+
+    def slo(self, name: str) -> tuple[SlosSpec, SloSpec]:
+        """The SLO called ``name`` and the spec (policy, period) it belongs to."""
+        for f in self.files:
+            for objective in f.slos.slos if f.slos else ():
+                if objective.name == name:
+                    return f.slos, objective
+        raise KeyError(name)
 
     def ddos_caused(self) -> list[str]:
         """Alerts a gateway flood causes downstream (inhibited while a DDoS alert fires)."""
@@ -180,7 +192,7 @@ class Catalog:
         """Repository-relative path -> its content, for every file the spec generates."""
         out: dict[str, Callable[[], str]] = {}
         for f in self.files:
-            out[f.rule_path] = lambda f=f: f.rule_file().render(profile)
+            out[f.rule_path] = lambda f=f: f.rule_file(profile).render(profile)
             for path, text in f.test_files().items():
                 out[path] = lambda text=text: text
         from obslab.rules import runbook_index

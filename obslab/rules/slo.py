@@ -20,6 +20,7 @@ With no traffic a ratio is 0/0 = NaN, which never compares true: an idle journey
 from __future__ import annotations
 
 from obslab import conventions as c
+from obslab.profiles import PRODUCTION, Profile
 from obslab.rules.model import AlertRule, RecordingRule, RuleGroup
 from obslab.rules.spec import BurnWindow, SloSpec, SlosSpec
 from obslab.settings import parse_duration
@@ -53,11 +54,12 @@ def _budget(slo: SloSpec) -> str:
     return f"{slo.error_budget:g}"
 
 
-def sli_group(spec: SlosSpec, slo: SloSpec) -> RuleGroup:
+def sli_group(spec: SlosSpec, slo: SloSpec, profile: Profile = PRODUCTION) -> RuleGroup:
     rules: list[RecordingRule] = []
     for window in windows(spec):
-        errors = slo.sli.errors.replace("$window", window).strip()
-        total = slo.sli.total.replace("$window", window).strip()
+        scaled = profile.slo_window(window)
+        errors = slo.sli.errors.replace("$window", scaled).strip()
+        total = slo.sli.total.replace("$window", scaled).strip()
         rules.append(RecordingRule(error_ratio(window), f"(\n  {errors}\n)\n/\n(\n  {total}\n)", _labels(slo)))
     for window in windows(spec):
         rules.append(RecordingRule(burn_rate(window),
@@ -65,13 +67,13 @@ def sli_group(spec: SlosSpec, slo: SloSpec) -> RuleGroup:
     return RuleGroup(f"slo.{slo.name}.sli", tuple(rules))
 
 
-def budget_group(spec: SlosSpec, slo: SloSpec) -> RuleGroup:
+def budget_group(spec: SlosSpec, slo: SloSpec, profile: Profile = PRODUCTION) -> RuleGroup:
     """Objective and budget as series, and what is left of the budget over the period."""
     return RuleGroup(f"slo.{slo.name}.budget", (
         RecordingRule(c.RULE_SLO_OBJECTIVE, f"vector({slo.objective / 100:g})", _labels(slo)),
         RecordingRule(c.RULE_SLO_ERROR_BUDGET, f"vector({_budget(slo)})", _labels(slo)),
         RecordingRule(c.RULE_SLO_BUDGET_REMAINING,
-                      f"1 - avg_over_time({error_ratio(BUDGET_WINDOW)}{_selector(slo)}[{spec.period}]) "
+                      f"1 - avg_over_time({error_ratio(BUDGET_WINDOW)}{_selector(slo)}[{profile.slo_window(spec.period)}]) "
                       f"/ {_budget(slo)}", _labels(slo)),
     ))
 
@@ -105,8 +107,18 @@ def alert_group(spec: SlosSpec, slo: SloSpec) -> RuleGroup:
     return RuleGroup(f"slo.{slo.name}.alerts", tuple(burn_alert(spec, slo, w) for w in spec.burn_windows))
 
 
-def groups(spec: SlosSpec) -> tuple[RuleGroup, ...]:
+def groups(spec: SlosSpec, profile: Profile = PRODUCTION) -> tuple[RuleGroup, ...]:
+    """The SLOs' rule groups; a fast ``profile`` shrinks the windows (see Profile.slo_window)."""
     out: list[RuleGroup] = []
     for slo in spec.slos:
-        out += [sli_group(spec, slo), budget_group(spec, slo), alert_group(spec, slo)]
+        out += [sli_group(spec, slo, profile), budget_group(spec, slo, profile), alert_group(spec, slo)]
     return tuple(out)
+
+
+def burn_condition_seconds(spec: SlosSpec, slo: SloSpec, window: BurnWindow, profile: Profile, *,
+                           error_ratio: float = 1.0, history_s: float = float("inf")) -> float:
+    """How long a steady ``error_ratio`` must last before the pair's long window crosses its
+    threshold (the short window, 1/12 as long, crosses first). ``history_s``: how much data the
+    window holds at most (a young lab's window is not full yet)."""
+    window_s = min(parse_duration(profile.slo_window(window.long)), history_s)
+    return window.factor * slo.error_budget / error_ratio * window_s

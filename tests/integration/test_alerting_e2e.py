@@ -1,0 +1,199 @@
+"""From a metric to a person, live: a native lab (fast profile) with Prometheus loading the
+spec's rules, Alertmanager routing and inhibiting, and the alert-receiver storing what arrives.
+
+The issue's scenario: every payment fails (an `error_rate` fault at 100 % on payments); the
+payment SLO's fast burn pages, the service's own error-rate warning fires in Prometheus but is
+inhibited in Alertmanager and never delivered; clearing the fault brings the resolved
+notification. Time from fault to page is printed beside the profile's theoretical floor.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from obslab import conventions as c
+from obslab.profiles import FAST
+from obslab.rules import load_catalog
+from obslab.rules.slo import burn_condition_seconds
+from tests.integration.lab import RunningLab, free_offset, obslab, start_lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
+
+PAYMENT_SLO = "payment-availability"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, untraced_client):
+    for binary in ("prometheus", "prometheus-alertmanager"):
+        assert shutil.which(binary), f"{binary} is missing: run `obslab doctor --install`"
+    running = start_lab(tmp_path_factory.mktemp("alerting") / "data", free_offset(25_000))
+    running.started = time.monotonic()  # type: ignore[attr-defined]
+    yield running
+    obslab("fault", "clear", "--all", offset=running.offset, timeout=30)
+    result = running.run("down")
+    assert result.returncode == 0, result.stderr
+
+
+def eventually(check: Callable, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+def notifications(lab: RunningLab, **filters: str) -> list[dict]:
+    response = requests.get(f"{lab.url(c.ALERT_RECEIVER)}/api/v1/notifications", params=filters, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+def delivered(lab: RunningLab, alertname: str, status: str, *, since: float, **labels: str) -> list[dict]:
+    """Notifications received after ``since`` (epoch s) carrying ``alertname`` in ``status``."""
+    found = []
+    for note in notifications(lab, alertname=alertname):
+        if note["received_at"] < since:
+            continue
+        for alert in note["alerts"]:
+            if alert["alertname"] == alertname and alert["status"] == status and \
+                    all(alert["labels"].get(k) == v for k, v in labels.items()):
+                found.append({**alert, "receiver": note["receiver"], "received_at": note["received_at"]})
+    return found
+
+
+def firing_in_prometheus(lab: RunningLab, alertname: str, **labels: str) -> list[dict]:
+    selector = ",".join([f'alertname="{alertname}"', 'alertstate="firing"', *(f'{k}="{v}"' for k, v in labels.items())])
+    return lab.prometheus("/api/v1/query", query=f"ALERTS{{{selector}}}")["result"]
+
+
+def alertmanager_alerts(lab: RunningLab, alertname: str) -> list[dict]:
+    response = requests.get(f"{lab.url(c.ALERTMANAGER)}/api/v2/alerts",
+                            params={"filter": f'alertname="{alertname}"'}, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+class Payer:
+    """Alice paying a merchant a cent every few hundred milliseconds: steady payment traffic."""
+
+    def __init__(self, lab: RunningLab) -> None:
+        self.session = lab.login("alice")
+        self.api = lab.api
+        accounts = self.session.get(f"{lab.api}/accounts", timeout=10).json()
+        self.account = accounts[0]["id"]
+        self.codes: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.3):
+            try:
+                response = self.session.post(
+                    f"{self.api}/payments", timeout=10,
+                    json={"account": self.account, "merchant": "Corner Cafe", "amount": "0.01", "currency": "EUR"},
+                    headers={c.HEADER_IDEMPOTENCY_KEY: str(uuid.uuid4())})
+                self.codes.append(response.status_code)
+            except requests.RequestException:
+                self.codes.append(0)
+
+    def __enter__(self) -> Payer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def test_the_lab_runs_alertmanager_and_the_receiver_and_prometheus_notifies_through_them(lab):
+    result = lab.run("status", "--json")
+    components = {item["name"]: item["healthy"] for item in json.loads(result.stdout)["components"]}
+    assert components.get(c.ALERTMANAGER) is True and components.get(c.ALERT_RECEIVER) is True, components
+    active = lab.prometheus("/api/v1/alertmanagers")["activeAlertmanagers"]
+    assert [am["url"] for am in active] == [f"{lab.url(c.ALERTMANAGER)}/api/v2/alerts"]
+    groups = lab.prometheus("/api/v1/rules")["groups"]
+    loaded = {rule["name"] for group in groups for rule in group["rules"]}
+    assert set(load_catalog().alert_names()) <= loaded
+    # The fast profile's windows: the 5m ratio reads 30 s of samples.
+    sli = next(r for g in groups if g["name"] == f"slo.{PAYMENT_SLO}.sli" for r in g["rules"]
+               if r["name"] == "slo:sli_error:ratio_rate5m")
+    assert "[30s]" in sli["query"]
+    # The Watchdog keeps reaching the dead-man receiver.
+    since = time.time() - 600
+    beats = eventually(lambda: len({n["received_at"] for n in notifications(lab, receiver=c.RECEIVER_DEADMAN)
+                                    if n["received_at"] > since}) >= 2,
+                       FAST.group_wait_s + 2 * FAST.watchdog_repeat_s + 30, "two Watchdog notifications at deadman")
+    assert beats
+
+
+def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_after_the_fault_is_cleared(lab):
+    slo_ratio = f'slo:sli_error:ratio_rate5m{{slo="{PAYMENT_SLO}"}}'
+    with Payer(lab) as payer:
+        eventually(lambda: lab.prometheus("/api/v1/query", query=f"{slo_ratio} == 0")["result"], 90,
+                   "payment SLO measured with no errors before the fault")
+        lab_age = time.monotonic() - lab.started
+        fault_at = time.time()
+        result = obslab("fault", "set", "error_rate", c.PAYMENTS, "--rate", "100", "--ttl", "10m", "--json",
+                        offset=lab.offset, timeout=30)
+        assert result.returncode == 0, result.stderr
+        fault_id = json.loads(result.stdout)["id"]
+
+        pages = eventually(lambda: delivered(lab, c.ALERT_PAYMENT_AVAILABILITY, "firing", since=fault_at,
+                                             long_window="1h"),
+                           120, "PaymentAvailabilityBudgetBurn (1h/5m) delivered")
+        paged_after = pages[0]["received_at"] - fault_at
+        page = pages[0]
+        assert page["receiver"] == c.RECEIVER_PAGER
+        assert page["labels"][c.L_SEVERITY] == "critical" and page["labels"][c.L_SERVICE] == c.PAYMENTS
+        assert page["labels"][c.L_TEAM] == "core-banking"
+        runbook = page["runbook_url"]
+        assert runbook.endswith(f"/runbooks/{c.ALERT_PAYMENT_AVAILABILITY}.md"), runbook
+        response = requests.get(runbook, timeout=5)
+        assert response.status_code == 200 and c.ALERT_PAYMENT_AVAILABILITY in response.text
+        assert any(code >= 500 for code in payer.codes)
+
+        # The symptom fires in Prometheus, and Alertmanager holds it back (same service, critical firing).
+        eventually(lambda: firing_in_prometheus(lab, c.ALERT_SERVICE_ERROR_RATE, service=c.PAYMENTS), 90,
+                   "ServiceErrorRateHigh{service=payments} firing in Prometheus")
+
+        def inhibited() -> list[dict]:
+            return [a for a in alertmanager_alerts(lab, c.ALERT_SERVICE_ERROR_RATE)
+                    if a["labels"].get(c.L_SERVICE) == c.PAYMENTS and a["status"]["inhibitedBy"]]
+
+        held = eventually(inhibited, 30, "the payments warning inhibited in Alertmanager")
+        assert held[0]["status"]["state"] == "suppressed"
+        # Long enough for a delivery had it not been inhibited: group_wait plus two group intervals.
+        time.sleep(FAST.group_wait_s + 2 * FAST.group_interval_s)
+        assert delivered(lab, c.ALERT_SERVICE_ERROR_RATE, "firing", since=fault_at, service=c.PAYMENTS) == []
+
+        cleared_at = time.time()
+        assert obslab("fault", "clear", fault_id, offset=lab.offset, timeout=30).returncode == 0
+        resolved = eventually(lambda: delivered(lab, c.ALERT_PAYMENT_AVAILABILITY, "resolved", since=cleared_at,
+                                                long_window="1h"),
+                              180, "the resolved notification of the page")
+        assert resolved[0]["receiver"] == c.RECEIVER_PAGER
+        resolved_after = resolved[0]["received_at"] - cleared_at
+
+    floor = payment_page_floor(lab_age)
+    print(f"\nfault -> page: {paged_after:.1f} s (theoretical floor {floor:.1f} s, fast profile); "
+          f"clear -> resolved: {resolved_after:.1f} s")
+    assert paged_after >= floor - 1
+
+
+def payment_page_floor(lab_age_s: float) -> float:
+    """The 1h/5m pair's theoretical time-to-page under 100 % errors, for the fast profile."""
+    policy, slo = load_catalog().slo(PAYMENT_SLO)
+    page = next(w for w in policy.burn_windows if w.long == "1h")
+    condition = burn_condition_seconds(policy, slo, page, FAST, history_s=lab_age_s)
+    return FAST.detection_floor(condition_s=condition, for_=None, dependent_groups=1)
