@@ -516,9 +516,12 @@ def system_account_id(purpose: str, currency: str) -> str:
 RUNBOOK_BASE_URL = "http://localhost:8095/runbooks"
 # Grafana's short dashboard link: /d/<uid> (Grafana adds the slug itself).
 DASHBOARD_BASE_URL = "http://localhost:3000/d"
+# Jaeger's UI (compose); natively the trace sink answers its query API (/api/traces) instead.
+JAEGER_UI_URL = "http://localhost:16686"
 
 # Routing labels of every alert (L_SERVICE, above, is the third) and its annotations.
 L_SEVERITY = "severity"
+L_ALERTNAME = "alertname"   # set by Prometheus on every alert; Alertmanager routes and groups on it
 L_TEAM = "team"
 A_SUMMARY = "summary"
 A_DESCRIPTION = "description"
@@ -564,6 +567,7 @@ ALERT_PAYMENT_AVAILABILITY = "PaymentAvailabilityBudgetBurn"
 ALERT_SERVICE_ERROR_RATE = "ServiceErrorRateHigh"
 ALERT_GATEWAY_FLOOD = "GatewayFloodSuspected"
 ALERT_DDOS_SUSPECTED = "DDoSAttackSuspected"   # the ML detector's (ddos-detector)
+ALERT_BANKING_SERVICE_DOWN = "BankingServiceDown"   # never inhibited: a flood does not stop a process
 
 # Alertmanager receivers (alertmanager/): every route ends at the alert-receiver in the lab.
 RECEIVER_PAGER = "pager"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from obslab import promconfig, rules, settings
+from obslab import amconfig, promconfig, rules, settings
 from obslab.profiles import PRODUCTION
 
 
@@ -17,6 +17,7 @@ def generated_files() -> dict[str, Callable[[], str]]:
             "compose", PRODUCTION, rules_glob=promconfig.COMPOSE_RULES_GLOB
         ),
         **rules.load_catalog().generated(),
+        "alertmanager/alertmanager.yml": lambda: amconfig.render("compose", PRODUCTION),
     }
 
 

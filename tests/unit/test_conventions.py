@@ -48,7 +48,7 @@ def test_ports_are_the_design_ports():
     assert c.DEFAULT_PORTS == {
         "gateway": 8080, "auth": 8081, "accounts": 8082, "transactions": 8083, "payments": 8084,
         "fraud": 8085, "notifications": 8086, "trace-sink": 4318, "prometheus": 9090,
-        "fault-injector": 8094, "iis-mock": 9182, "alert-receiver": 8095,
+        "fault-injector": 8094, "iis-mock": 9182, "alert-receiver": 8095, "alertmanager": 9093,
         # not in DESIGN.md's table (which gives the generator no port): its own /metrics
         "load-generator": 8096,
     }
