@@ -6,6 +6,12 @@ payload version 4 before anything is written; a malformed one is refused with a 
 stored notifications as they were. Stored notifications are listed, newest first, at
 ``GET /api/v1/notifications`` (JSON), ``GET /`` (a small self-refreshing HTML page) and by
 ``obslab alerts``; drills read them to prove that an alert reached the receiver it should.
+
+It also serves the runbooks, so that every alert's ``runbook_url``
+(``http://localhost:8095/runbooks/<AlertName>.md``) resolves: ``GET /runbooks/`` lists the pages,
+``GET /runbooks/<AlertName>.md`` renders one as HTML, and ``?raw=1`` (or ``Accept:
+text/markdown``) returns the markdown itself. The pages are read from ``runbooks/`` of the
+repository, or from ``$OBSLAB_RUNBOOKS_DIR`` (a container image ships them elsewhere).
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from flask import Flask, Response, request
+from markdown_it import MarkdownIt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import (
     BigInteger,
@@ -37,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.mysql import LONGTEXT
 
 from obslab import conventions as c
+from obslab import settings
 from obslab.services.alert_receiver import (
     ALERT_RECEIVER,
     ALERT_RECEIVER_NOTIFICATIONS,
@@ -58,6 +68,16 @@ STATUSES = ("firing", "resolved")
 # Receiver names become a metric label and a filter value: keep them short and plain.
 _RECEIVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ALERTNAME = "alertname"
+
+RUNBOOKS_PATH = "/runbooks/"
+RUNBOOKS_DIR_ENV = "OBSLAB_RUNBOOKS_DIR"
+# A page is an alert name (UpperCamelCase, or README) plus .md: nothing that can name a path.
+_RUNBOOK_PAGE = re.compile(r"[A-Za-z0-9]+\.md")   # used with fullmatch: "$" would let "X.md\n" through
+_RUNBOOK_INDEX_PAGE = "README.md"
+MARKDOWN_CONTENT_TYPE = "text/markdown; charset=utf-8"
+HTML_CONTENT_TYPE = "text/html; charset=utf-8"
+# Rendered runbooks load nothing and run nothing; the inline style is the page's own.
+_RUNBOOK_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 
 # --- the Alertmanager webhook payload, version 4 ----------------------------------------------
@@ -216,9 +236,22 @@ class NotificationStore:
 # --- the app ----------------------------------------------------------------------------------
 
 
-def create_app(db_url: str | None = None) -> Flask:
-    return create_service_app(ALERT_RECEIVER, _routes, metadata=metadata, db_url=db_url,
+def create_app(db_url: str | None = None, runbooks_dir: Path | None = None) -> Flask:
+    """``runbooks_dir``: where the runbook pages are (default: :func:`default_runbooks_dir`)."""
+    directory = runbooks_dir or default_runbooks_dir()
+
+    def routes(app: Flask, ctx: ServiceContext) -> None:
+        _routes(app, ctx)
+        _runbook_routes(app, directory)
+
+    return create_service_app(ALERT_RECEIVER, routes, metadata=metadata, db_url=db_url,
                               metric_specs=[ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED])
+
+
+def default_runbooks_dir() -> Path:
+    """``$OBSLAB_RUNBOOKS_DIR``, else ``runbooks/`` of the repository."""
+    raw = os.environ.get(RUNBOOKS_DIR_ENV)
+    return Path(raw).expanduser() if raw else settings.repo_root() / "runbooks"
 
 
 def _filters() -> dict[str, Any]:
@@ -282,7 +315,65 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     def page():
         filters = _filters()
         notifications = store.list(**filters, limit=query_int("limit", PAGE_ROWS, 1, 1000))
-        return Response(render_page(notifications, filters), content_type="text/html; charset=utf-8")
+        return Response(render_page(notifications, filters), content_type=HTML_CONTENT_TYPE)
+
+
+# --- runbooks ---------------------------------------------------------------------------------
+
+# CommonMark with raw HTML off (markup in a page is shown, never run) plus GFM tables, which
+# every runbook opens with. markdown-it refuses javascript:, vbscript:, file: and data: links.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def runbook_pages(directory: Path) -> list[str]:
+    """The page names served from ``directory`` (the index README excluded), sorted."""
+    if not directory.is_dir():
+        return []
+    return sorted(path.name for path in directory.iterdir()
+                  if _RUNBOOK_PAGE.fullmatch(path.name) and path.name != _RUNBOOK_INDEX_PAGE and path.is_file())
+
+
+def _runbook_path(directory: Path, page: str) -> Path:
+    # The name is checked before it touches the filesystem, so "..", "/", "%2F" and friends
+    # never reach a path; anything else that is not a page is the same 404.
+    if _RUNBOOK_PAGE.fullmatch(page):
+        path = directory / page
+        if path.is_file():
+            return path
+    shown = page if len(page) <= 80 else page[:77] + "..."
+    raise ApiError(404, "runbook_not_found",
+                   f"no runbook {shown!r}: pages are <AlertName>.md, listed at {RUNBOOKS_PATH}")
+
+
+def _wants_raw() -> bool:
+    raw = request.args.get("raw")
+    if raw is not None:
+        if raw not in ("0", "1"):
+            raise ApiError(400, "invalid_raw", f"raw must be 1 (the markdown) or 0 (HTML), got {raw!r}")
+        return raw == "1"
+    return request.accept_mimetypes.best_match(["text/html", "text/markdown"]) == "text/markdown"
+
+
+def _runbook_response(body: str) -> Response:
+    response = Response(body, content_type=HTML_CONTENT_TYPE)
+    response.headers["Content-Security-Policy"] = _RUNBOOK_CSP
+    response.headers["Vary"] = "Accept"
+    return response
+
+
+def _runbook_routes(app: Flask, directory: Path) -> None:
+    @app.get(RUNBOOKS_PATH)
+    def runbook_index():
+        return _runbook_response(render_runbook_index(runbook_pages(directory), directory))
+
+    @app.get(f"{RUNBOOKS_PATH}<path:page>")
+    def runbook(page: str):
+        path = _runbook_path(directory, page)
+        if _wants_raw():
+            response = Response(path.read_bytes(), content_type=MARKDOWN_CONTENT_TYPE)
+            response.headers["Vary"] = "Accept"
+            return response
+        return _runbook_response(render_runbook(path.stem, path.read_text(encoding="utf-8")))
 
 
 # --- the HTML page ----------------------------------------------------------------------------
@@ -303,6 +394,21 @@ def _link(url: str, text: str) -> str:
     return f'<a href="{html.escape(url, quote=True)}" rel="noopener noreferrer">{html.escape(text)}</a>'
 
 
+def local_runbook(alertname: str, url: str) -> str | None:
+    """This server's path of the alert's runbook when ``url`` is the lab's runbook of that very
+    alert (``obslab.conventions.runbook_url``); relative, so it works at any address or port offset."""
+    page = f"{alertname}.md"
+    if _RUNBOOK_PAGE.fullmatch(page) and url == c.runbook_url(alertname):
+        return RUNBOOKS_PATH + page
+    return None
+
+
+def _alertname_cell(alert: dict[str, Any]) -> str:
+    name = html.escape(alert["alertname"])
+    local = local_runbook(alert["alertname"], alert["runbook_url"])
+    return f'<a href="{html.escape(local, quote=True)}">{name}</a>' if local else name
+
+
 def _when(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -316,7 +422,7 @@ def render_page(notifications: list[dict[str, Any]], filters: dict[str, Any]) ->
                                          _link(a["dashboard_url"], "dashboard")) if x)
             rows.append(
                 f"<tr><td>{e(_when(n['received_at']))}</td><td>{e(n['receiver'])}</td>"
-                f"<td class=\"{e(a['status'])}\">{e(a['status'])}</td><td>{e(a['alertname'])}</td>"
+                f"<td class=\"{e(a['status'])}\">{e(a['status'])}</td><td>{_alertname_cell(a)}</td>"
                 f"<td class=\"{e(a['severity'])}\">{e(a['severity'])}</td><td>{e(a['service'])}</td>"
                 f"<td>{e(a['summary'])}<div class=\"muted\">{e(a['description'])}</div></td>"
                 f"<td>{links}</td></tr>")
@@ -330,7 +436,8 @@ def render_page(notifications: list[dict[str, Any]], filters: dict[str, Any]) ->
 <title>obslab alert-receiver</title><style>{_STYLE}</style></head><body>
 <h1>Alert notifications</h1>
 <p class="muted">Newest first; this page refreshes every {PAGE_REFRESH_SECONDS} s.
-JSON: <a href="{e(NOTIFICATIONS_PATH)}{'?' + e(query) if query else ''}">{e(NOTIFICATIONS_PATH)}</a></p>
+JSON: <a href="{e(NOTIFICATIONS_PATH)}{'?' + e(query) if query else ''}">{e(NOTIFICATIONS_PATH)}</a>;
+runbooks: <a href="{RUNBOOKS_PATH}">{RUNBOOKS_PATH}</a></p>
 <form method="get" action="/">
 <label>receiver <input name="receiver" value="{e(filters.get('receiver') or '')}"></label>
 <label>status <select name="status">{status_options}</select></label>
@@ -342,3 +449,42 @@ JSON: <a href="{e(NOTIFICATIONS_PATH)}{'?' + e(query) if query else ''}">{e(NOTI
 {''.join(rows) or '<tr><td colspan="8" class="muted">no notifications yet</td></tr>'}
 </tbody></table></body></html>
 """
+
+
+_RUNBOOK_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:60em;padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}
+code{background:#f4f4f4;padding:0 .2em}pre{background:#f4f4f4;padding:.6em;overflow-x:auto}pre code{padding:0}
+nav{margin-bottom:1em}.muted{color:#777}
+"""
+
+
+def _runbook_document(title: str, nav: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title)}</title><style>{_RUNBOOK_STYLE}</style></head><body>
+<nav>{nav}</nav>
+{body}</body></html>
+"""
+
+
+def render_runbook(name: str, markdown: str) -> str:
+    """One runbook page as HTML (the page's own ``# <AlertName>`` is its heading)."""
+    e = html.escape
+    nav = (f'<a href="{RUNBOOKS_PATH}">all runbooks</a> &middot; '
+           f'<a href="{e(RUNBOOKS_PATH + name)}.md?raw=1">markdown</a> &middot; <a href="/">notifications</a>')
+    return _runbook_document(f"{name} - runbook", nav, _MARKDOWN.render(markdown))
+
+
+def render_runbook_index(pages: list[str], directory: Path) -> str:
+    e = html.escape
+    items = "".join(f'<li><a href="{e(RUNBOOKS_PATH + page, quote=True)}">{e(page.removesuffix(".md"))}</a></li>'
+                    for page in pages)
+    index = ""
+    if (directory / _RUNBOOK_INDEX_PAGE).is_file():
+        index = (f'<p>Severity, team and meaning of every alert: '
+                 f'<a href="{RUNBOOKS_PATH}{_RUNBOOK_INDEX_PAGE}">{_RUNBOOK_INDEX_PAGE}</a>.</p>')
+    items = items or '<li class="muted">no runbooks found</li>'
+    body = ('<h1>Runbooks</h1>\n<p class="muted">One page per alert; every alert\'s runbook_url points here.</p>\n'
+            f"{index}\n<ul>{items}</ul>\n")
+    return _runbook_document("Runbooks", '<a href="/">notifications</a>', body)

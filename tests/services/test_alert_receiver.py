@@ -1,21 +1,25 @@
 """The alert-receiver over real HTTP: Alertmanager webhook posts are stored, listed, filtered and
 counted; malformed posts are refused with a 400 and change nothing; a real Alertmanager delivers
-to it; ``obslab alerts`` shows what arrived."""
+to it; ``obslab alerts`` shows what arrived; every alert's runbook_url resolves to its runbook."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import http.client
 import json
 import shutil
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from obslab import alertscli
+from obslab import alertscli, settings
+from obslab import conventions as c
+from obslab.rules import load_catalog
 from obslab.services.alert_receiver import ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED
 from obslab.services.alert_receiver.app import create_app
 from tests.support import free_port, serve
@@ -363,3 +367,153 @@ def test_a_real_alertmanager_delivers_an_alert_to_the_receiver(receiver, tmp_pat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# --- runbooks served at every alert's runbook_url -----------------------------------------------
+
+RUNBOOKS = settings.repo_root() / "runbooks"
+
+
+@pytest.mark.parametrize("name", load_catalog().alert_names())
+def test_every_alerts_runbook_url_resolves_to_its_page_with_the_name_as_heading(receiver, name):
+    path = urlsplit(c.runbook_url(name)).path
+    response = requests.get(f"{receiver.url}{path}", timeout=5)
+    assert response.status_code == 200, f"{c.runbook_url(name)}: {response.status_code} {response.text[:200]}"
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert f"<h1>{name}</h1>" in response.text
+    assert "<table>" in response.text, "the page's table is rendered as a table"
+    assert '<code class="language-promql">' in response.text
+
+
+def test_the_runbook_index_links_every_page_on_disk(receiver):
+    response = requests.get(f"{receiver.url}/runbooks/", timeout=5)
+    assert response.status_code == 200
+    pages = sorted(p.name for p in RUNBOOKS.glob("*.md") if p.name != "README.md")
+    assert pages
+    for page in pages:
+        assert f'href="/runbooks/{page}"' in response.text
+    assert 'href="/runbooks/README.md"' in response.text
+    assert requests.get(f"{receiver.url}/runbooks/README.md", timeout=5).status_code == 200
+    redirected = requests.get(f"{receiver.url}/runbooks", timeout=5)
+    assert redirected.url.endswith("/runbooks/") and redirected.status_code == 200
+
+
+def test_an_unknown_runbook_is_a_404_with_a_json_error(receiver):
+    response = requests.get(f"{receiver.url}/runbooks/NoSuchAlert.md", timeout=5)
+    assert response.status_code == 404
+    body = response.json()
+    assert body["error"] == "runbook_not_found"
+    assert "NoSuchAlert.md" in body["message"] and "/runbooks/" in body["message"]
+
+
+@pytest.fixture
+def runbooks_dir(tmp_path):
+    """A runbooks folder with one page, and a file beside it that must never be served."""
+    directory = tmp_path / "runbooks"
+    directory.mkdir()
+    (directory / "DemoAlert.md").write_text("# DemoAlert\n\nSome *text*.\n")
+    (directory / "notes.txt").write_text("not a page\n")
+    (tmp_path / "secret.md").write_text("# TOPSECRET\n")
+    return directory
+
+
+@pytest.fixture
+def receiver_with(tmp_path, runbooks_dir):
+    server = serve(create_app(f"sqlite:///{tmp_path / 'alerts.sqlite3'}", runbooks_dir=runbooks_dir))
+    yield server
+    server.stop()
+
+
+def _raw_get(url: str, path: str, redirects: int = 1) -> tuple[int, bytes]:
+    """GET with the path sent exactly as given (requests and browsers would normalise '..');
+    a redirect on this server (Werkzeug merges '//') is followed the same way."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.endheaders()
+        response = conn.getresponse()
+        status, body, location = response.status, response.read(), response.getheader("Location", "")
+    finally:
+        conn.close()
+    if status in (301, 302, 307, 308) and redirects > 0:
+        target = urlsplit(location)
+        assert target.netloc in ("", parts.netloc), f"{path} redirects off this server: {location}"
+        return _raw_get(url, target.path + (f"?{target.query}" if target.query else ""), redirects - 1)
+    return status, body
+
+
+@pytest.mark.parametrize("path", [
+    "/runbooks/../secret.md", "/runbooks/..%2Fsecret.md", "/runbooks/..%2fsecret.md", "/runbooks/%2e%2e/secret.md",
+    "/runbooks/%2E%2E%2Fsecret.md", "/runbooks/..\\secret.md", "/runbooks//etc/passwd", "/runbooks/notes.txt",
+    "/runbooks/DemoAlert.md%00", "/runbooks/DemoAlert.md%0A", "/runbooks/sub/DemoAlert.md", "/runbooks/.md",
+    "/runbooks/Demo.Alert.md", "/runbooks/DemoAlert.MD",
+])
+def test_anything_but_a_page_name_is_a_404_and_never_reads_outside_the_folder(receiver_with, path):
+    status, body = _raw_get(receiver_with.url, path)
+    assert status == 404, (path, status, body[:200])
+    assert b"TOPSECRET" not in body and b"root:" not in body
+    # Paths the router cannot even match (a leading '/', a newline) get its generic 404.
+    assert json.loads(body)["error"] in ("runbook_not_found", "not_found")
+
+
+def test_the_runbooks_folder_comes_from_obslab_runbooks_dir(tmp_path, runbooks_dir, monkeypatch):
+    monkeypatch.setenv("OBSLAB_RUNBOOKS_DIR", str(runbooks_dir))
+    server = serve(create_app(f"sqlite:///{tmp_path / 'alerts.sqlite3'}"))
+    try:
+        assert "<h1>DemoAlert</h1>" in requests.get(f"{server.url}/runbooks/DemoAlert.md", timeout=5).text
+        assert requests.get(f"{server.url}/runbooks/Watchdog.md", timeout=5).status_code == 404
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("name", ["Watchdog", "IISAppPoolDown"])
+def test_raw_mode_returns_the_files_bytes_as_markdown(receiver, name):
+    expected = (RUNBOOKS / f"{name}.md").read_bytes()
+    for kwargs in ({"params": {"raw": "1"}}, {"headers": {"Accept": "text/markdown"}}):
+        response = requests.get(f"{receiver.url}/runbooks/{name}.md", timeout=5, **kwargs)
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/markdown")
+        assert response.content == expected
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    html_page = requests.get(f"{receiver.url}/runbooks/{name}.md", headers=browser, timeout=5)
+    assert html_page.headers["Content-Type"].startswith("text/html")
+    rendered = requests.get(f"{receiver.url}/runbooks/{name}.md", params={"raw": "0"}, timeout=5)
+    assert rendered.headers["Content-Type"].startswith("text/html")
+
+
+def test_a_bad_raw_value_is_a_400(receiver):
+    response = requests.get(f"{receiver.url}/runbooks/Watchdog.md", params={"raw": "yes"}, timeout=5)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_raw"
+
+
+def test_markup_in_a_runbook_is_shown_never_run(tmp_path, runbooks_dir):
+    (runbooks_dir / "EvilAlert.md").write_text(
+        "# EvilAlert\n\n<script>alert('x')</script>\n\n<img src=x onerror=alert(1)>\n\n"
+        "[click](javascript:alert(1)) [next](DemoAlert.md)\n")
+    server = serve(create_app(f"sqlite:///{tmp_path / 'alerts.sqlite3'}", runbooks_dir=runbooks_dir))
+    try:
+        response = requests.get(f"{server.url}/runbooks/EvilAlert.md", timeout=5)
+    finally:
+        server.stop()
+    assert response.status_code == 200
+    page = response.text
+    assert "<script>" not in page and "<img" not in page and 'href="javascript:' not in page
+    assert "&lt;script&gt;" in page
+    assert '<a href="DemoAlert.md">next</a>' in page, "relative links between runbooks stay links"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_the_notification_page_links_an_alert_to_the_runbook_this_server_serves(receiver):
+    assert post(receiver.url, "paging", FIRING).status_code == 201
+    elsewhere = notification("team-chat", "firing", "IISVolumeSurge", runbook_url="https://wiki.example/IISVolumeSurge")
+    assert post(receiver.url, "team-chat", elsewhere).status_code == 201
+
+    page = requests.get(f"{receiver.url}/", timeout=5).text
+    assert '<a href="/runbooks/IISAppPoolDown.md">IISAppPoolDown</a>' in page
+    assert '<a href="/runbooks/IISSuccessRateLow.md">IISSuccessRateLow</a>' in page
+    assert 'href="/runbooks/IISVolumeSurge.md"' not in page, "a runbook elsewhere is not claimed as ours"
+    assert ">IISVolumeSurge<" in page
+    assert 'href="/runbooks/"' in page
+    assert requests.get(f"{receiver.url}/runbooks/IISAppPoolDown.md", timeout=5).status_code == 200

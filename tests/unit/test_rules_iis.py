@@ -1,10 +1,12 @@
-"""IIS rules: the spec's conventions, the rendered files, promtool, runbooks, and a real Prometheus."""
+"""IIS rules: the spec's conventions, the rendered files, promtool, and a real Prometheus.
+
+The runbook tests (every alert's page, its PromQL parsed and run) are in test_runbooks.py.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -23,8 +25,6 @@ from tests.support import free_port
 
 ROOT = settings.repo_root()
 RULES_DIR = ROOT / "prometheus" / "rules"
-RUNBOOKS = ROOT / "runbooks"
-RUNBOOK_SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation")
 IIS_ALERTS = (c.ALERT_IIS_VOLUME_SURGE, c.ALERT_IIS_SUCCESS_RATE_LOW, c.ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH,
               c.ALERT_IIS_RESPONSE_TIME_P95_HIGH, c.ALERT_IIS_APP_POOL_DOWN)
 
@@ -47,15 +47,6 @@ def _rendered_alerts() -> list[dict]:
         for group in yaml.safe_load((ROOT / relative).read_text())["groups"]:
             found += [rule for rule in group["rules"] if "alert" in rule]
     return found
-
-
-def _promql_blocks(markdown: str) -> list[str]:
-    return [block.strip() for block in re.findall(r"```promql\n(.*?)```", markdown, re.S)]
-
-
-def _section(markdown: str, title: str) -> str:
-    match = re.search(rf"^## {title}\n(.*?)(?=^## |\Z)", markdown, re.S | re.M)
-    return match.group(1) if match else ""
 
 
 # --- the IIS spec -----------------------------------------------------------------------------
@@ -204,13 +195,3 @@ def test_a_real_prometheus_loads_the_rules_and_records_the_seed_figures(promethe
             if rule["health"] != "ok"} == {}
     firing = [a["metric"]["alertname"] for a in _query(url, "ALERTS") if a["metric"]["alertstate"] == "firing"]
     assert firing == [c.ALERT_WATCHDOG], "only the always-firing Watchdog, on normal IIS series"
-
-
-@pytest.mark.prometheus
-def test_every_runbook_query_runs_in_a_real_prometheus(prometheus_with_the_rules):
-    url = prometheus_with_the_rules
-    queries = [(path.name, q) for path in sorted(RUNBOOKS.glob("*.md")) for q in _promql_blocks(path.read_text())]
-    assert len(queries) >= 3 * len(rules.all_alerts())
-    for page, promql in queries:
-        body = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
-        assert body["status"] == "success", f"{page}: {promql}: {body.get('error')}"
