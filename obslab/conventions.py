@@ -565,6 +565,7 @@ OTELCOL_METRICS = (OTELCOL_EXPORTER_SENT_SPANS, OTELCOL_EXPORTER_SEND_FAILED_SPA
 ALERT_WATCHDOG = "Watchdog"
 ALERT_PAYMENT_AVAILABILITY = "PaymentAvailabilityBudgetBurn"
 ALERT_SERVICE_ERROR_RATE = "ServiceErrorRateHigh"
+ALERT_CIRCUIT_BREAKER_OPEN = "CircuitBreakerOpen"
 ALERT_GATEWAY_FLOOD = "GatewayFloodSuspected"
 ALERT_DDOS_SUSPECTED = "DDoSAttackSuspected"   # the ML detector's (ddos-detector)
 ALERT_BANKING_SERVICE_DOWN = "BankingServiceDown"   # never inhibited: a flood does not stop a process

@@ -19,7 +19,7 @@ from obslab import settings
 from obslab.labapi import LabApiClient, LabApiError, text_table
 
 _PARAMETER_OPTIONS = (
-    ("rate", "--rate", float, "error_rate: % of requests (0-100); exception_storm: exceptions per second"),
+    ("rate", "--rate", float, "error_rate: %% of requests (0-100); exception_storm: exceptions per second"),
     ("latency_ms", "--latency-ms", int, "latency, db_slow: added milliseconds"),
     ("jitter_ms", "--jitter-ms", int, "latency: standard deviation of the added milliseconds"),
     ("factor", "--factor", float, "volume_surge: load multiplier (> 1)"),

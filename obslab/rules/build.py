@@ -150,7 +150,8 @@ def _slos_file(name: str, spec: SlosSpec, teams: TeamsSpec, source: str) -> Spec
         stem = f"{name}_{window.long}"
         intervals[stem] = promtool_tests.pair_interval(window)
         cases[stem] = [case for objective in spec.slos for case in promtool_tests.slo_cases(spec, objective, window)]
-    cases[f"{name}_budget"] = [promtool_tests.budget_case(spec, objective) for objective in spec.slos]
+    cases[f"{name}_budget"] = [case for objective in spec.slos for case in (
+        promtool_tests.budget_case(spec, objective), promtool_tests.clean_case(spec, objective))]
     intervals[f"{name}_budget"] = "1m"
     ddos = frozenset(o.alert for o in spec.slos if o.caused_by_ddos)
     policy = "; ".join(f"{w.severity.value} at {w.factor:g}x over {w.long}+{w.short}" for w in spec.burn_windows)

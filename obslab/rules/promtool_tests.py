@@ -173,3 +173,21 @@ def budget_case(spec: SlosSpec, slo: SloSpec) -> dict[str, Any]:
                                                   c.L_TEAM: slo.team}), "value": 50}],
         }],
     }
+
+
+def clean_case(spec: SlosSpec, slo: SloSpec) -> dict[str, Any]:
+    """Only good events ever (no error series exists): the ratio is 0, not missing; and before
+    any event, nothing is recorded (a NaN would poison the budget's 30-day average)."""
+    labels = _selector({c.L_SLO: slo.name, c.L_SERVICE: slo.service, c.L_TEAM: slo.team})
+    ratio = f"{slo_rules.error_ratio(slo_rules.BUDGET_WINDOW)}{{{c.L_SLO}=\"{slo.name}\"}}"
+    return {
+        "name": f"{slo.name}: with only good events the error ratio is 0, with none it is not recorded",
+        "interval": "1m",
+        "input_series": [{"series": name, "values": f"0x10 0+{EVENTS_PER_INTERVAL}x20"}
+                         for name in dict.fromkeys(slo.sli.good_series)],
+        "promql_expr_test": [
+            {"expr": ratio, "eval_time": "5m", "exp_samples": []},
+            {"expr": ratio, "eval_time": "25m",
+             "exp_samples": [{"labels": slo_rules.error_ratio(slo_rules.BUDGET_WINDOW) + labels, "value": 0}]},
+        ],
+    }

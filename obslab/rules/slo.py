@@ -13,8 +13,8 @@ For each SLO (SRE workbook, chapter 5, "Alerting on SLOs"; the same shape Sloth 
 * one alert per window pair, ``<Alert>{long_window, short_window}``: both windows above
   ``factor x budget``, no ``for:`` (the short window is the confirmation and makes it reset fast).
 
-With no traffic a ratio is 0/0 = NaN, which never compares true: an idle journey does not page
-(``BankingTargetDown`` covers a silent gateway).
+With no traffic no ratio is recorded at all: an idle journey does not page (``BankingServiceDown``
+covers a silent gateway), and the period's average skips idle stretches instead of turning NaN.
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def sli_group(spec: SlosSpec, slo: SloSpec, profile: Profile = PRODUCTION) -> Ru
         scaled = profile.slo_window(window)
         errors = slo.sli.errors.replace("$window", scaled).strip()
         total = slo.sli.total.replace("$window", scaled).strip()
-        rules.append(RecordingRule(error_ratio(window), f"(\n  {errors}\n)\n/\n(\n  {total}\n)", _labels(slo)))
+        # No 5xx series yet is a ratio of 0, not nothing; no traffic at all records nothing
+        # (not NaN, which would poison the period's average for a month).
+        rules.append(RecordingRule(
+            error_ratio(window),
+            f"(\n  {errors}\n  or\n  0 * {total}\n)\n/\n(\n  {total} > 0\n)", _labels(slo)))
     for window in windows(spec):
         rules.append(RecordingRule(burn_rate(window),
                                    f"{error_ratio(window)}{_selector(slo)} / {_budget(slo)}", _labels(slo)))

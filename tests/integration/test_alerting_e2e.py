@@ -2,8 +2,9 @@
 spec's rules, Alertmanager routing and inhibiting, and the alert-receiver storing what arrives.
 
 The issue's scenario: every payment fails (an `error_rate` fault at 100 % on payments); the
-payment SLO's fast burn pages, the service's own error-rate warning fires in Prometheus but is
-inhibited in Alertmanager and never delivered; clearing the fault brings the resolved
+payment SLO's fast burn pages; the gateway's circuit breaker towards payments opens and that
+warning (service=payments) fires in Prometheus but is inhibited in Alertmanager and never
+delivered; clearing the fault brings the resolved
 notification. Time from fault to page is printed beside the profile's theoretical floor.
 """
 
@@ -34,7 +35,7 @@ PAYMENT_SLO = "payment-availability"
 def lab(tmp_path_factory, untraced_client):
     for binary in ("prometheus", "prometheus-alertmanager"):
         assert shutil.which(binary), f"{binary} is missing: run `obslab doctor --install`"
-    running = start_lab(tmp_path_factory.mktemp("alerting") / "data", free_offset(25_000))
+    running = start_lab(tmp_path_factory.mktemp("alerting") / "data", free_offset(13_000))
     running.started = time.monotonic()  # type: ignore[attr-defined]
     yield running
     obslab("fault", "clear", "--all", offset=running.offset, timeout=30)
@@ -163,19 +164,21 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
         assert response.status_code == 200 and c.ALERT_PAYMENT_AVAILABILITY in response.text
         assert any(code >= 500 for code in payer.codes)
 
-        # The symptom fires in Prometheus, and Alertmanager holds it back (same service, critical firing).
-        eventually(lambda: firing_in_prometheus(lab, c.ALERT_SERVICE_ERROR_RATE, service=c.PAYMENTS), 90,
-                   "ServiceErrorRateHigh{service=payments} firing in Prometheus")
+        # The symptom: the gateway's breaker towards payments opens and its warning (the peer's:
+        # service=payments) fires in Prometheus; Alertmanager holds it back while the page fires.
+        eventually(lambda: firing_in_prometheus(lab, c.ALERT_CIRCUIT_BREAKER_OPEN, service=c.PAYMENTS), 90,
+                   "CircuitBreakerOpen{service=payments} firing in Prometheus")
 
         def inhibited() -> list[dict]:
-            return [a for a in alertmanager_alerts(lab, c.ALERT_SERVICE_ERROR_RATE)
+            return [a for a in alertmanager_alerts(lab, c.ALERT_CIRCUIT_BREAKER_OPEN)
                     if a["labels"].get(c.L_SERVICE) == c.PAYMENTS and a["status"]["inhibitedBy"]]
 
         held = eventually(inhibited, 30, "the payments warning inhibited in Alertmanager")
         assert held[0]["status"]["state"] == "suppressed"
+        assert held[0]["labels"]["caller"] == c.GATEWAY
         # Long enough for a delivery had it not been inhibited: group_wait plus two group intervals.
         time.sleep(FAST.group_wait_s + 2 * FAST.group_interval_s)
-        assert delivered(lab, c.ALERT_SERVICE_ERROR_RATE, "firing", since=fault_at, service=c.PAYMENTS) == []
+        assert delivered(lab, c.ALERT_CIRCUIT_BREAKER_OPEN, "firing", since=fault_at, service=c.PAYMENTS) == []
 
         cleared_at = time.time()
         assert obslab("fault", "clear", fault_id, offset=lab.offset, timeout=30).returncode == 0
