@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from obslab import conventions as c
-from obslab import rules, settings
+from obslab import rules, settings, topology
 from obslab.profiles import Profile
 from obslab.rules.spec import TeamsSpec
 from obslab.settings import ConfigError
@@ -86,10 +86,7 @@ def duration(seconds: int) -> str:
 
 def receiver_address(runtime: Runtime, *, offset: int = 0) -> str:
     """host:port of the alert-receiver as Alertmanager reaches it."""
-    port = c.DEFAULT_PORTS[c.ALERT_RECEIVER]
-    if runtime == "native":
-        return f"127.0.0.1:{port + offset}"
-    return f"{c.ALERT_RECEIVER}:{port}"
+    return topology.ALERT_RECEIVER.address(runtime, offset=offset)
 
 
 def webhook_url(runtime: Runtime, receiver: str, *, offset: int = 0) -> str:
@@ -240,11 +237,11 @@ def write_native(directory: Path, profile: Profile, *, offset: int = 0) -> Path:
     templates.mkdir(parents=True, exist_ok=True)
     for stale in templates.glob(TEMPLATES_PATTERN):
         stale.unlink()
-    sink_port = c.DEFAULT_PORTS[c.TRACE_SINK]
     for source in sorted(TEMPLATES_DIR.glob(TEMPLATES_PATTERN)):
         text = source.read_text()
         if offset:
-            text = text.replace(f"127.0.0.1:{sink_port}/", f"127.0.0.1:{sink_port + offset}/")
+            text = text.replace(f"{topology.TRACE_SINK.address('native')}/",
+                                f"{topology.TRACE_SINK.address('native', offset=offset)}/")
         (templates / source.name).write_text(text)
     path = directory / CONFIG_NAME
     path.write_text(render("native", profile, offset=offset,

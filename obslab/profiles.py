@@ -36,16 +36,19 @@ class Profile:
         """Prometheus duration text: ``15`` -> ``"15s"``."""
         return f"{seconds}s"
 
+    def _scaled(self, text: str, divisor: int, *, minimum_s: int) -> str:
+        """A duration divided by ``divisor`` (unchanged text when 1), never below ``minimum_s``."""
+        if divisor == 1:
+            return text
+        return self.duration(max(math.ceil(parse_duration(text) / divisor), minimum_s))
+
     def alert_for(self, text: str) -> str:
         """An alert's ``for:`` under this profile: unchanged in production, scaled when fast.
 
         >>> PRODUCTION.alert_for("5m"), FAST.alert_for("5m"), FAST.alert_for("10s")
         ('5m', '30s', '4s')
         """
-        if self.for_divisor == 1:
-            return text
-        seconds = max(math.ceil(parse_duration(text) / self.for_divisor), 2 * self.evaluation_s)
-        return self.duration(seconds)
+        return self._scaled(text, self.for_divisor, minimum_s=2 * self.evaluation_s)
 
     def detection_floor(self, *, condition_s: float, for_: str | None = None, dependent_groups: int = 1,
                         scrape_s: int | None = None) -> float:
@@ -65,10 +68,7 @@ class Profile:
         >>> PRODUCTION.slo_window("5m"), FAST.slo_window("5m"), FAST.slo_window("1h")
         ('5m', '30s', '360s')
         """
-        if self.slo_window_divisor == 1:
-            return text
-        seconds = max(math.ceil(parse_duration(text) / self.slo_window_divisor), 4 * self.scrape_banking_s)
-        return self.duration(seconds)
+        return self._scaled(text, self.slo_window_divisor, minimum_s=4 * self.scrape_banking_s)
 
 
 PRODUCTION = Profile("production", scrape_default_s=15, scrape_banking_s=10, scrape_ml_s=15,

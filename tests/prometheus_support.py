@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 
 def prometheus_binary() -> str:
@@ -77,24 +77,22 @@ class PrometheusServer:
             return "(no log)"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process, timeout=15)
 
 
 def start_prometheus(workdir: Path, *, scrape_configs: Sequence[dict] = (), data_dir: Path | None = None,
                      scrape_interval: str = "15s", timeout: float = 30.0, port: int | None = None,
-                     extra_args: Sequence[str] = ()) -> PrometheusServer:
-    """Start Prometheus and wait until it is ready; the caller must ``stop()`` it."""
+                     extra_args: Sequence[str] = (), rule_files: Sequence[str] = ()) -> PrometheusServer:
+    """Start Prometheus and wait until it is ready; the caller must ``stop()`` it.
+
+    ``port``: a port chosen beforehand (for a config that scrapes Prometheus itself);
+    ``rule_files``: paths or globs it evaluates every ``scrape_interval``."""
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir or workdir / "prometheus-data"
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump({
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": list(rule_files),
         "scrape_configs": list(scrape_configs),
     }))
     port = port or free_port()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import requests
 import sqlalchemy
 from flask import Flask
@@ -38,6 +41,29 @@ def drop_mysql_databases(names: list[str]) -> None:
         for name in names:
             conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS `{name}`"))
     engine.dispose()
+
+
+def required_binary(name: str) -> str:
+    """The binary's path; CI must have it (`make test` installs it), a laptop may skip."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is missing: run `obslab doctor --install`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate a server the test started, killing it if it does not stop in ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def free_port() -> int:

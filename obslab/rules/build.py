@@ -27,6 +27,7 @@ from obslab.rules.spec import (
     TEAM_BY_SERVICE,
     AlertSpec,
     RulesSpec,
+    SloSpec,
     SlosSpec,
     TeamsSpec,
     load_file,
@@ -62,8 +63,7 @@ class SpecFile:
     evaluation_intervals: dict[str, str]    # test file stem -> its evaluation interval
     ddos_caused: frozenset[str] = field(default=frozenset())
     index_rows: tuple[tuple[str, str, str, str], ...] = ()   # alert, brief, team, service
-    # Groups that depend on the profile beyond `for:` (SLO windows); None: ``groups`` always.
-    groups_for: Callable[[Profile], tuple[RuleGroup, ...]] | None = None
+    # kind slos: the spec, whose groups depend on the profile beyond `for:` (the windows).
     slos: SlosSpec | None = None
 
     @property
@@ -75,7 +75,7 @@ class SpecFile:
         return f"{RULES_DIR}/{self.name}.yml"
 
     def rule_file(self, profile: Profile = PRODUCTION) -> RuleFile:
-        groups = self.groups if self.groups_for is None else self.groups_for(profile)
+        groups = self.groups if self.slos is None else slo.groups(self.slos, profile)
         return RuleFile(self.spec_path, groups)
 
     def test_files(self) -> dict[str, str]:
@@ -157,7 +157,7 @@ def _slos_file(name: str, spec: SlosSpec, teams: TeamsSpec, source: str) -> Spec
     policy = "; ".join(f"{w.severity.value} at {w.factor:g}x over {w.long}+{w.short}" for w in spec.burn_windows)
     index = tuple((o.alert, f"{o.title}: the {o.objective:g} % SLO's error budget burns too fast ({policy})",
                    o.team, o.service) for o in spec.slos)
-    return SpecFile(name, groups, cases, intervals, ddos, index, lambda profile: slo.groups(spec, profile), spec)
+    return SpecFile(name, groups, cases, intervals, ddos, index, spec)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,30 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from obslab import conventions as c
 from obslab.native.lab import port_in_use
+
+
+def eventually(check: Callable[[], Any], timeout: float, what: str | Callable[[], str],
+               interval: float = 1.0) -> Any:
+    """``check()``'s first truthy result within ``timeout`` seconds, or an AssertionError saying
+    ``what`` (a callable may describe what was seen meanwhile) and the last result."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    described = what() if callable(what) else what
+    raise AssertionError(f"{described}: not within {timeout:.0f} s (last: {last!r})")
 
 
 def free_offset(start: int) -> int:

@@ -11,11 +11,9 @@ notification. Time from fault to page is printed beside the profile's theoretica
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -24,7 +22,8 @@ from obslab import conventions as c
 from obslab.profiles import FAST
 from obslab.rules import load_catalog
 from obslab.rules.slo import burn_condition_seconds
-from tests.integration.lab import RunningLab, free_offset, obslab, start_lab
+from tests.support import required_binary
+from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
 
@@ -34,24 +33,13 @@ PAYMENT_SLO = "payment-availability"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, untraced_client):
     for binary in ("prometheus", "prometheus-alertmanager"):
-        assert shutil.which(binary), f"{binary} is missing: run `obslab doctor --install`"
+        required_binary(binary)
     running = start_lab(tmp_path_factory.mktemp("alerting") / "data", free_offset(13_000))
     running.started = time.monotonic()  # type: ignore[attr-defined]
     yield running
     obslab("fault", "clear", "--all", offset=running.offset, timeout=30)
     result = running.run("down")
     assert result.returncode == 0, result.stderr
-
-
-def eventually(check: Callable, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
 def notifications(lab: RunningLab, **filters: str) -> list[dict]:

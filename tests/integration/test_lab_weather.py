@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 
 import pytest
 import requests
 
 from obslab import conventions as c
 from obslab.native.supervisor import Supervisor
-from tests.integration.lab import RunningLab, free_offset, obslab, start_lab
+from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
 
@@ -36,18 +35,6 @@ def query(lab: RunningLab, promql: str) -> list[dict]:
 def value(lab: RunningLab, promql: str) -> float | None:
     result = query(lab, promql)
     return float(result[0]["value"][1]) if result else None
-
-
-def eventually(check, timeout: float, what: str | Callable[[], str], interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    described = what() if callable(what) else what   # may describe what was seen meanwhile
-    raise AssertionError(f"{described}: not within {timeout:.0f} s (last: {last!r})")
 
 
 def fault_cli(lab: RunningLab, *args: str):

@@ -8,7 +8,6 @@ import argparse
 import copy
 import http.client
 import json
-import shutil
 import subprocess
 import time
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from obslab import conventions as c
 from obslab.rules import load_catalog
 from obslab.services.alert_receiver import ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED
 from obslab.services.alert_receiver.app import create_app
-from tests.support import free_port, serve
+from tests.support import free_port, required_binary, serve, stop_process
 
 NOTIFICATIONS = "/api/v1/notifications"
 
@@ -323,13 +322,13 @@ receivers:
 """
 
 
-@pytest.mark.skipif(shutil.which("prometheus-alertmanager") is None, reason="prometheus-alertmanager is not installed")
 def test_a_real_alertmanager_delivers_an_alert_to_the_receiver(receiver, tmp_path):
+    binary = required_binary("prometheus-alertmanager")
     config = tmp_path / "alertmanager.yml"
     config.write_text(AM_CONFIG.format(url=receiver.url))
     port = free_port()
     process = subprocess.Popen(
-        ["prometheus-alertmanager", f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
+        [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -361,12 +360,7 @@ def test_a_real_alertmanager_delivers_an_alert_to_the_receiver(receiver, tmp_pat
         assert n["group_key"] == '{}:{alertname="IISAppPoolDown"}'
         assert metric(receiver.url, ALERT_RECEIVER_NOTIFICATIONS.name, {"receiver": "paging", "status": "firing"}) == 1.0
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 # --- runbooks served at every alert's runbook_url -----------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -31,7 +30,7 @@ from obslab import conventions as c
 from obslab.profiles import FAST, PRODUCTION, Profile
 from obslab.rules.build import TESTS_DIR
 from obslab.settings import ConfigError
-from tests.support import free_port, serve
+from tests.support import free_port, required_binary, serve, stop_process
 
 CATALOG = rules.load_catalog()
 TEAMS = CATALOG.teams
@@ -40,14 +39,8 @@ COMPOSE_FILE = settings.repo_root() / "alertmanager" / amconfig.CONFIG_NAME
 EXTERNAL_LABELS = {"lab": "obslab", "profile": "fast"}
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} missing: `sudo apt-get install -y prometheus-alertmanager` (or `obslab doctor --install`)"
-    return path
-
-
 def amtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([_binary("amtool"), *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run([required_binary("amtool"), *args], capture_output=True, text=True, timeout=30)
 
 
 # --- the routing policy (DESIGN.md "Alerting conventions"), stated once, by hand ----------------
@@ -448,8 +441,8 @@ def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
 def live(tmp_path_factory):
     from obslab.services.alert_receiver.app import create_app
 
-    _binary("amtool")
-    binary = _binary("prometheus-alertmanager")
+    required_binary("amtool")
+    binary = required_binary("prometheus-alertmanager")
     tmp = tmp_path_factory.mktemp("live-alertmanager")
     # The native configuration addresses the receiver at 127.0.0.1:8095 + offset: serve it there.
     receiver_port = free_port()
@@ -479,12 +472,7 @@ def live(tmp_path_factory):
         am.post({"alertname": "Watchdog", "severity": "info", "team": "platform", "service": "alertmanager"})
         yield am
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
         receiver.stop()
 

@@ -6,11 +6,7 @@ The runbook tests (every alert's page, its PromQL parsed and run) are in test_ru
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,23 +17,13 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from obslab import conventions as c
 from obslab import rules, settings
 from obslab.rules import RecordingRule
-from tests.support import free_port
+from tests.prometheus_support import scrape_job, start_prometheus
+from tests.support import required_binary
 
 ROOT = settings.repo_root()
 RULES_DIR = ROOT / "prometheus" / "rules"
 IIS_ALERTS = (c.ALERT_IIS_VOLUME_SURGE, c.ALERT_IIS_SUCCESS_RATE_LOW, c.ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH,
               c.ALERT_IIS_RESPONSE_TIME_P95_HIGH, c.ALERT_IIS_APP_POOL_DOWN)
-
-
-def _binary(name: str) -> str:
-    """The binary's path; CI must have it (`make test` installs it), a laptop may skip."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is missing: run `obslab doctor --install`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def _rendered_alerts() -> list[dict]:
@@ -120,40 +106,19 @@ class _NormalIis:
 @pytest.fixture
 def prometheus_with_the_rules(tmp_path):
     """A real Prometheus loading the committed rule files, scraping normal IIS series every second."""
-    binary = _binary("prometheus")
+    required_binary("prometheus")
     registry = CollectorRegistry()
     registry.register(_NormalIis())
     exporter, exporter_thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES_DIR / "*.yml")],
-        "scrape_configs": [{"job_name": c.IIS_MOCK, "static_configs": [
-            {"targets": [f"127.0.0.1:{exporter.server_port}"], "labels": {"tier": "iis"}}]}],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (tmp_path / "prometheus.log").open("w")
-    process = subprocess.Popen([
-        binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-    ], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "Prometheus did not become ready in 30 s"
-            time.sleep(0.2)
-        yield url
+        job = scrape_job(c.IIS_MOCK, f"127.0.0.1:{exporter.server_port}", "1s", {"tier": "iis"})
+        server = start_prometheus(tmp_path, scrape_configs=[job], scrape_interval="1s",
+                                  rule_files=[str(RULES_DIR / "*.yml")], extra_args=["--log.level=warn"])
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
+        if server is not None:
+            server.stop()
         exporter.shutdown()
         exporter_thread.join(timeout=10)
 

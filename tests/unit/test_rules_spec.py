@@ -17,17 +17,12 @@ from obslab.cli import main
 from obslab.profiles import FAST, PRODUCTION
 from obslab.rules import AlertRule, RecordingRule, RuleGroup, build, spec
 from obslab.settings import ConfigError
+from tests.support import required_binary
 
 ROOT = settings.repo_root()
 RULES_DIR = ROOT / "prometheus" / "rules"
 SPEC_DIR = ROOT / "prometheus" / "spec"
 CATALOG = rules.load_catalog()
-
-
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    assert path, "promtool is missing: run `obslab doctor --install`"
-    return path
 
 
 def _rendered_alerts() -> list[dict]:
@@ -308,7 +303,7 @@ def test_promtool_accepts_every_rule_file_in_both_profiles(tmp_path):
         fast = tmp_path / Path(relative).name
         fast.write_text(rule_file.render(FAST))
         files.append(fast)
-    result = subprocess.run([_promtool(), "check", "rules", *map(str, files)], capture_output=True, text=True)
+    result = subprocess.run([required_binary("promtool"), "check", "rules", *map(str, files)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -319,7 +314,7 @@ def _test_files() -> list[Path]:
 @pytest.mark.prometheus
 @pytest.mark.parametrize("path", _test_files(), ids=lambda p: p.name)
 def test_promtool_unit_tests_of_the_rules_pass(path):
-    result = subprocess.run([_promtool(), "test", "rules", path.name], capture_output=True, text=True,
+    result = subprocess.run([required_binary("promtool"), "test", "rules", path.name], capture_output=True, text=True,
                             cwd=path.parent, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -13,9 +13,7 @@ a laptop without them the two tests that need them are skipped.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -27,8 +25,8 @@ import yaml
 from obslab import conventions as c
 from obslab import settings, topology
 from obslab.rules import AlertRule, load_catalog
-from tests.prometheus_support import PrometheusServer, scrape_job
-from tests.support import free_port
+from tests.prometheus_support import scrape_job, start_prometheus
+from tests.support import free_port, required_binary
 
 ROOT = settings.repo_root()
 RUNBOOKS = ROOT / "runbooks"
@@ -42,17 +40,6 @@ FENCE_LANGUAGES = {"promql", "sh"}
 
 CATALOG = load_catalog()
 ALERT_NAMES = CATALOG.alert_names()
-
-
-def _binary(name: str) -> str:
-    """The binary's path; CI must have it (`make test` installs it), a laptop may skip."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is missing: run `obslab doctor --install`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 # --- reading a page ---------------------------------------------------------------------------
@@ -202,7 +189,7 @@ def _promtool_problems(promtool: str, queries: list[tuple[str, int, str]], workd
 
 @pytest.mark.prometheus
 def test_every_promql_block_parses(tmp_path):
-    promtool = _binary("promtool")
+    promtool = required_binary("promtool")
     queries = _all_queries()
     assert queries
     problems = _promtool_problems(promtool, queries, tmp_path)
@@ -211,7 +198,7 @@ def test_every_promql_block_parses(tmp_path):
 
 @pytest.mark.prometheus
 def test_the_parse_check_names_the_page_and_block_of_a_broken_query(tmp_path):
-    promtool = _binary("promtool")
+    promtool = required_binary("promtool")
     queries = [("Good.md", 1, "up == 0"), ("Broken.md", 1, "up"), ("Broken.md", 2, "sum by (job) (rate(up[5m])")]
     problems = _promtool_problems(promtool, queries, tmp_path)
     assert len(problems) == 1
@@ -225,7 +212,7 @@ def prometheus_scraping_the_services(tmp_path):
     """A real Prometheus loading the committed rules and scraping, every second, the banking
     services, the fault-injector, the alert-receiver and an IIS mock running in this process
     (same jobs and tiers as the lab), plus itself; some real traffic goes through the gateway."""
-    binary = _binary("prometheus")
+    required_binary("prometheus")
     from obslab.iis_mock.clock import SimClock
     from obslab.iis_mock.exporter import IisExporter
     from obslab.iis_mock.exporter import create_app as iis_app
@@ -245,23 +232,12 @@ def prometheus_scraping_the_services(tmp_path):
     targets = {**{name: server.url for name, server in stack.servers.items()},
                **{name: server.url for name, server in others.items()},
                c.PROMETHEUS: f"http://127.0.0.1:{port}"}
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES_GLOB)],
-        "scrape_configs": [scrape_job(name, url.removeprefix("http://"), "1s",
-                                      {"tier": topology.component(name).tier})
-                           for name, url in targets.items()],
-    }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log_path = tmp_path / "prometheus.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([
-            binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-        ], stdout=log, stderr=subprocess.STDOUT)
-    server = PrometheusServer(f"http://127.0.0.1:{port}", tmp_path / "data", process, log_path)
+    jobs = [scrape_job(name, url.removeprefix("http://"), "1s", {"tier": topology.component(name).tier})
+            for name, url in targets.items()]
+    server = None
     try:
-        server.wait_for(lambda: _ready(server), 30, "ready")
+        server = start_prometheus(tmp_path, scrape_configs=jobs, scrape_interval="1s", port=port,
+                                  rule_files=[str(RULES_GLOB)], extra_args=["--log.level=warn"])
         customer = Customer(stack.url(c.GATEWAY))
         account = customer.open_account()
         deposit(stack.url(c.ACCOUNTS), account, 10_000)
@@ -275,19 +251,12 @@ def prometheus_scraping_the_services(tmp_path):
         server.wait_for(lambda: server.query(c.RULE_IIS_SITE_SUCCESS_PERCENT), 30, "the IIS success rate")
         yield server
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         for running in others.values():
             running.stop()
         exporter.stop()
         stack.stop()
-
-
-def _ready(server: PrometheusServer) -> bool:
-    assert server.process.poll() is None, server.log_tail()
-    try:
-        return requests.get(f"{server.url}/-/ready", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 @pytest.mark.prometheus
