@@ -23,7 +23,7 @@ import numpy as np
 
 from obslab import conventions as c
 from obslab import seasonality
-from obslab.backfill import Series, counter, histogram
+from obslab.backfill import Series, counter, gauge, histogram
 from obslab.conventions import TransactionStatus as Status
 from obslab.conventions import TransactionType
 from obslab.sampling import Streams, fixed_value_bucket, lognormal_buckets, lognormal_share_above
@@ -87,6 +87,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/accounts/<account_id>", 0.10, 0.010, {"200": 0.995, "404": 0.005}),
     Route("GET", f"{API}/transfers", 0.12, 0.018, {"200": 1.0}),
 )
+# The gateway's edge gauges (services/gateway/edge.py) as the load generator's customers make
+# them: 200 customers, some with a second address (phone), each active for a few requests.
+CUSTOMER_ADDRESSES = 260
+REQUESTS_PER_ACTIVE_CLIENT = 3.0     # a customer's requests within one minute, on average
+BUSIEST_CLIENT_REQUESTS = 30.0       # the busiest customer address's requests per minute
+CLIENT_WINDOW_S = 60.0
+
 # The status the gateway answers for each movement outcome.
 GATEWAY_CODE = {Status.COMPLETED: "201", Status.REJECTED: "422", Status.DECLINED: "422", Status.FAILED: "503"}
 
@@ -132,6 +139,7 @@ class BankingModel:
             out += histogram(c.HTTP_SERVER_DURATION, (c.GATEWAY, route.method, route.route), buckets,
                              (buckets * means).sum(-1), gateway)
 
+        out += self._edge(rps, gateway)
         for movement in MOVEMENTS:
             kind = movement.type.value
             job = self.targets[movement.job].labels()
@@ -166,6 +174,22 @@ class BankingModel:
             g_buckets[:, fixed_value_bucket(BOUNDS, FAST_FAILURE_S + GATEWAY_OVERHEAD_S)] += failed_fast
             out += histogram(c.HTTP_SERVER_DURATION, (c.GATEWAY, "POST", movement.route), g_buckets, g_sums, gateway)
         return out
+
+    def _edge(self, rps: np.ndarray, gateway: dict[str, str]) -> list[Series]:
+        """Distinct clients of the last minute, the busiest one's share, requests in flight and
+        (no flood in history) nothing rate limited: what the DDoS detector learns normal from."""
+        s = self.streams
+        per_minute = rps * CLIENT_WINDOW_S
+        clients = CUSTOMER_ADDRESSES * (1 - np.exp(-per_minute / (CUSTOMER_ADDRESSES * REQUESTS_PER_ACTIVE_CLIENT)))
+        clients = np.round(clients * s("edge/clients").lognormal(0.0, 0.05, len(rps)))
+        top = np.clip(BUSIEST_CLIENT_REQUESTS * s("edge/top").lognormal(0.0, 0.3, len(rps)) / per_minute, 0, 1)
+        in_flight = s.poisson("edge/in_flight", rps * (GATEWAY_OVERHEAD_S + 0.05))
+        return [
+            gauge(c.GATEWAY_ACTIVE_CLIENTS, (), clients, gateway),
+            gauge(c.GATEWAY_TOP_CLIENT_SHARE, (), top, gateway),
+            gauge(c.HTTP_SERVER_IN_FLIGHT, (c.GATEWAY,), in_flight, gateway),
+            counter(c.GATEWAY_RATE_LIMITED, (), np.zeros(len(rps)), gateway),
+        ]
 
     def _slow(self, kind: str, buckets: np.ndarray, median: float, slow_by: np.ndarray,
               job: dict[str, str]) -> list[Series]:

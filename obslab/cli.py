@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="install missing OS packages (root on Debian) and start a stopped MariaDB")
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
 
-    from obslab import alertscli, faultcli, history, rulescli
+    from obslab import alertscli, faultcli, history, mlcli, rulescli
+    from obslab.bench import ml as bench_ml
+    from obslab.bench import nab as bench_nab
     from obslab.services.loadgen import cli as loadgen_cli
 
     faultcli.add_arguments(commands.add_parser(
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "alerts", help="notifications Alertmanager delivered to the lab's alert-receiver"))
     history.add_arguments(commands.add_parser(
         "history", help="write N days of past IIS and banking metrics into Prometheus"))
+    mlcli.add_arguments(commands.add_parser("ml", help="the ML detectors' models: train"))
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     bench_kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -84,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port-offset", type=int, default=30000,
                      help="ports of the labs the benchmark starts = defaults + this (default: 30000)")
     api.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+    bench_ml.add_arguments(bench_kinds.add_parser(
+        "ml", help="baselining refit of N series and DDoS inference latency: wall time, peak memory"))
+    bench_nab.add_arguments(bench_kinds.add_parser(
+        "nab", help="the baselining detectors on the Numenta Anomaly Benchmark, scored by NAB's rules"))
     return parser
 
 
@@ -154,6 +161,18 @@ def run(args: argparse.Namespace) -> int:
         from obslab.native import doctor
 
         return doctor.run(install_missing=args.install, need_mariadb=args.mariadb)
+    if args.command == "ml":
+        from obslab import mlcli
+
+        return mlcli.run(args)
+    if args.command == "bench" and args.bench == "ml":
+        from obslab.bench import ml as bench_ml
+
+        return bench_ml.run(args)
+    if args.command == "bench" and args.bench == "nab":
+        from obslab.bench import nab as bench_nab
+
+        return bench_nab.run(args)
     if args.command == "bench" and args.bench == "api":
         from obslab.bench.api import run_api_benchmark
 

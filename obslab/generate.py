@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from obslab import amconfig, promconfig, rules, settings
+from obslab import amconfig, collectorconfig, compose, grafana, promconfig, rules, settings
 from obslab.profiles import PRODUCTION
 
 
@@ -18,6 +18,9 @@ def generated_files() -> dict[str, Callable[[], str]]:
         ),
         **rules.load_catalog().generated(),
         "alertmanager/alertmanager.yml": lambda: amconfig.render("compose", PRODUCTION),
+        **compose.generated_files(),
+        **collectorconfig.generated_files(),
+        **grafana.generated_files(),
     }
 
 

@@ -31,6 +31,16 @@ class Profile:
     repeat_interval_s: int = 4 * 3600
     watchdog_repeat_s: int = 300      # the dead-man receiver hears the Watchdog this often
     resend_delay_s: int = 60          # Prometheus --rules.alert.resend-delay
+    # ML detectors: how often they evaluate, and the windows of their features and fits.
+    ml_evaluation_s: int = 15
+    ddos_signal_window_s: int = 60        # rate() range of the DDoS features
+    ddos_baseline_window_s: int = 3600    # a feature's baseline: its median over this ...
+    ddos_baseline_lag_s: int = 300        # ... ending this long ago (an attack is not its own baseline)
+    ddos_retrain_s: int = 6 * 3600        # automatic retraining, refused when worse
+    ddos_training_window_s: int = 24 * 3600
+    ddos_min_training_rows: int = 60      # a fresh lab's detector learns once it has this many
+    baseline_refit_s: int = 300           # the baseliner refits every series this often
+    baseline_history_s: int = 6 * 3600    # ... from this much history (1-24 h makes sense)
 
     def duration(self, seconds: int) -> str:
         """Prometheus duration text: ``15`` -> ``"15s"``."""
@@ -75,9 +85,19 @@ PRODUCTION = Profile("production", scrape_default_s=15, scrape_banking_s=10, scr
                      scrape_iis_s=15, evaluation_s=15)
 FAST = Profile("fast", scrape_default_s=2, scrape_banking_s=2, scrape_ml_s=2, scrape_iis_s=2, evaluation_s=2,
                for_divisor=10, slo_window_divisor=10, group_wait_s=2, group_interval_s=10, repeat_interval_s=3600,
-               watchdog_repeat_s=30, resend_delay_s=2)
+               watchdog_repeat_s=30, resend_delay_s=2, ml_evaluation_s=2, ddos_signal_window_s=10,
+               ddos_baseline_window_s=180, ddos_baseline_lag_s=20, ddos_retrain_s=300, ddos_training_window_s=900,
+               ddos_min_training_rows=20,
+               baseline_refit_s=30, baseline_history_s=900)
 
 PROFILES = {p.name: p for p in (PRODUCTION, FAST)}
+
+
+def active() -> Profile:
+    """The profile a component runs under: ``OBSLAB_PROFILE`` (set by the native lab), else production."""
+    import os
+
+    return profile(os.environ.get("OBSLAB_PROFILE", PRODUCTION.name))
 
 
 def profile(name: str) -> Profile:

@@ -39,16 +39,17 @@ def config(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int =
         if only is not None and component.name not in only:
             continue
         interval = _interval(component, profile)
-        jobs.append({
-            "job_name": component.name,
-            "scrape_interval": profile.duration(interval),
-            "scrape_timeout": profile.duration(min(interval, 10)),
-            "metrics_path": "/metrics",
-            "static_configs": [{
-                "targets": [component.address(runtime, offset=offset)],
-                "labels": {"tier": component.tier},
-            }],
-        })
+        for job_name, port in component.scrape_jobs():
+            jobs.append({
+                "job_name": job_name,
+                "scrape_interval": profile.duration(interval),
+                "scrape_timeout": profile.duration(min(interval, 10)),
+                "metrics_path": "/metrics",
+                "static_configs": [{
+                    "targets": [component.address(runtime, offset=offset, port=port)],
+                    "labels": {"tier": component.tier},
+                }],
+            })
     document: dict[str, Any] = {
         "global": {
             "scrape_interval": profile.duration(profile.scrape_default_s),
@@ -71,6 +72,23 @@ def render(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int =
     body = yaml.safe_dump(config(runtime, profile, rules_glob=rules_glob, offset=offset, only=only),
                           sort_keys=False, default_flow_style=False)
     return GENERATED_HEADER + body
+
+
+def server_flags(profile: Profile, *, config_file: str, tsdb_path: str, external_url: str,
+                 retention_days: int) -> list[str]:
+    """The Prometheus server's flags, the same in both runtimes; only the paths and the URL differ."""
+    return [
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={tsdb_path}",
+        f"--web.external-url={external_url}",
+        "--enable-feature=exemplar-storage",
+        # `obslab history` writes up to 30 days into the past; keep them.
+        f"--storage.tsdb.retention.time={retention_days}d",
+        "--web.enable-lifecycle",
+        # How often a firing alert is re-sent to Alertmanager (default 1m; fast: seconds).
+        f"--rules.alert.resend-delay={profile.resend_delay_s}s",
+        "--log.format=json",
+    ]
 
 
 def write(path: Path, text: str) -> None:

@@ -30,6 +30,8 @@ FACTORIES: dict[str, str] = {
     c.FAULT_INJECTOR: "obslab.services.fault_injector.app:create_app",
     c.IIS_MOCK: "obslab.iis_mock.exporter:create_app",
     c.ALERT_RECEIVER: "obslab.services.alert_receiver.app:create_app",
+    c.DDOS_DETECTOR: "obslab.ml.ddos.service:create_app",
+    c.BASELINER: "obslab.ml.baseliner:create_app",
 }
 # Components that are not WSGI apps: a callable that runs in the foreground until SIGTERM.
 RUNNERS: dict[str, str] = {

@@ -2,7 +2,12 @@
 
 Native and compose differ only in addresses: ``127.0.0.1:<port + offset>`` here,
 ``<name>:<port>`` on the compose network. Everything generated for either runtime (Prometheus
-scrape jobs, the native process list, health checks) reads this table.
+scrape jobs, the native process list, health checks, docker-compose.yml) reads this table.
+
+The compose stack adds third-party components the native lab replaces or lacks (the Collector
+and Jaeger, for which the trace sink stands in natively; Grafana; MySQL, for which SQLite files
+stand in). Their images fix their ports, so those live here rather than in
+``conventions.DEFAULT_PORTS`` (the ports the lab chooses).
 """
 
 from __future__ import annotations
@@ -13,25 +18,42 @@ from typing import Literal
 from obslab import conventions as c
 
 Runtime = Literal["native", "compose"]
-Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring", "control", "traffic"]
+Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring", "control", "traffic", "storage"]
 
 
 @dataclass(frozen=True)
 class Component:
+    """``image_port``: the main port of a third-party image (the lab's own come from conventions).
+    ``health_port``: where ``health_path`` is served when not on the main port.
+    ``metrics_ports``: (scrape job, port) pairs when /metrics is not on the main port."""
+
     name: str
     tier: Tier
     health_path: str
     scraped: bool = True
     native_only: bool = False
+    compose_only: bool = False
+    image_port: int | None = None
+    health_port: int | None = None
+    metrics_ports: tuple[tuple[str, int], ...] = ()
 
     @property
     def port(self) -> int:
-        return c.DEFAULT_PORTS[self.name]
+        return self.image_port if self.image_port is not None else c.DEFAULT_PORTS[self.name]
 
-    def address(self, runtime: Runtime, host: str = "127.0.0.1", offset: int = 0) -> str:
+    def address(self, runtime: Runtime, host: str = "127.0.0.1", offset: int = 0,
+                port: int | None = None) -> str:
+        port = self.port if port is None else port
         if runtime == "native":
-            return f"{host}:{self.port + offset}"
-        return f"{self.name}:{self.port}"
+            return f"{host}:{port + offset}"
+        return f"{self.name}:{port}"
+
+    def scrape_jobs(self) -> tuple[tuple[str, int], ...]:
+        """(job name, port) of every /metrics endpoint: usually one job named after the component."""
+        return self.metrics_ports or ((self.name, self.port),)
+
+    def runs_in(self, runtime: Runtime) -> bool:
+        return not (self.native_only and runtime != "native") and not (self.compose_only and runtime != "compose")
 
 
 SERVICES: tuple[Component, ...] = tuple(
@@ -44,10 +66,39 @@ IIS_MOCK = Component(c.IIS_MOCK, "iis", "/health")
 LOAD_GENERATOR = Component(c.LOAD_GENERATOR, "traffic", "/health")
 ALERT_RECEIVER = Component(c.ALERT_RECEIVER, "monitoring", "/ready")
 ALERTMANAGER = Component(c.ALERTMANAGER, "monitoring", "/-/ready")
+# Alive is enough: without Prometheus they are up but stale (their /ready says why).
+DDOS_DETECTOR = Component(c.DDOS_DETECTOR, "ml", "/health")
+BASELINER = Component(c.BASELINER, "ml", "/health")
+ML: tuple[Component, ...] = (DDOS_DETECTOR, BASELINER)
+
+# --- compose only ------------------------------------------------------------------------------
+OTEL_COLLECTOR_NAME = "otel-collector"
+JAEGER_NAME = "jaeger"
+GRAFANA_NAME = "grafana"
+MYSQL_NAME = "mysql"
+OTLP_GRPC_PORT = 4317
+OTLP_HTTP_PORT = 4318
+COLLECTOR_PROMETHEUS_PORT = 8889    # the prometheus exporter: spanmetrics, servicegraph (OpenMetrics)
+COLLECTOR_TELEMETRY_PORT = 8888     # the Collector's own metrics (queue sizes, refused and dropped spans)
+COLLECTOR_HEALTH_PORT = 13133       # the health_check extension
+# Services send OTLP/HTTP, so that is its main port; both exporter endpoints are scraped.
+OTEL_COLLECTOR = Component(OTEL_COLLECTOR_NAME, "telemetry", "/", compose_only=True,
+                           image_port=OTLP_HTTP_PORT, health_port=COLLECTOR_HEALTH_PORT,
+                           metrics_ports=((OTEL_COLLECTOR_NAME, COLLECTOR_PROMETHEUS_PORT),
+                                          (f"{OTEL_COLLECTOR_NAME}-telemetry", COLLECTOR_TELEMETRY_PORT)))
+# The query API, not just the UI: it answers once the trace storage does.
+JAEGER = Component(JAEGER_NAME, "telemetry", "/api/services", scraped=False, compose_only=True,
+                   image_port=16686)
+GRAFANA = Component(GRAFANA_NAME, "monitoring", "/api/health", scraped=False, compose_only=True,
+                    image_port=3000)
+# Not HTTP: compose probes it with mysqladmin.
+MYSQL = Component(MYSQL_NAME, "storage", "", scraped=False, compose_only=True, image_port=3306)
+COMPOSE_ONLY: tuple[Component, ...] = (OTEL_COLLECTOR, JAEGER, GRAFANA, MYSQL)
 
 # Start order of the native lab: the sink first so no early span is lost, the alert path next
 # (receiver, then Alertmanager; Prometheus, started last by the lab, sends to it), the fault
-# injector before the services that poll it, the gateway after its peers, traffic last.
+# injector before the services that poll it, the gateway after its peers, then the ML detectors
+# (they only read Prometheus), traffic last.
 NATIVE_START_ORDER: tuple[Component, ...] = (
     TRACE_SINK,
     ALERT_RECEIVER,
@@ -55,11 +106,12 @@ NATIVE_START_ORDER: tuple[Component, ...] = (
     *(s for s in SERVICES if s.name != c.GATEWAY),
     *(s for s in SERVICES if s.name == c.GATEWAY),
     IIS_MOCK,
+    *ML,
     LOAD_GENERATOR,
 )
 
-ALL: tuple[Component, ...] = (*SERVICES, TRACE_SINK, FAULT_INJECTOR, IIS_MOCK, LOAD_GENERATOR, ALERT_RECEIVER,
-                              ALERTMANAGER, PROMETHEUS)
+ALL: tuple[Component, ...] = (*SERVICES, TRACE_SINK, FAULT_INJECTOR, IIS_MOCK, *ML, LOAD_GENERATOR,
+                              ALERT_RECEIVER, ALERTMANAGER, PROMETHEUS, *COMPOSE_ONLY)
 _BY_NAME = {comp.name: comp for comp in ALL}
 
 
@@ -68,4 +120,4 @@ def component(name: str) -> Component:
 
 
 def scraped_components(runtime: Runtime) -> list[Component]:
-    return [comp for comp in ALL if comp.scraped and not (comp.native_only and runtime != "native")]
+    return [comp for comp in ALL if comp.scraped and comp.runs_in(runtime)]

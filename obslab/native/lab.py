@@ -118,6 +118,8 @@ class NativeLab:
             "PYTHONUNBUFFERED": "1",
         })
         env["OBSLAB_FAULT_INJECTOR_URL"] = self._url(topology.FAULT_INJECTOR)
+        if self.profile is not None:
+            env["OBSLAB_PROFILE"] = self.profile.name
         env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", self._url(topology.TRACE_SINK))
         env.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         # Spans visible in the sink within about a second instead of the default five.
@@ -148,17 +150,10 @@ class NativeLab:
                                                         only={comp.name for comp in components}))
         return Program(c.PROMETHEUS, [
             binary,
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={self.data_dir / 'prometheus' / 'data'}",
+            *promconfig.server_flags(self.profile, config_file=str(config_path),
+                                     tsdb_path=str(self.data_dir / "prometheus" / "data"),
+                                     external_url=self._url(topology.PROMETHEUS), retention_days=RETENTION_DAYS),
             f"--web.listen-address={topology.PROMETHEUS.address('native', offset=self.offset)}",
-            f"--web.external-url={self._url(topology.PROMETHEUS)}",
-            "--enable-feature=exemplar-storage",
-            # `obslab history` writes up to 30 days into the past; keep them.
-            f"--storage.tsdb.retention.time={RETENTION_DAYS}d",
-            "--web.enable-lifecycle",
-            # How often a firing alert is re-sent to Alertmanager (default 1m; fast: seconds).
-            f"--rules.alert.resend-delay={self.profile.resend_delay_s}s",
-            "--log.format=json",
         ], priority=900)
 
     def _alertmanager_program(self, binary: str) -> Program:

@@ -161,9 +161,25 @@ class Supervisor:
         self._rpc().supervisor.startProcess(name, True)
 
     def shutdown(self, timeout: float = 60.0) -> None:
-        """Stop every program (in reverse priority) and supervisord itself; wait for the end."""
+        """Stop every program and supervisord itself; wait for the end.
+
+        Every program gets its stop signal at once: supervisord alone stops them one priority at
+        a time, about a second each, which made `obslab down` take 15 s."""
         pid = self.pid()
-        children = [p.pid for p in self.processes().values() if p.pid]
+        processes = self.processes()
+        children = [p.pid for p in processes.values() if p.pid]
+        first = [name for name, state in processes.items() if state.state == "RUNNING"]
+        try:
+            rpc = self._rpc().supervisor
+            for name in first:
+                rpc.stopProcess(name, False)
+            deadline = time.monotonic() + timeout / 2
+            while time.monotonic() < deadline and any(
+                    self.processes().get(name, ProcessState(name, "STOPPED", 0, "")).state
+                    in ("RUNNING", "STOPPING") for name in first):
+                time.sleep(0.2)
+        except (OSError, xmlrpc.client.Error):
+            pass
         try:
             self._rpc().supervisor.shutdown()
         except (OSError, xmlrpc.client.Error):

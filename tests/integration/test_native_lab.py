@@ -20,7 +20,8 @@ from tests.integration.lab import free_offset, start_lab
 pytestmark = pytest.mark.usefixtures("untraced_client")
 
 # Started with --no-traffic: every span and exemplar here comes from the test's own requests.
-EXPECTED = {*c.BANKING_SERVICES, c.TRACE_SINK, c.PROMETHEUS, c.FAULT_INJECTOR, c.IIS_MOCK, c.ALERT_RECEIVER, c.ALERTMANAGER}
+EXPECTED = {*c.BANKING_SERVICES, c.TRACE_SINK, c.PROMETHEUS, c.FAULT_INJECTOR, c.IIS_MOCK, c.ALERT_RECEIVER, c.ALERTMANAGER,
+            *c.ML_SERVICES}
 SERVER, CLIENT = "server", "client"
 
 

@@ -1,4 +1,4 @@
-"""The seed metric schema is a contract: names, types and labels must not drift."""
+"""The seed metric schemas (transactions, DDoS) are a contract: names, types and labels must not drift."""
 
 import pytest
 
@@ -13,6 +13,10 @@ from obslab.telemetry import MetricSet
     (c.TRANSACTION_FAILURES, "counter", ("type", "error_code")),
     (c.SLOW_TRANSACTIONS, "counter", ("threshold", "type")),
     (c.TRANSACTION_PERFORMANCE_SCORE, "gauge", ()),
+    (c.DDOS_DETECTION_SCORE, "gauge", ()),
+    (c.DDOS_CONFIDENCE, "gauge", ()),
+    (c.DDOS_BINARY_PREDICTION, "gauge", ()),
+    (c.DDOS_MODEL_PREDICTIONS, "counter", ("prediction",)),
 ])
 def test_seed_transaction_metrics_keep_their_names_and_labels(spec, kind, labels):
     seed_names = {
@@ -21,6 +25,10 @@ def test_seed_transaction_metrics_keep_their_names_and_labels(spec, kind, labels
         c.TRANSACTION_FAILURES: "transaction_failures_total",
         c.SLOW_TRANSACTIONS: "slow_transactions_total",
         c.TRANSACTION_PERFORMANCE_SCORE: "transaction_performance_score",
+        c.DDOS_DETECTION_SCORE: "ddos_detection_score",
+        c.DDOS_CONFIDENCE: "ddos_confidence",
+        c.DDOS_BINARY_PREDICTION: "ddos_binary_prediction",
+        c.DDOS_MODEL_PREDICTIONS: "ddos_model_predictions_total",
     }
     assert spec.name == seed_names[spec]
     assert spec.kind == kind
@@ -49,6 +57,7 @@ def test_ports_are_the_design_ports():
         "gateway": 8080, "auth": 8081, "accounts": 8082, "transactions": 8083, "payments": 8084,
         "fraud": 8085, "notifications": 8086, "trace-sink": 4318, "prometheus": 9090,
         "fault-injector": 8094, "iis-mock": 9182, "alert-receiver": 8095, "alertmanager": 9093,
+        "ddos-detector": 8091, "baseliner": 8092,
         # not in DESIGN.md's table (which gives the generator no port): its own /metrics
         "load-generator": 8096,
     }

@@ -1,0 +1,178 @@
+"""The DDoS model: Isolation Forest and One-Class SVM trained on normal traffic, and their ensemble.
+
+Both are novelty detectors: they learn only what normal traffic looks like, because attacks
+are rare, varied and unlabelled in production. They fail differently, which is why both run:
+
+- **Isolation Forest** isolates a point with random axis-aligned cuts; an attack that is
+  extreme on one or two features (a 401 share of 90 %, ten times the volume) is isolated in a
+  few cuts. Robust to irrelevant features, no distance metric, cheap to score.
+- **One-Class SVM** (RBF kernel) draws a smooth boundary around the normal cloud in the scaled
+  feature space; it catches a *combination* that is unusual although every feature alone is
+  within range (many clients *and* high requests per client *and* slower answers), where the
+  forest's axis-aligned cuts are weakest.
+
+Raw scores are calibrated to one scale (:class:`Calibration`) on normal rows and synthetic
+attack rows that neither the model nor the validation set saw. ``ddos_detection_score`` is the
+*larger* of the two calibrated scores: an OR-ensemble, because their blind spots differ. An
+Isolation Forest cannot isolate a point beyond the training range of a feature any faster
+than the most extreme normal point (its random cuts fall inside the data), so a flood that
+shows on one narrow feature (the 401 share) can look ordinary to it, while the SVM's kernel
+distance grows with it; the forest in turn catches combinations the SVM's smooth boundary
+absorbs. The decision threshold sits half-way between the rarest normal calibration rows and
+the weaker mild attacks. ``ddos_confidence`` is the score's distance from the threshold as a
+share of the room on that side (to 1 above, to 0 below), times 0.75 when the models disagree.
+Per-feature contributions are occlusion effects: the drop of the ensemble score when that
+feature alone is reset to its normal median (model-faithful, and cheap for nine features).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.preprocessing import RobustScaler
+from sklearn.svm import OneClassSVM
+
+from obslab.ml.ddos.features import FEATURE_NAMES
+
+CALIBRATION_QUANTILE = 0.995
+ATTACK_STEEPNESS = math.log(5.0)   # 1 - exp(-k) = 0.8: the median attack row scores 0.9
+MODEL_NAMES = ("isolation_forest", "one_class_svm")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Maps a raw anomaly score (higher = more anomalous) to 0..1 on a scale shared by both models:
+    0 up to the median normal row, 0.5 at the ``CALIBRATION_QUANTILE`` of normal rows, 0.9 at the
+    median of mild synthetic attack rows, approaching 1 beyond."""
+
+    normal_median: float
+    normal_high: float
+    attack_median: float
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        below = 0.5 * np.clip((raw - self.normal_median) / max(self.normal_high - self.normal_median, 1e-9), 0, 1)
+        reach = max(self.attack_median - self.normal_high, self.normal_high - self.normal_median, 1e-9)
+        above = 0.5 + 0.5 * (1.0 - np.exp(-ATTACK_STEEPNESS * (raw - self.normal_high) / reach))
+        return np.where(raw <= self.normal_high, below, above)
+
+    @classmethod
+    def from_rows(cls, raw_normal: np.ndarray, raw_attack: np.ndarray) -> Calibration:
+        return cls(float(np.median(raw_normal)), float(np.quantile(raw_normal, CALIBRATION_QUANTILE)),
+                   float(np.median(raw_attack)))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    confidence: float
+    attack: bool
+    model_scores: dict[str, float]
+    contributions: dict[str, float]
+
+
+@dataclass
+class DDoSModel:
+    scaler: RobustScaler
+    forest: IsolationForest
+    svm: OneClassSVM
+    calibrations: dict[str, Calibration]
+    normal_median: np.ndarray
+    threshold: float = 0.5
+    features: tuple[str, ...] = FEATURE_NAMES
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def train(cls, normal: np.ndarray, *, calibration_rows: np.ndarray, calibration_attacks: np.ndarray,
+              seed: int = 0, nu: float = 0.01) -> DDoSModel:
+        if normal.ndim != 2 or normal.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"training rows must have {len(FEATURE_NAMES)} features, got shape {normal.shape}")
+        if len(normal) < 20:
+            raise ValueError(f"only {len(normal)} normal rows: at least 20 are needed to train")
+        scaler = RobustScaler(quantile_range=(5.0, 95.0)).fit(normal)
+        # A feature that never varied in training (no 429s ever) would scale by zero.
+        scaler.scale_ = np.where(scaler.scale_ < 1e-3, 1e-3, scaler.scale_)
+        scaled = scaler.transform(normal)
+        forest = IsolationForest(n_estimators=200, max_samples=min(512, len(normal)), random_state=seed).fit(scaled)
+        svm_rows = scaled if len(scaled) <= 4000 else scaled[np.random.default_rng(seed).choice(len(scaled), 4000,
+                                                                                                 replace=False)]
+        # scikit-learn's gamma="scale", computed here so that _svm_raw can read it back.
+        gamma = 1.0 / (svm_rows.shape[1] * max(float(svm_rows.var()), 1e-12))
+        svm = OneClassSVM(kernel="rbf", gamma=gamma, nu=nu).fit(svm_rows)
+        held_out, attacks = scaler.transform(calibration_rows), scaler.transform(calibration_attacks)
+        calibrations = {
+            "isolation_forest": Calibration.from_rows(-forest.score_samples(held_out), -forest.score_samples(attacks)),
+            "one_class_svm": Calibration.from_rows(_svm_raw(svm, held_out), _svm_raw(svm, attacks)),
+        }
+        model = cls(scaler, forest, svm, calibrations, np.median(normal, axis=0))
+        # Half-way between the rarest normal rows and the weaker mild attacks (their 10th
+        # percentile): as close to normal as the data allows while catching most mild floods.
+        normal_top = float(np.quantile(model.scores(calibration_rows), 0.999))
+        mild_low = float(np.quantile(model.scores(calibration_attacks), 0.10))
+        model.threshold = float(np.clip((normal_top + mild_low) / 2.0, 0.55, 0.85))
+        return model
+
+    def model_scores(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        scaled = self.scaler.transform(np.atleast_2d(rows))
+        return {
+            "isolation_forest": self.calibrations["isolation_forest"](-self.forest.score_samples(scaled)),
+            "one_class_svm": self.calibrations["one_class_svm"](_svm_raw(self.svm, scaled)),
+        }
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        return self._combine(self.model_scores(rows))
+
+    @staticmethod
+    def _combine(parts: dict) -> np.ndarray:
+        return np.maximum(parts["isolation_forest"], parts["one_class_svm"])
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return self.scores(rows) >= self.threshold
+
+    def verdict(self, row: np.ndarray) -> Verdict:
+        # The row and its nine occluded copies in one batch: the forest's per-call cost dominates.
+        occluded = np.repeat(np.atleast_2d(row), len(self.features) + 1, axis=0)
+        index = np.arange(len(self.features))
+        occluded[index + 1, index] = self.normal_median
+        batch = self.model_scores(occluded)
+        parts = {name: float(values[0]) for name, values in batch.items()}
+        combined = self._combine(batch)
+        score = float(combined[0])
+        room = (1.0 - self.threshold) if score >= self.threshold else self.threshold
+        margin = min(1.0, abs(score - self.threshold) / room)
+        # Both models on the same side of the threshold: full trust; one alone: three quarters.
+        agreement = 1.0 if (min(parts.values()) >= self.threshold) == attack_side(score, self.threshold) else 0.75
+        drops = np.maximum(score - combined[1:], 0.0)
+        contributions = {name: float(drop) for name, drop in zip(self.features, drops)}
+        return Verdict(score=score, confidence=round(margin * agreement, 6), attack=score >= self.threshold,
+                       model_scores=parts, contributions=contributions)
+
+
+def _svm_raw(svm: OneClassSVM, rows: np.ndarray) -> np.ndarray:
+    """Minus the log of the SVM's kernel sum: about gamma times the squared distance to the normal
+    cloud far away, so a flood twice as far scores higher (the plain kernel sum flattens at 0)."""
+    # log-sum-exp over the support vectors: the plain kernel sum underflows to 0 a few
+    # distances out, which would flatten every flood to the same score again.
+    squared = euclidean_distances(rows, svm.support_vectors_, squared=True)
+    return -logsumexp(np.log(svm.dual_coef_[0])[None, :] - svm.gamma * squared, axis=1)
+
+
+def attack_side(score: float, threshold: float) -> bool:
+    return score >= threshold
+
+
+def validation_figures(model: DDoSModel, normal: np.ndarray, attacks: np.ndarray) -> dict[str, float]:
+    """Recall on attack rows, false-positive rate on normal rows, F1 at the model's threshold."""
+    false_positive_rate = float(np.mean(model.predict(normal))) if len(normal) else math.nan
+    recall = float(np.mean(model.predict(attacks))) if len(attacks) else math.nan
+    flagged_normal = false_positive_rate * len(normal)
+    detected = recall * len(attacks)
+    precision = detected / (detected + flagged_normal) if detected + flagged_normal else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"recall": round(recall, 4), "false_positive_rate": round(false_positive_rate, 4),
+            "precision": round(precision, 4), "f1": round(f1, 4),
+            "normal_rows": len(normal), "attack_rows": len(attacks)}

@@ -1,0 +1,168 @@
+"""Training data for the DDoS model: this lab's normal traffic, widened by what normal can become.
+
+Normal rows come from Prometheus range queries over a training window, the very expressions
+the live detector evaluates (so the model sees the same numbers in training and in service);
+rows while a flood ran (``loadgen_flood_requests_per_second > 0``) or with a gap are dropped.
+That covers whatever the window held: live runs and, once the lab has it, generated history.
+
+A training window never holds every legitimate situation, so two widenings encode domain
+knowledge instead of hoping the window had them:
+
+- *Demand changes* (business hours at 2-2.5x, a campaign, payday): more customers behaving as
+  before. Copies of normal rows get their volume, client count and in-flight requests scaled
+  together by a factor from 1/3 to 3.5; shares and requests per client stay as observed.
+- A *prior* of normal rows drawn around the observed medians, so that a lab that ran for two
+  minutes still yields a model that tolerates ordinary jitter.
+
+Validation rows for comparing models: held-out normal rows (the last part of the window, never
+trained on), legitimate surges made from them, and attacks: real flood rows from the window
+when there were any, plus attack rows synthesised from normal ones (volume x1.5-x100; either a
+few bots (requests per client up) or a wide botnet (clients up); failed authentication,
+rate limiting, saturation). The mildest of those shapes anchor the score scale (see
+:class:`obslab.ml.ddos.model.Calibration`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from obslab import conventions as c
+from obslab.ml.ddos.features import FEATURE_NAMES, GROWTH_FEATURES, Windows, exprs, feature_matrix
+from obslab.ml.prometheus import PrometheusClient
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+GROWTH = [F[name] for name in GROWTH_FEATURES]
+DEMAND_FACTORS = (1 / 3, 3.5)
+AUGMENT_COPIES = 8
+PRIOR_ROWS = 400
+VALIDATION_SHARE = 0.25
+MIN_NORMAL_ROWS = 20    # below this no model is trained, whatever the caller asks
+FLOOD_ACTIVE = f"max({c.LOADGEN_FLOOD_RATE.name}) > bool 0"
+
+
+class NotEnoughData(ValueError):
+    """The training window held too few usable normal rows."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    normal: np.ndarray       # live normal rows in time order
+    floods: np.ndarray       # live rows while a flood ran
+    start: float
+    end: float
+    step: float
+
+
+def collect(prometheus: PrometheusClient, windows: Windows, *, start: float, end: float, step: float,
+            linger_s: float = 0.0) -> Dataset:
+    """Feature rows at every ``step`` of ``[start, end]`` from the lab's Prometheus; rows up to
+    ``linger_s`` after a flood are neither normal nor flood (windowed signals still carry it)."""
+    signals = {}
+    for name, expr in exprs(windows).items():
+        result = prometheus.range(expr, start, end, step)
+        signals[name] = result.values[0] if len(result.values) else np.full(len(result.timestamps), np.nan)
+    rows = feature_matrix(signals)
+    flood = prometheus.range(FLOOD_ACTIVE, start, end, step)
+    flooding = (flood.values[0] > 0) if len(flood.values) else np.zeros(len(rows), dtype=bool)
+    after = int(np.ceil(linger_s / step))
+    lingering = np.convolve(flooding.astype(float), np.ones(after + 1), mode="full")[:len(rows)] > 0
+    usable = ~np.isnan(rows).any(axis=1)
+    return Dataset(normal=rows[usable & ~lingering], floods=rows[usable & flooding], start=start, end=end, step=step)
+
+
+def demand_changes(rows: np.ndarray, rng: np.random.Generator, copies: int = AUGMENT_COPIES) -> np.ndarray:
+    """Copies of ``rows`` as if ``k`` times as many customers came (k from 1/3 to 3.5)."""
+    if len(rows) == 0:
+        return rows
+    out = np.repeat(rows, copies, axis=0)
+    shift = np.log2(rng.uniform(*DEMAND_FACTORS, size=len(out)))
+    out[:, F["volume_ratio"]] += shift
+    # Distinct clients grow a little less than volume (some customers come back twice).
+    out[:, F["clients_ratio"]] += shift * rng.uniform(0.75, 1.05, size=len(out))
+    out[:, F["requests_per_client_ratio"]] = out[:, F["volume_ratio"]] - out[:, F["clients_ratio"]]
+    out[:, F["in_flight_ratio"]] += shift * rng.uniform(0.3, 1.0, size=len(out))
+    out[:, F["top_client_share"]] /= np.maximum(2.0 ** shift, 1.0)
+    return _one_sided(out)
+
+
+def _one_sided(rows: np.ndarray) -> np.ndarray:
+    """Growth features stay >= 0, as :func:`feature_matrix` computes them."""
+    rows[:, GROWTH] = np.maximum(rows[:, GROWTH], 0.0)
+    return rows
+
+
+def prior(rows: np.ndarray, rng: np.random.Generator, count: int = PRIOR_ROWS) -> np.ndarray:
+    """Normal rows drawn around the observed medians with ordinary jitter."""
+    centre = np.median(rows, axis=0) if len(rows) else np.zeros(len(FEATURE_NAMES))
+    out = np.tile(centre, (count, 1))
+    noise = {"volume_ratio": 0.2, "clients_ratio": 0.25, "latency_ratio": 0.3, "in_flight_ratio": 0.4}
+    for name, sigma in noise.items():
+        out[:, F[name]] += rng.normal(0.0, sigma, count)
+    out[:, F["requests_per_client_ratio"]] = out[:, F["volume_ratio"]] - out[:, F["clients_ratio"]]
+    for name in ("auth_failure_share", "server_error_share", "top_client_share"):
+        out[:, F[name]] = np.clip(out[:, F[name]] * rng.uniform(0.5, 1.8, count) + rng.uniform(0, 0.01, count), 0, 1)
+    return demand_changes(out, rng, copies=1)
+
+
+@dataclass(frozen=True)
+class AttackRange:
+    volume: tuple[float, float]
+    auth_failure_share: tuple[float, float]
+    rate_limited_share: tuple[float, float]    # few noisy bots hit the per-client limit
+    top_client_share: tuple[float, float]
+    latency: tuple[float, float]
+    in_flight: tuple[float, float]
+
+
+# The mildest floods the detector must still catch: they anchor the score scale (0.9).
+MILD = AttackRange((1.3, 2.5), (0.1, 0.4), (0.02, 0.1), (0.05, 0.2), (1, 1.2), (1, 1.3))
+# Every flood shape, mild to overwhelming: the validation set.
+ANY = AttackRange((1.5, 100), (0.1, 0.95), (0.05, 0.8), (0.05, 0.6), (1, 4), (1, 10))
+
+
+def synthetic_attacks(rows: np.ndarray, rng: np.random.Generator, count: int = 400,
+                      strength: AttackRange = ANY) -> np.ndarray:
+    base = rows[rng.integers(0, len(rows), count)].copy()
+    u = lambda bounds: rng.uniform(*bounds, size=count)  # noqa: E731
+    volume = np.log2(u(strength.volume))
+    wide = rng.random(count) < 0.5      # a wide botnet: many clients; else a few noisy bots
+    clients = np.where(wide, volume * rng.uniform(0.6, 1.2, count), rng.uniform(-0.5, 1.0, count))
+    base[:, F["volume_ratio"]] += volume
+    base[:, F["clients_ratio"]] += clients
+    base[:, F["requests_per_client_ratio"]] = base[:, F["volume_ratio"]] - base[:, F["clients_ratio"]]
+    base[:, F["auth_failure_share"]] = u(strength.auth_failure_share)
+    base[:, F["rate_limited_share"]] = np.where(wide, rng.uniform(0, 0.02, count), u(strength.rate_limited_share))
+    base[:, F["top_client_share"]] = np.where(wide, base[:, F["top_client_share"]], u(strength.top_client_share))
+    base[:, F["latency_ratio"]] += np.log2(u(strength.latency))
+    base[:, F["in_flight_ratio"]] += np.log2(u(strength.in_flight))
+    return _one_sided(base)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    calibration: np.ndarray
+    calibration_attacks: np.ndarray
+    validation_normal: np.ndarray
+    validation_attacks: np.ndarray
+
+
+def split(dataset: Dataset, seed: int = 0, min_rows: int = MIN_NORMAL_ROWS) -> Split:
+    min_rows = max(min_rows, MIN_NORMAL_ROWS)
+    if len(dataset.normal) < min_rows:
+        raise NotEnoughData(
+            f"only {len(dataset.normal)} usable normal rows between {time.strftime('%H:%M:%S', time.localtime(dataset.start))}"
+            f" and {time.strftime('%H:%M:%S', time.localtime(dataset.end))} (need {min_rows}): "
+            "let the lab run with traffic longer, or widen the training window")
+    rng = np.random.default_rng(seed)
+    cut = int(len(dataset.normal) * (1 - VALIDATION_SHARE))
+    fit_rows, held_out = dataset.normal[:cut], dataset.normal[cut:]
+    train = np.vstack([fit_rows, demand_changes(fit_rows, rng), prior(fit_rows, rng)])
+    calibration = np.vstack([fit_rows, demand_changes(fit_rows, rng, copies=2), prior(fit_rows, rng)])
+    validation_normal = np.vstack([held_out, demand_changes(held_out, rng, copies=2)])
+    calibration_attacks = synthetic_attacks(fit_rows, rng, strength=MILD)
+    attacks = np.vstack([dataset.floods, synthetic_attacks(dataset.normal, rng)])
+    return Split(train, calibration, calibration_attacks, validation_normal, attacks)

@@ -1,0 +1,212 @@
+"""The ML detectors live: a fast-profile native lab with traffic, its ddos-detector learning
+the lab's normal traffic by itself, and its baseliner publishing bands for every algorithm.
+
+The issue's two DDoS cases, in order on one lab: a volume surge of 2.5x with normal client
+spread (more customers, same behaviour) must not raise DDoSAttackSuspected; a ddos_flood
+from the fault control plane must, and the time from fault to firing is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from obslab import conventions as c
+from tests.integration.lab import RunningLab, eventually, free_offset, obslab
+from tests.support import required_binary
+
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
+
+SURGE_FACTOR = 2.5
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, untraced_client):
+    required_binary("prometheus")
+    data_dir, offset = tmp_path_factory.mktemp("ml") / "data", free_offset(15_000)
+    # Room for a surge on two cores: the whole lab serves about 25 req/s here and the load
+    # generator's default 8 workers cap it near there; lower base load, more workers.
+    result = obslab("up", "--detach", "--profile", "fast", "--data-dir", str(data_dir), offset=offset,
+                    env={"OBSLAB_LOAD_RATE": "0.8", "OBSLAB_LOAD_CONCURRENCY": "32"})
+    running = RunningLab(data_dir, offset)
+    if result.returncode != 0:
+        running.run("down")
+        raise AssertionError(f"obslab up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    yield running
+    obslab("fault", "clear", "--all", offset=running.offset, timeout=30)
+    result = running.run("down")
+    assert result.returncode == 0, result.stderr
+
+
+def status(lab: RunningLab, component: str = c.DDOS_DETECTOR) -> dict:
+    response = requests.get(f"{lab.url(component)}/api/v1/status", timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+def firing(lab: RunningLab, alertname: str) -> list[dict]:
+    return lab.prometheus("/api/v1/query", query=f'ALERTS{{alertname="{alertname}",alertstate="firing"}}')["result"]
+
+
+def set_fault(lab: RunningLab, *args: str) -> str:
+    result = obslab("fault", "set", *args, "--json", offset=lab.offset, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["id"]
+
+
+def test_the_detector_learns_the_labs_normal_traffic_by_itself(lab):
+    model = eventually(lambda: status(lab)["model"], 240,
+                       lambda: f"a DDoS model trained from live traffic ({status(lab)['reason']})", interval=3)
+    assert model["source"] == "bootstrap"
+    assert model["rows"]["normal_observed"] >= 20
+    assert model["validation"]["recall"] >= 0.9, model["validation"]
+    assert set(model["libraries"]) >= {"scikit-learn", "numpy"}
+    assert (lab.data_dir / "ml" / "ddos" / "model.json").exists()
+    verdict = eventually(lambda: status(lab).get("verdict"), 30, "a fresh verdict")
+    assert set(verdict["features"]) == set(verdict["contributions"])
+    for name in ("ddos_detection_score", "ddos_confidence", "ddos_binary_prediction"):
+        eventually(lambda: lab.prometheus("/api/v1/query", query=name)["result"], 20, f"{name} in Prometheus")
+
+
+def test_the_baseliner_publishes_every_algorithms_band_and_the_recommended_threshold(lab):
+    query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
+    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.prometheus("/api/v1/query", query=query)
+                                     ["result"]} >= {"zscore", "seasonal_mad", "holt_winters", "quantile", "ensemble"}
+                            and lab.prometheus("/api/v1/query", query=query)["result"],
+                            120, "bands of every algorithm for gateway_request_rate", interval=3)
+    assert len(algorithms) == 5
+    bounds = lab.prometheus("/api/v1/query", query='baseline_recommended_threshold{series="gateway_request_rate"}')
+    assert {r["metric"]["bound"] for r in bounds["result"]} == {"upper", "lower"}
+    assert status(lab, c.BASELINER)["stale"] is False
+
+
+def gateway_rate(lab: RunningLab, window: str = "10s") -> float:
+    result = lab.prometheus("/api/v1/query",
+                            query=f'sum(rate(http_server_requests_total{{service="gateway"}}[{window}]))')["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def scalar(lab: RunningLab, expr: str) -> float:
+    result = lab.prometheus("/api/v1/query", query=expr)["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
+    eventually(lambda: status(lab).get("verdict"), 240, "a fresh verdict")
+    target, journeys = "sum(loadgen_target_journeys_per_second)", "sum(rate(loadgen_journeys_total[20s]))"
+    base_target, base_journeys, before = scalar(lab, target), scalar(lab, journeys), gateway_rate(lab, "30s")
+    fault = set_fault(lab, "volume_surge", c.GATEWAY, "--factor", str(SURGE_FACTOR), "--ttl", "90s")
+    peak_target = peak_journeys = peak_rate = 0.0
+    attack_verdicts = evaluations = 0
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            verdict = status(lab).get("verdict")
+            if verdict:
+                evaluations += 1
+                attack_verdicts += verdict["attack"]
+            peak_rate = max(peak_rate, gateway_rate(lab))
+            peak_target = max(peak_target, scalar(lab, target))
+            peak_journeys = max(peak_journeys, scalar(lab, journeys))
+            assert not firing(lab, c.ALERT_DDOS_SUSPECTED), f"a {SURGE_FACTOR}x surge raised DDoSAttackSuspected"
+            time.sleep(2)
+    finally:
+        obslab("fault", "clear", fault, offset=lab.offset, timeout=30)
+    print(f"\n{SURGE_FACTOR}x surge: customer journeys aimed {base_target:.1f} -> {peak_target:.1f}/s, run "
+          f"{base_journeys:.1f} -> {peak_journeys:.1f}/s; gateway {before:.1f} -> {peak_rate:.1f} req/s; "
+          f"{attack_verdicts} attack verdicts of {evaluations}, DDoSAttackSuspected never fired")
+    # The load generator starts 2.5x the customer journeys; how much more reaches the gateway
+    # within the window depends on the machine (two loaded cores: 1.2-1.5x, and customers still
+    # being set up blur it); the full 2.5x business-day ramp is checked through the features in
+    # tests/unit/test_ddos_model.py.
+    assert peak_target >= 2.0 * base_target, "the load generator did not surge"
+    assert peak_journeys >= 1.3 * base_journeys, "the extra customers' journeys did not run"
+    assert evaluations >= 10 and attack_verdicts <= evaluations * 0.1
+
+
+def test_a_flood_from_the_fault_control_plane_raises_ddos_attack_suspected(lab):
+    eventually(lambda: not firing(lab, c.ALERT_DDOS_SUSPECTED), 60, "no DDoS alert before the flood")
+    started = time.monotonic()
+    fault = set_fault(lab, "ddos_flood", c.GATEWAY, "--rps", "150", "--sources", "2000", "--ttl", "2m")
+    try:
+        eventually(lambda: firing(lab, c.ALERT_DDOS_SUSPECTED), 90, "DDoSAttackSuspected firing", interval=1)
+        detected_s = time.monotonic() - started
+        verdict = status(lab)["verdict"]
+    finally:
+        obslab("fault", "clear", fault, offset=lab.offset, timeout=30)
+    top = max(verdict["contributions"], key=verdict["contributions"].get)
+    print(f"\nflood -> DDoSAttackSuspected firing in Prometheus: {detected_s:.1f} s "
+          f"(score {verdict['score']}, confidence {verdict['confidence']}, top feature {top})")
+    assert verdict["attack"] and verdict["score"] >= status(lab)["model"]["threshold"]
+    assert verdict["contributions"][top] > 0
+
+
+def test_obslab_ml_train_ddos_trains_from_the_running_lab(lab):
+    result = lab.run("ml", "train", "ddos", "--window", "10m", "--force", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["accepted"] and outcome["reason"] == "forced"
+    assert outcome["rows"]["flood_observed"] > 0, "the flood of the previous test is validation data"
+    assert outcome["candidate"]["recall"] >= 0.9
+    decisions = (lab.data_dir / "ml" / "ddos" / "retraining.jsonl").read_text().splitlines()
+    assert json.loads(decisions[-1])["source"] == "obslab ml train ddos"
+
+
+def test_obslab_ml_train_without_prometheus_says_what_to_do(tmp_path, lab):
+    result = obslab("ml", "train", "ddos", "--prometheus", "http://127.0.0.1:9", "--data-dir", str(tmp_path),
+                    offset=lab.offset, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("obslab: error:")
+    assert "unreachable" in result.stderr and "obslab status" in result.stderr
+
+
+def test_every_grafana_panel_query_returns_data_from_the_lab(lab):
+    """Every PromQL query of every dashboard, as Grafana would send it, has data in a lab that saw
+    traffic, a surge and a flood; exemplar-enabled latency queries find exemplars with trace ids;
+    annotation queries find the flood's fault and its critical alerts in the lab's recent past.
+    Panels on metrics only the Collector writes are skipped for the reason printed."""
+    from obslab.grafana import DASHBOARDS, compose_only_reason, dashboards, queries
+
+    def query(expr: str) -> list[dict]:
+        return lab.prometheus("/api/v1/query", query=expr)["result"]
+
+    now = time.time()
+    failures, skipped, checked = [], {}, 0
+    for dashboard in DASHBOARDS:
+        model = dashboards.build(dashboard)
+        values: dict[str, str] = {}
+        for variable in queries.variables(model):      # in order: a variable may use the previous ones
+            selector, label = queries.variable_query(variable)
+            found = sorted(r["metric"][label] for r in query(queries.substitute(selector, values)))
+            if not found:
+                failures.append(f"{dashboard.uid}: variable ${variable['name']} has no values ({selector})")
+                values[variable["name"]] = "none"
+                continue
+            values[variable["name"]] = found[0]
+        for target in queries.panel_queries(model):
+            reason = compose_only_reason(target.expr)
+            if reason:
+                skipped.setdefault(reason, []).append(target.where())
+                continue
+            expr = queries.substitute(target.expr, values)
+            checked += 1
+            if not query(expr):
+                failures.append(f"{target.where()}: no data for {expr}")
+            elif target.exemplar:
+                found = lab.prometheus("/api/v1/query_exemplars", query=expr, start=now - 600, end=now)
+                trace_ids = [e["labels"].get("trace_id") for series in found for e in series["exemplars"]]
+                if not any(t and len(t) == 32 for t in trace_ids):
+                    failures.append(f"{target.where()}: no exemplar with a trace_id for {expr}")
+        for annotation in queries.annotation_queries(model):
+            expr = queries.substitute(annotation.expr, values)
+            checked += 1
+            recent = lab.prometheus("/api/v1/query_range", query=expr, start=now - 1200, end=now, step=5)["result"]
+            if not recent:
+                failures.append(f"{annotation.where()}: nothing in the last 20 minutes for {expr}")
+    print(f"\n{checked} dashboard queries checked against the lab; skipped (compose only):")
+    for reason, where in skipped.items():
+        print(f"  {len(where)} queries: {reason}\n    " + "\n    ".join(where))
+    assert not failures, f"{len(failures)} of {checked} dashboard queries failed:\n" + "\n".join(failures)

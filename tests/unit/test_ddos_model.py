@@ -1,0 +1,231 @@
+"""The DDoS detector's features, models, persistence and service behaviour without a lab."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from obslab import conventions as c
+from obslab.ml.ddos import store
+from obslab.ml.ddos.features import FEATURE_NAMES, Windows, exprs, feature_matrix, feature_row
+from obslab.ml.ddos.model import DDoSModel, validation_figures
+from obslab.ml.ddos.training import (
+    ANY,
+    MILD,
+    Dataset,
+    NotEnoughData,
+    demand_changes,
+    prior,
+    split,
+    synthetic_attacks,
+)
+from obslab.ml.prometheus import PrometheusClient
+from obslab.profiles import FAST
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def _signals(requests=20.0, clients=50.0, auth=0.2, limited=0.0, errors=0.0, top=0.05, p95=0.08, in_flight=3.0,
+             base_requests=20.0, base_clients=50.0, base_p95=0.08, base_in_flight=3.0):
+    return {"requests": requests, "auth_failures": auth, "rate_limited": limited, "server_errors": errors,
+            "clients": clients, "top_client_share": top, "latency_p95": p95, "in_flight": in_flight,
+            "requests_baseline": base_requests, "clients_baseline": base_clients,
+            "latency_p95_baseline": base_p95, "in_flight_baseline": base_in_flight}
+
+
+def _observed_normal(rng: np.random.Generator, count: int = 300) -> np.ndarray:
+    """Normal rows as the live features produce them: growth features near 0, small shares."""
+    rows = []
+    for _ in range(count):
+        demand = rng.uniform(0.8, 1.25)
+        rows.append(feature_row(_signals(
+            requests=20 * demand * rng.normal(1, 0.05), clients=50 * demand * rng.normal(1, 0.05),
+            auth=20 * demand * rng.uniform(0.0, 0.03), top=rng.uniform(0.02, 0.08),
+            p95=0.08 * rng.lognormal(0, 0.15), in_flight=3 * rng.lognormal(0, 0.3))))
+    return np.array(rows)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    rng = np.random.default_rng(7)
+    observed = _observed_normal(rng)
+    parts = split(Dataset(normal=observed, floods=np.empty((0, len(FEATURE_NAMES))), start=0, end=600, step=2),
+                  seed=7)
+    model = DDoSModel.train(parts.train, calibration_rows=parts.calibration,
+                            calibration_attacks=parts.calibration_attacks, seed=7)
+    return model, parts, observed
+
+
+def test_a_legitimate_surge_moves_volume_and_clients_together_and_nothing_else():
+    row = feature_row(_signals(requests=50, clients=125, auth=0.5))
+    assert row[F["volume_ratio"]] == pytest.approx(np.log2(2.5), abs=0.01)
+    assert row[F["clients_ratio"]] == pytest.approx(np.log2(2.5), abs=0.02)
+    assert row[F["requests_per_client_ratio"]] == pytest.approx(0, abs=0.02)
+    assert row[F["auth_failure_share"]] == pytest.approx(0.01)
+    assert row[F["rate_limited_share"]] == 0
+
+
+def test_a_few_bots_raise_requests_per_client_failed_auth_and_rate_limiting():
+    row = feature_row(_signals(requests=200, clients=60, auth=120, limited=40, top=0.3))
+    assert row[F["requests_per_client_ratio"]] > 2.5
+    assert row[F["auth_failure_share"]] == pytest.approx(0.6)
+    assert row[F["rate_limited_share"]] == pytest.approx(0.2)
+
+
+def test_less_traffic_is_not_evidence_of_an_attack():
+    row = feature_row(_signals(requests=5, clients=10, p95=0.01, in_flight=0))
+    for name in ("volume_ratio", "clients_ratio", "latency_ratio", "in_flight_ratio"):
+        assert row[F[name]] == 0.0
+
+
+def test_no_traffic_or_a_missing_input_gives_no_row():
+    assert feature_row(_signals(requests=0.0)) is None
+    assert feature_row({**_signals(), "clients": float("nan")}) is None
+
+
+def test_every_expression_reads_the_gateway_and_baselines_lag_behind():
+    queries = exprs(Windows(signal_s=10, baseline_s=180, lag_s=20, resolution_s=4))
+    assert set(queries) >= {"requests", "clients", "requests_baseline", "clients_baseline"}
+    assert c.GATEWAY_ACTIVE_CLIENTS.name in queries["clients"]
+    assert "offset 20s" in queries["requests_baseline"] and "[180s:4s]" in queries["requests_baseline"]
+
+
+def test_demand_augmentation_keeps_shares_and_growth_features_non_negative():
+    rng = np.random.default_rng(1)
+    rows = _observed_normal(rng, 50)
+    grown = demand_changes(rows, rng)
+    assert len(grown) == 8 * len(rows)
+    assert (grown[:, F["volume_ratio"]] >= 0).all() and (grown[:, F["clients_ratio"]] >= 0).all()
+    assert grown[:, F["volume_ratio"]].max() > 1.2        # up to 3.5x more demand
+    np.testing.assert_allclose(np.sort(grown[:, F["auth_failure_share"]]),
+                               np.sort(np.repeat(rows[:, F["auth_failure_share"]], 8)))
+
+
+def test_the_model_catches_floods_and_keeps_normal_and_surges_quiet(trained):
+    model, parts, observed = trained
+    rng = np.random.default_rng(99)
+    figures = validation_figures(model, parts.validation_normal, synthetic_attacks(observed, rng, strength=ANY))
+    assert figures["recall"] >= 0.9, figures
+    assert figures["false_positive_rate"] <= 0.03, figures
+    surge = feature_row(_signals(requests=50, clients=118, auth=0.6, in_flight=6))
+    assert model.scores(surge[None, :])[0] < model.threshold
+    assert 0.5 <= model.threshold <= 0.9
+
+
+def test_mild_floods_score_above_the_threshold_more_often_than_not(trained):
+    model, _, observed = trained
+    mild = synthetic_attacks(observed, np.random.default_rng(3), strength=MILD)
+    assert np.mean(model.predict(mild)) >= 0.8
+
+
+def test_the_verdict_explains_itself_with_the_feature_that_drives_it(trained):
+    model, _, _ = trained
+    row = feature_row(_signals(requests=30, clients=70, auth=15))   # half the requests fail to authenticate
+    verdict = model.verdict(row)
+    assert verdict.attack and 0 <= verdict.confidence <= 1
+    assert max(verdict.contributions, key=verdict.contributions.get) == "auth_failure_share"
+    assert set(verdict.model_scores) == {"isolation_forest", "one_class_svm"}
+    quiet = model.verdict(feature_row(_signals()))
+    assert not quiet.attack and quiet.score < verdict.score
+
+
+def test_too_few_normal_rows_is_a_clear_error():
+    rows = _observed_normal(np.random.default_rng(0), 10)
+    with pytest.raises(NotEnoughData, match="only 10 usable normal rows"):
+        split(Dataset(rows, np.empty((0, len(FEATURE_NAMES))), 0, 20, 2))
+
+
+def test_prior_rows_are_normal_looking(trained):
+    model, _, observed = trained
+    rows = prior(observed, np.random.default_rng(5), count=200)
+    assert np.mean(model.predict(rows)) <= 0.05
+
+
+def test_a_saved_model_loads_with_its_metadata(tmp_path, trained):
+    model, _, observed = trained
+    model.metadata.update({"trained_at": 1.0, "source": "test"})
+    store.save(model, tmp_path)
+    loaded = store.load(tmp_path)
+    np.testing.assert_allclose(loaded.scores(observed[:20]), model.scores(observed[:20]))
+    metadata = json.loads((tmp_path / store.METADATA_FILE).read_text())
+    assert metadata["features"] == list(FEATURE_NAMES)
+    assert {"scikit-learn", "numpy", "python"} <= set(metadata["libraries"])
+    assert store.load(tmp_path / "nothing-here") is None
+
+
+def test_a_corrupt_model_file_says_how_to_fix_it(tmp_path):
+    (tmp_path / store.MODEL_FILE).write_bytes(b"not a model")
+    with pytest.raises(store.ModelUnusable, match="obslab ml train ddos"):
+        store.load(tmp_path)
+
+
+def test_without_prometheus_the_detector_withdraws_its_verdict_and_says_stale(tmp_path, trained):
+    from obslab.ml.ddos.service import create_app
+
+    model, _, _ = trained
+    store.save(model, tmp_path)
+    app = create_app(prometheus=PrometheusClient("http://127.0.0.1:9", timeout=0.5), profile=FAST,
+                     directory=tmp_path, start=False)
+    detector = app.extensions["ddos-detector"]
+    assert detector.evaluate() is None
+    client = app.test_client()
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'ml_input_stale{detector="ddos-detector"} 1.0' in metrics
+    assert "ddos_detection_score " not in metrics and "ddos_binary_prediction " not in metrics
+    assert "ddos_decision_threshold" in metrics          # the model is there, only the inputs are not
+    assert client.get("/health").status_code == 200
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and "prometheus" in ready.get_json()["checks"]
+    status = client.get("/api/v1/status").get_json()
+    assert status["stale"] and "unreachable" in status["reason"]
+
+
+def test_a_business_day_ramping_to_2_5x_stays_quiet(trained):
+    """A weekday as obslab.seasonality shapes the lab's load (night 1x, business hours 2.5x),
+    with customers' client counts following demand, through the production feature windows
+    (median of the past hour, 5 minutes ago)."""
+    from obslab import seasonality
+
+    model, _, _ = trained
+    rng = np.random.default_rng(11)
+    minutes = 1795392000 + np.arange(0, 86400, 60)      # a Monday, UTC
+    demand = seasonality.multiplier(minutes)
+    assert demand.max() / demand.min() >= 2.4
+    requests = 20 * demand * rng.normal(1, 0.04, len(minutes))
+    clients = 50 * demand ** 0.95 * rng.normal(1, 0.04, len(minutes))
+    p95 = 0.08 * rng.lognormal(0, 0.1, len(minutes))
+    in_flight = 3 * demand * rng.lognormal(0, 0.2, len(minutes))
+
+    def baseline(series: np.ndarray) -> np.ndarray:
+        return np.array([np.median(series[max(0, i - 65):max(1, i - 5)]) for i in range(len(series))])
+
+    rows = feature_matrix({
+        "requests": requests, "clients": clients, "auth_failures": requests * rng.uniform(0, 0.03, len(minutes)),
+        "rate_limited": np.zeros(len(minutes)), "server_errors": np.zeros(len(minutes)),
+        "top_client_share": rng.uniform(0.02, 0.08, len(minutes)), "latency_p95": p95, "in_flight": in_flight,
+        "requests_baseline": baseline(requests), "clients_baseline": baseline(clients),
+        "latency_p95_baseline": baseline(p95), "in_flight_baseline": baseline(in_flight),
+    })[10:]
+    attack = model.predict(rows)
+    assert attack.mean() <= 0.02, f"{attack.sum()} of {len(rows)} minutes judged an attack"
+    assert not (attack[1:] & attack[:-1]).any(), "two attack verdicts in a row would hold the alert's for: 1m"
+
+
+def test_generated_history_holds_every_gateway_series_the_features_read():
+    """`obslab history` feeds training too: the gauges and counters the feature PromQL reads
+    exist in the generated gateway history, with customer-like values."""
+    from obslab.banking_history import BankingModel, Target
+
+    targets = {name: Target(name, "127.0.0.1:1", "banking") for name in c.BANKING_SERVICES}
+    timestamps = 1795392000 + np.arange(0, 6 * 3600, 60)
+    series = {s.name: s for s in BankingModel(1, 60, targets).series(timestamps)
+              if dict(s.labels).get("job") == c.GATEWAY}
+    queries = " ".join(exprs(Windows(signal_s=60, baseline_s=3600, lag_s=300, resolution_s=60)).values())
+    for name in (c.GATEWAY_ACTIVE_CLIENTS.name, c.GATEWAY_TOP_CLIENT_SHARE.name, c.HTTP_SERVER_IN_FLIGHT.name,
+                 c.GATEWAY_RATE_LIMITED.name):
+        assert name in queries and name in series, name
+    clients = series[c.GATEWAY_ACTIVE_CLIENTS.name].values
+    assert 20 < clients.min() and clients.max() <= 300
+    assert 0 < series[c.GATEWAY_TOP_CLIENT_SHARE.name].values.max() < 0.5
