@@ -110,6 +110,10 @@ FEATURES: tuple[Feature, ...] = (
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 # Below this many requests per second the shares are noise: the lab is idle, not attacked.
 MIN_REQUESTS_PER_SECOND = 0.05
+# Shares are smoothed as if this many more requests per second had succeeded: one failed login
+# among a quiet window's few requests is not a 10 % failure share, while a flood's hundreds of
+# requests per second leave its shares as they are (additive smoothing).
+SHARE_PSEUDO_RATE = 1.0
 
 
 def _growth(value: np.ndarray, base: np.ndarray, floor: float) -> np.ndarray:
@@ -125,7 +129,7 @@ def feature_matrix(signals: Mapping[str, np.ndarray]) -> np.ndarray:
     s = {k: np.asarray(v, dtype=float) for k, v in signals.items()}
     requests = s["requests"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = lambda name: np.clip(s[name] / requests, 0.0, 1.0)  # noqa: E731
+        share = lambda name: np.clip(s[name] / (requests + SHARE_PSEUDO_RATE), 0.0, 1.0)  # noqa: E731
         rpc = requests / np.maximum(s["clients"], 1.0)
         rpc_base = s["requests_baseline"] / np.maximum(s["clients_baseline"], 1.0)
         columns = [

@@ -37,11 +37,13 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.preprocessing import RobustScaler
 from sklearn.svm import OneClassSVM
 
-from obslab.ml.ddos.features import FEATURE_NAMES
+from obslab.ml.ddos.features import FEATURE_NAMES, GROWTH_FEATURES
 
 CALIBRATION_QUANTILE = 0.995
 ATTACK_STEEPNESS = math.log(5.0)   # 1 - exp(-k) = 0.8: the median attack row scores 0.9
 MODEL_NAMES = ("isolation_forest", "one_class_svm")
+# 0.25 in log2 growth is about 19 %; 0.05 of a share is five percentage points.
+MIN_SCALES = np.array([0.25 if name in GROWTH_FEATURES else 0.05 for name in FEATURE_NAMES])
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ class DDoSModel:
         if len(normal) < 20:
             raise ValueError(f"only {len(normal)} normal rows: at least 20 are needed to train")
         scaler = RobustScaler(quantile_range=(5.0, 95.0)).fit(normal)
-        # A feature that never varied in training (no 429s ever) would scale by zero.
-        scaler.scale_ = np.where(scaler.scale_ < 1e-3, 1e-3, scaler.scale_)
+        # A feature that barely varied in training (no failed login in a fresh lab's first
+        # minute) would make any change a huge distance: floor each scale at the smallest change
+        # that means something for that kind of feature.
+        scaler.scale_ = np.maximum(scaler.scale_, MIN_SCALES)
         scaled = scaler.transform(normal)
         forest = IsolationForest(n_estimators=200, max_samples=min(512, len(normal)), random_state=seed).fit(scaled)
         svm_rows = scaled if len(scaled) <= 4000 else scaled[np.random.default_rng(seed).choice(len(scaled), 4000,

@@ -10,9 +10,12 @@ knowledge instead of hoping the window had them:
 
 - *Demand changes* (business hours at 2-2.5x, a campaign, payday): more customers behaving as
   before. Copies of normal rows get their volume, client count and in-flight requests scaled
-  together by a factor from 1/3 to 3.5; shares and requests per client stay as observed.
+  together by a factor from 1/3 to 3.5; failure shares and requests per client stay as
+  observed, the busiest client's share scales inversely and latency may grow (a gateway near
+  its capacity answers customers more slowly too).
 - A *prior* of normal rows drawn around the observed medians, so that a lab that ran for two
-  minutes still yields a model that tolerates ordinary jitter.
+  minutes still yields a model that tolerates ordinary jitter and the occasional failed login
+  it has not seen yet.
 
 Validation rows for comparing models: held-out normal rows (the last part of the window, never
 trained on), legitimate surges made from them, and attacks: real flood rows from the window
@@ -84,7 +87,10 @@ def demand_changes(rows: np.ndarray, rng: np.random.Generator, copies: int = AUG
     out[:, F["clients_ratio"]] += shift * rng.uniform(0.75, 1.05, size=len(out))
     out[:, F["requests_per_client_ratio"]] = out[:, F["volume_ratio"]] - out[:, F["clients_ratio"]]
     out[:, F["in_flight_ratio"]] += shift * rng.uniform(0.3, 1.0, size=len(out))
-    out[:, F["top_client_share"]] /= np.maximum(2.0 ** shift, 1.0)
+    # A gateway near its capacity answers everyone more slowly, customers included.
+    out[:, F["latency_ratio"]] += np.maximum(shift, 0.0) * rng.uniform(0.0, 0.8, size=len(out))
+    # The busiest customer's share thins out with more customers and stands out with fewer.
+    out[:, F["top_client_share"]] = np.clip(out[:, F["top_client_share"]] / 2.0 ** shift, 0.0, 1.0)
     return _one_sided(out)
 
 
@@ -102,8 +108,11 @@ def prior(rows: np.ndarray, rng: np.random.Generator, count: int = PRIOR_ROWS) -
     for name, sigma in noise.items():
         out[:, F[name]] += rng.normal(0.0, sigma, count)
     out[:, F["requests_per_client_ratio"]] = out[:, F["volume_ratio"]] - out[:, F["clients_ratio"]]
-    for name in ("auth_failure_share", "server_error_share", "top_client_share"):
-        out[:, F[name]] = np.clip(out[:, F[name]] * rng.uniform(0.5, 1.8, count) + rng.uniform(0, 0.01, count), 0, 1)
+    # Customers mistype passwords and the odd request fails: a window that saw none still
+    # allows a few (the MILD attacks below start at 10 % failed authentication).
+    for name, occasional in (("auth_failure_share", 0.06), ("server_error_share", 0.03), ("top_client_share", 0.02)):
+        out[:, F[name]] = np.clip(out[:, F[name]] * rng.uniform(0.5, 2.0, count) + rng.uniform(0, occasional, count),
+                                  0, 1)
     return demand_changes(out, rng, copies=1)
 
 

@@ -101,6 +101,7 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
     fault = set_fault(lab, "volume_surge", c.GATEWAY, "--factor", str(SURGE_FACTOR), "--ttl", "90s")
     peak_target = peak_journeys = peak_rate = 0.0
     attack_verdicts = evaluations = 0
+    flagged: list[dict] = []
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -108,6 +109,8 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
             if verdict:
                 evaluations += 1
                 attack_verdicts += verdict["attack"]
+                if verdict["attack"]:
+                    flagged.append(verdict)
             peak_rate = max(peak_rate, gateway_rate(lab))
             peak_target = max(peak_target, scalar(lab, target))
             peak_journeys = max(peak_journeys, scalar(lab, journeys))
@@ -124,7 +127,9 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
     # tests/unit/test_ddos_model.py.
     assert peak_target >= 2.0 * base_target, "the load generator did not surge"
     assert peak_journeys >= 1.3 * base_journeys, "the extra customers' journeys did not run"
-    assert evaluations >= 10 and attack_verdicts <= evaluations * 0.1
+    why = "\n".join(f"score {v['score']}: features {v['features']}, contributions {v['contributions']}"
+                    for v in flagged)
+    assert evaluations >= 10 and attack_verdicts <= evaluations * 0.1, f"attack verdicts on a surge:\n{why}"
 
 
 def test_a_flood_from_the_fault_control_plane_raises_ddos_attack_suspected(lab):
