@@ -172,7 +172,7 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
         assert obslab("fault", "clear", fault_id, offset=lab.offset, timeout=30).returncode == 0
         resolved = eventually(lambda: delivered(lab, c.ALERT_PAYMENT_AVAILABILITY, "resolved", since=cleared_at,
                                                 long_window="1h"),
-                              180, "the resolved notification of the page")
+                              180, lambda: f"the resolved notification of the page ({resolution_state(lab, payer)})")
         assert resolved[0]["receiver"] == c.RECEIVER_PAGER
         resolved_after = resolved[0]["received_at"] - cleared_at
 
@@ -181,6 +181,19 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
           f"clear -> resolved: {resolved_after:.1f} s")
     # The floor assumes a full window of steady traffic; payments before the fault are sparse, so
     # the long window can cross sooner: printed beside the measurement, not asserted as a bound.
+
+
+def resolution_state(lab: RunningLab, payer: Payer) -> str:
+    """What stands between a cleared fault and the resolved page, for a failure message."""
+    def values(expr: str) -> list[str]:
+        return [f"{r['metric'].get('long_window', r['metric'].get('__name__', ''))}={float(r['value'][1]):.3g}"
+                for r in lab.prometheus("/api/v1/query", query=expr)["result"]]
+    burn = values(f'{{__name__=~"slo:burn_rate:ratio_rate.*",slo="{PAYMENT_SLO}"}}')
+    firing = values(f'ALERTS{{alertname="{c.ALERT_PAYMENT_AVAILABILITY}",alertstate="firing"}}')
+    in_am = [(a["labels"].get("long_window"), a["status"]["state"])
+             for a in alertmanager_alerts(lab, c.ALERT_PAYMENT_AVAILABILITY)]
+    return (f"burn rates {burn}; firing in Prometheus {firing}; in Alertmanager {in_am}; "
+            f"payer's last answers {payer.codes[-15:]}; notifications {len(notifications(lab))}")
 
 
 def payment_page_floor(lab_age_s: float) -> float:
