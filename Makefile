@@ -28,10 +28,15 @@ status: setup
 	$(BIN)/obslab status
 
 # The whole suite: unit tests and integration tests against real servers on 127.0.0.1.
+# Most tests run on two workers; whole labs and timing comparisons (marker `serial`) run alone
+# afterwards, so another test's load cannot skew them. Both parts always run; either failing fails.
 test: setup
 	$(BIN)/obslab doctor --install --mariadb
 	$(BIN)/obslab generate --check
-	$(BIN)/python -m pytest
+	@status=0; \
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial" || status=$$?; \
+	$(BIN)/python -m pytest -m serial || status=$$?; \
+	exit $$status
 
 generate: setup
 	$(BIN)/obslab generate

@@ -16,7 +16,7 @@ import requests
 from obslab import conventions as c
 from tests.integration.lab import free_offset, obslab
 
-pytestmark = pytest.mark.usefixtures("untraced_client")
+pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
 
 def test_foreground_up_runs_until_ctrl_c_then_stops_every_process(tmp_path):

@@ -15,7 +15,7 @@ from obslab import conventions as c
 from obslab.native.supervisor import Supervisor
 from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 
-pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
+pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
 
 @pytest.fixture(scope="module")

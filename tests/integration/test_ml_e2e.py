@@ -18,7 +18,7 @@ from obslab import conventions as c
 from tests.integration.lab import RunningLab, eventually, free_offset, obslab
 from tests.support import required_binary
 
-pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
+pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
 SURGE_FACTOR = 2.5
 

@@ -17,7 +17,7 @@ from obslab import conventions as c
 from obslab import settings
 from tests.integration.lab import free_offset, start_lab
 
-pytestmark = pytest.mark.usefixtures("untraced_client")
+pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
 # Started with --no-traffic: every span and exemplar here comes from the test's own requests.
 EXPECTED = {*c.BANKING_SERVICES, c.TRACE_SINK, c.PROMETHEUS, c.FAULT_INJECTOR, c.IIS_MOCK, c.ALERT_RECEIVER, c.ALERTMANAGER,

@@ -16,7 +16,7 @@ import requests
 
 from tests.support import free_port
 
-pytestmark = pytest.mark.usefixtures("untraced_client")
+pytestmark = [pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
 REQUESTS = 150
 BODY = {"customer_id": "cus_outage", "kind": "transfer", "amount_minor": 1234, "currency": "EUR",
