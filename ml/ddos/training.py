@@ -16,6 +16,14 @@ knowledge instead of hoping the window had them:
 - A *prior* of normal rows drawn around the observed medians, so that a lab that ran for two
   minutes still yields a model that tolerates ordinary jitter and the occasional failed login
   it has not seen yet.
+- *Backend incidents*: our own services failing or slowing down (5xx shares up to 100 %, p95
+  and requests in flight up to 8x) while the traffic itself is unchanged. They are incidents,
+  but not attacks: the SLO and service alerts own them, and a DDoS verdict there would be worse
+  than useless, because DDoSAttackSuspected inhibits exactly those alerts.
+- *Busy customers*: one client sending up to 60 % of the requests while staying under the
+  per-client rate limit (a business customer's batch, a support tool, a test driver). A single
+  client is not a *distributed* attack; a few noisy bots show as rate limiting, failed
+  authentication and more volume, which these rows keep as observed.
 
 Validation rows for comparing models: held-out normal rows (the last part of the window, never
 trained on), legitimate surges made from them, and attacks: real flood rows from the window
@@ -40,6 +48,10 @@ F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 GROWTH = [F[name] for name in GROWTH_FEATURES]
 DEMAND_FACTORS = (1 / 3, 3.5)
 AUGMENT_COPIES = 8
+BACKEND_SLOWDOWN = 8.0
+BUSY_CLIENT_SHARE = 0.6
+INCIDENT_SHARE = 0.35       # of the widened rows: during a backend incident
+BUSY_SHARE = 0.3            # of the widened rows: with one busy customer
 PRIOR_ROWS = 400
 VALIDATION_SHARE = 0.25
 MIN_NORMAL_ROWS = 20    # below this no model is trained, whatever the caller asks
@@ -94,6 +106,40 @@ def demand_changes(rows: np.ndarray, rng: np.random.Generator, copies: int = AUG
     return _one_sided(out)
 
 
+def backend_incidents(rows: np.ndarray, rng: np.random.Generator, copies: int = 1) -> np.ndarray:
+    """Copies of ``rows`` as if a backend failed (5xx), slowed down, or both, with the same traffic."""
+    if len(rows) == 0:
+        return rows
+    out = np.repeat(rows, copies, axis=0)
+    kind = rng.integers(0, 3, size=len(out))           # 0 failing, 1 slow, 2 both
+    failing, slow = kind != 1, kind != 0
+    out[:, F["server_error_share"]] = np.where(failing, rng.uniform(0.0, 1.0, len(out)), out[:, F["server_error_share"]])
+    slower = np.log2(rng.uniform(1.0, BACKEND_SLOWDOWN, len(out)))
+    out[:, F["latency_ratio"]] += np.where(slow, slower, 0.0)
+    # Slower answers hold more requests in flight (Little's law), up to the same factor.
+    out[:, F["in_flight_ratio"]] += np.where(slow, slower * rng.uniform(0.5, 1.0, len(out)), 0.0)
+    return _one_sided(out)
+
+
+def busy_customers(rows: np.ndarray, rng: np.random.Generator, copies: int = 1) -> np.ndarray:
+    """Copies of ``rows`` in which the busiest client sends a larger share, up to BUSY_CLIENT_SHARE."""
+    out = np.repeat(rows, copies, axis=0)
+    top = out[:, F["top_client_share"]]
+    out[:, F["top_client_share"]] = np.maximum(top, rng.uniform(0.0, BUSY_CLIENT_SHARE, len(out)))
+    return out
+
+
+def legitimate_changes(rows: np.ndarray, rng: np.random.Generator, copies: int = AUGMENT_COPIES) -> np.ndarray:
+    """Demand changes, some of them during a backend incident and some with a busy customer:
+    the widenings combine (a payments outage while one customer retries is still no attack)."""
+    out = demand_changes(rows, rng, copies=copies)
+    incident = rng.random(len(out)) < INCIDENT_SHARE
+    out[incident] = backend_incidents(out[incident], rng)
+    busy = rng.random(len(out)) < BUSY_SHARE
+    out[busy] = busy_customers(out[busy], rng)
+    return out
+
+
 def _one_sided(rows: np.ndarray) -> np.ndarray:
     """Growth features stay >= 0, as :func:`feature_matrix` computes them."""
     rows[:, GROWTH] = np.maximum(rows[:, GROWTH], 0.0)
@@ -113,7 +159,7 @@ def prior(rows: np.ndarray, rng: np.random.Generator, count: int = PRIOR_ROWS) -
     for name, occasional in (("auth_failure_share", 0.06), ("server_error_share", 0.03), ("top_client_share", 0.02)):
         out[:, F[name]] = np.clip(out[:, F[name]] * rng.uniform(0.5, 2.0, count) + rng.uniform(0, occasional, count),
                                   0, 1)
-    return demand_changes(out, rng, copies=1)
+    return legitimate_changes(out, rng, copies=1)
 
 
 @dataclass(frozen=True)
@@ -169,9 +215,9 @@ def split(dataset: Dataset, seed: int = 0, min_rows: int = MIN_NORMAL_ROWS) -> S
     rng = np.random.default_rng(seed)
     cut = int(len(dataset.normal) * (1 - VALIDATION_SHARE))
     fit_rows, held_out = dataset.normal[:cut], dataset.normal[cut:]
-    train = np.vstack([fit_rows, demand_changes(fit_rows, rng), prior(fit_rows, rng)])
-    calibration = np.vstack([fit_rows, demand_changes(fit_rows, rng, copies=2), prior(fit_rows, rng)])
-    validation_normal = np.vstack([held_out, demand_changes(held_out, rng, copies=2)])
+    train = np.vstack([fit_rows, legitimate_changes(fit_rows, rng), prior(fit_rows, rng)])
+    calibration = np.vstack([fit_rows, legitimate_changes(fit_rows, rng, copies=2), prior(fit_rows, rng)])
+    validation_normal = np.vstack([held_out, legitimate_changes(held_out, rng, copies=2)])
     calibration_attacks = synthetic_attacks(fit_rows, rng, strength=MILD)
     attacks = np.vstack([dataset.floods, synthetic_attacks(dataset.normal, rng)])
     return Split(train, calibration, calibration_attacks, validation_normal, attacks)

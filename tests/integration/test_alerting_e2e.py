@@ -25,7 +25,7 @@ from obslab.rules.slo import burn_condition_seconds
 from tests.support import required_binary
 from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 
-pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("untraced_client")]
+pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
 PAYMENT_SLO = "payment-availability"
 
@@ -131,6 +131,10 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
     with Payer(lab) as payer:
         eventually(lambda: lab.prometheus("/api/v1/query", query=f"{slo_ratio} == 0")["result"], 90,
                    "payment SLO measured with no errors before the fault")
+        # The DDoS detector judges the traffic before the fault, as in any running lab: a payments
+        # outage must not look like an attack to it (its alert would inhibit the page).
+        eventually(lambda: lab.prometheus("/api/v1/query", query=f"{c.DDOS_BINARY_PREDICTION.name} == 0")["result"],
+                   120, "the DDoS detector judging the traffic normal before the fault", interval=2)
         lab_age = time.monotonic() - lab.started
         fault_at = time.time()
         result = obslab("fault", "set", "error_rate", c.PAYMENTS, "--rate", "100", "--ttl", "10m", "--json",
@@ -176,6 +180,10 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
         assert resolved[0]["receiver"] == c.RECEIVER_PAGER
         resolved_after = resolved[0]["received_at"] - cleared_at
 
+    ddos = lab.prometheus("/api/v1/query_range", query=f'ALERTS{{alertname="{c.ALERT_DDOS_SUSPECTED}"}}',
+                          start=fault_at, end=time.time(), step=2)["result"]
+    assert ddos == [], "a payments outage raised DDoSAttackSuspected"
+
     floor = payment_page_floor(lab_age)
     print(f"\nfault -> page: {paged_after:.1f} s (theoretical floor {floor:.1f} s, fast profile); "
           f"clear -> resolved: {resolved_after:.1f} s")
@@ -186,10 +194,13 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
 def resolution_state(lab: RunningLab, payer: Payer) -> str:
     """What stands between a cleared fault and the resolved page, for a failure message."""
     def values(expr: str) -> list[str]:
-        return [f"{r['metric'].get('long_window', r['metric'].get('__name__', ''))}={float(r['value'][1]):.3g}"
+        def name(m: dict) -> str:
+            return "/".join(filter(None, (m.get("alertname", m.get("__name__")), m.get("long_window"))))
+        return [f"{name(r['metric'])}={float(r['value'][1]):.3g}"
                 for r in lab.prometheus("/api/v1/query", query=expr)["result"]]
     burn = values(f'{{__name__=~"slo:burn_rate:ratio_rate.*",slo="{PAYMENT_SLO}"}}')
-    firing = values(f'ALERTS{{alertname="{c.ALERT_PAYMENT_AVAILABILITY}",alertstate="firing"}}')
+    firing = values(f'ALERTS{{alertname=~"{c.ALERT_PAYMENT_AVAILABILITY}|{c.ALERT_DDOS_SUSPECTED}",'
+                    'alertstate="firing"}')
     in_am = [(a["labels"].get("long_window"), a["status"]["state"])
              for a in alertmanager_alerts(lab, c.ALERT_PAYMENT_AVAILABILITY)]
     return (f"burn rates {burn}; firing in Prometheus {firing}; in Alertmanager {in_am}; "

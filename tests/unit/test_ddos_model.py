@@ -131,10 +131,9 @@ def test_the_verdict_explains_itself_with_the_feature_that_drives_it(trained):
     assert not quiet.attack and quiet.score < verdict.score
 
 
-def test_a_fresh_labs_model_stays_quiet_on_a_surge_it_never_saw_and_still_catches_mild_floods():
-    """A fast lab trains on its first minute: a few dozen quiet rows without one failed login.
-    A 2.5x surge on two cores then brings an occasional failed login, a busier top client (the
-    gateway slows, so fewer requests share the window) and slower answers: ordinary traffic."""
+@pytest.fixture(scope="module")
+def fresh():
+    """A fast lab's model: trained on its first minute, a few dozen quiet rows without one failed login."""
     rng = np.random.default_rng(11)
     quiet = np.array([feature_row(_signals(requests=8 * rng.normal(1, 0.05), clients=40 * rng.normal(1, 0.05),
                                            auth=0.0, top=0.013 * rng.normal(1, 0.05), p95=0.05 * rng.lognormal(0, 0.1),
@@ -143,6 +142,13 @@ def test_a_fresh_labs_model_stays_quiet_on_a_surge_it_never_saw_and_still_catche
     parts = split(Dataset(quiet, np.empty((0, len(FEATURE_NAMES))), 0, 50, 2), seed=11, min_rows=20)
     model = DDoSModel.train(parts.train, calibration_rows=parts.calibration,
                             calibration_attacks=parts.calibration_attacks, seed=11)
+    return model, quiet
+
+
+def test_a_fresh_labs_model_stays_quiet_on_a_surge_it_never_saw_and_still_catches_mild_floods(fresh):
+    """A 2.5x surge on two cores brings an occasional failed login, a busier top client (the
+    gateway slows, so fewer requests share the window) and slower answers: ordinary traffic."""
+    model, quiet = fresh
     surge = np.array([feature_row(_signals(requests=requests, clients=40 * growth, auth=auth, top=top,
                                            p95=0.05 * slower, in_flight=1.0 * growth, base_requests=8,
                                            base_clients=40, base_p95=0.05, base_in_flight=1.0))
@@ -151,6 +157,23 @@ def test_a_fresh_labs_model_stays_quiet_on_a_surge_it_never_saw_and_still_catche
     assert not model.predict(surge).any(), model.scores(surge)
     mild = synthetic_attacks(quiet, np.random.default_rng(3), strength=MILD)
     assert np.mean(model.predict(mild)) >= 0.8
+
+
+@pytest.mark.parametrize("which", ["trained", "fresh"])
+def test_a_failing_or_slow_backend_is_an_incident_but_not_an_attack(which, request):
+    """Every payment failing, or the accounts service answering five times slower, changes the
+    gateway's 5xx share, latency and requests in flight, and one busy customer may dominate,
+    but no crowd arrives: no DDoS verdict (it would inhibit the very SLO page that must go out)."""
+    model = request.getfixturevalue(which)[0]
+    outage = [_signals(errors=6.0), _signals(errors=20.0), _signals(p95=0.4, in_flight=12.0),
+              _signals(errors=10.0, p95=0.5, in_flight=15.0),
+              _signals(errors=9.0, top=0.45)]      # one customer retrying failed payments
+    if which == "fresh":
+        outage = [{**o, "requests_baseline": 20.0, "clients_baseline": 50.0} for o in outage]
+    rows = np.array([feature_row(signals) for signals in outage])
+    assert not model.predict(rows).any(), model.scores(rows)
+    flood = feature_row(_signals(requests=60, clients=400, auth=25, errors=10.0, p95=0.5, in_flight=15.0))
+    assert model.predict(flood[None, :])[0]
 
 
 def test_too_few_normal_rows_is_a_clear_error():
