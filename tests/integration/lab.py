@@ -97,6 +97,29 @@ class RunningLab:
         assert body["status"] == "success", body
         return body["data"]
 
+    def query(self, promql: str) -> list[dict]:
+        return self.prometheus("/api/v1/query", query=promql)["result"]
+
+    def value(self, promql: str) -> float | None:
+        """The first sample's value, or None when the query returns nothing."""
+        result = self.query(promql)
+        return float(result[0]["value"][1]) if result else None
+
+    def firing(self, alertname: str, **labels: str) -> list[dict]:
+        selector = ",".join([f'alertname="{alertname}"', 'alertstate="firing"',
+                             *(f'{k}="{v}"' for k, v in labels.items())])
+        return self.query(f"ALERTS{{{selector}}}")
+
+    def set_fault(self, *args: str) -> dict:
+        """`obslab fault set ... --json` as a user types it (it finds the injector by the offset)."""
+        result = obslab("fault", "set", *args, "--json", offset=self.offset, timeout=30)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def clear_fault(self, fault_id: str) -> None:
+        result = obslab("fault", "clear", fault_id, offset=self.offset, timeout=30)
+        assert result.returncode == 0, result.stderr
+
     def log_lines(self, component: str) -> list[dict]:
         lines = []
         for raw in (self.data_dir / "logs" / f"{component}.log").read_text().splitlines():
@@ -107,8 +130,9 @@ class RunningLab:
         return lines
 
 
-def start_lab(data_dir: Path, offset: int, *extra: str) -> RunningLab:
-    result = obslab("up", "--detach", "--profile", "fast", "--data-dir", str(data_dir), *extra, offset=offset)
+def start_lab(data_dir: Path, offset: int, *extra: str, env: dict | None = None) -> RunningLab:
+    result = obslab("up", "--detach", "--profile", "fast", "--data-dir", str(data_dir), *extra, offset=offset,
+                    env=env)
     lab = RunningLab(data_dir, offset)
     if result.returncode != 0:
         lab.run("down")

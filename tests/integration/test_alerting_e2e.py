@@ -61,11 +61,6 @@ def delivered(lab: RunningLab, alertname: str, status: str, *, since: float, **l
     return found
 
 
-def firing_in_prometheus(lab: RunningLab, alertname: str, **labels: str) -> list[dict]:
-    selector = ",".join([f'alertname="{alertname}"', 'alertstate="firing"', *(f'{k}="{v}"' for k, v in labels.items())])
-    return lab.prometheus("/api/v1/query", query=f"ALERTS{{{selector}}}")["result"]
-
-
 def alertmanager_alerts(lab: RunningLab, alertname: str) -> list[dict]:
     response = requests.get(f"{lab.url(c.ALERTMANAGER)}/api/v2/alerts",
                             params={"filter": f'alertname="{alertname}"'}, timeout=5)
@@ -129,18 +124,15 @@ def test_the_lab_runs_alertmanager_and_the_receiver_and_prometheus_notifies_thro
 def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_after_the_fault_is_cleared(lab):
     slo_ratio = f'slo:sli_error:ratio_rate5m{{slo="{PAYMENT_SLO}"}}'
     with Payer(lab) as payer:
-        eventually(lambda: lab.prometheus("/api/v1/query", query=f"{slo_ratio} == 0")["result"], 90,
+        eventually(lambda: lab.query(f"{slo_ratio} == 0"), 90,
                    "payment SLO measured with no errors before the fault")
         # The DDoS detector judges the traffic before the fault, as in any running lab: a payments
         # outage must not look like an attack to it (its alert would inhibit the page).
-        eventually(lambda: lab.prometheus("/api/v1/query", query=f"{c.DDOS_BINARY_PREDICTION.name} == 0")["result"],
+        eventually(lambda: lab.query(f"{c.DDOS_BINARY_PREDICTION.name} == 0"),
                    120, "the DDoS detector judging the traffic normal before the fault", interval=2)
         lab_age = time.monotonic() - lab.started
         fault_at = time.time()
-        result = obslab("fault", "set", "error_rate", c.PAYMENTS, "--rate", "100", "--ttl", "10m", "--json",
-                        offset=lab.offset, timeout=30)
-        assert result.returncode == 0, result.stderr
-        fault_id = json.loads(result.stdout)["id"]
+        fault_id = lab.set_fault("error_rate", c.PAYMENTS, "--rate", "100", "--ttl", "10m")["id"]
 
         pages = eventually(lambda: delivered(lab, c.ALERT_PAYMENT_AVAILABILITY, "firing", since=fault_at,
                                              long_window="1h"),
@@ -158,7 +150,7 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
 
         # The symptom: the gateway's breaker towards payments opens and its warning (the peer's:
         # service=payments) fires in Prometheus; Alertmanager holds it back while the page fires.
-        eventually(lambda: firing_in_prometheus(lab, c.ALERT_CIRCUIT_BREAKER_OPEN, service=c.PAYMENTS), 90,
+        eventually(lambda: lab.firing(c.ALERT_CIRCUIT_BREAKER_OPEN, service=c.PAYMENTS), 90,
                    "CircuitBreakerOpen{service=payments} firing in Prometheus")
 
         def inhibited() -> list[dict]:
@@ -173,7 +165,7 @@ def test_failing_payments_page_through_the_slo_inhibit_the_warning_and_resolve_a
         assert delivered(lab, c.ALERT_CIRCUIT_BREAKER_OPEN, "firing", since=fault_at, service=c.PAYMENTS) == []
 
         cleared_at = time.time()
-        assert obslab("fault", "clear", fault_id, offset=lab.offset, timeout=30).returncode == 0
+        lab.clear_fault(fault_id)
         resolved = eventually(lambda: delivered(lab, c.ALERT_PAYMENT_AVAILABILITY, "resolved", since=cleared_at,
                                                 long_window="1h"),
                               180, lambda: f"the resolved notification of the page ({resolution_state(lab, payer)})")
@@ -197,7 +189,7 @@ def resolution_state(lab: RunningLab, payer: Payer) -> str:
         def name(m: dict) -> str:
             return "/".join(filter(None, (m.get("alertname", m.get("__name__")), m.get("long_window"))))
         return [f"{name(r['metric'])}={float(r['value'][1]):.3g}"
-                for r in lab.prometheus("/api/v1/query", query=expr)["result"]]
+                for r in lab.query(expr)]
     burn = values(f'{{__name__=~"slo:burn_rate:ratio_rate.*",slo="{PAYMENT_SLO}"}}')
     firing = values(f'ALERTS{{alertname=~"{c.ALERT_PAYMENT_AVAILABILITY}|{c.ALERT_DDOS_SUSPECTED}",'
                     'alertstate="firing"}')

@@ -28,29 +28,9 @@ def lab(tmp_path_factory, untraced_client):
     assert result.returncode == 0, result.stderr
 
 
-def query(lab: RunningLab, promql: str) -> list[dict]:
-    return lab.prometheus("/api/v1/query", query=promql)["result"]
-
-
-def value(lab: RunningLab, promql: str) -> float | None:
-    result = query(lab, promql)
-    return float(result[0]["value"][1]) if result else None
-
-
 def fault_cli(lab: RunningLab, *args: str):
     """`obslab fault ...` as a user types it; it finds the lab's injector by the port offset."""
     return obslab("fault", *args, offset=lab.offset, timeout=30)
-
-
-def fault(lab: RunningLab, *args: str) -> dict:
-    result = fault_cli(lab, "set", *args, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def clear(lab: RunningLab, fault_id: str) -> None:
-    result = fault_cli(lab, "clear", fault_id)
-    assert result.returncode == 0, result.stderr
 
 
 def test_every_component_of_the_lab_is_healthy_including_traffic_and_the_control_plane(lab):
@@ -61,12 +41,12 @@ def test_every_component_of_the_lab_is_healthy_including_traffic_and_the_control
 
 
 def test_the_load_generator_drives_every_journey_through_the_gateway_from_many_clients(lab):
-    eventually(lambda: (value(lab, f'sum({c.LOADGEN_REQUESTS.name}{{outcome="ok"}})') or 0) >= 30,
+    eventually(lambda: (lab.value(f'sum({c.LOADGEN_REQUESTS.name}{{outcome="ok"}})') or 0) >= 30,
                120, "load generator requests answered ok")
-    transfers = eventually(lambda: value(lab, f'sum({c.TRANSACTION_REQUESTS.name}{{type="transfer"}})'),
+    transfers = eventually(lambda: lab.value(f'sum({c.TRANSACTION_REQUESTS.name}{{type="transfer"}})'),
                            120, "transfers recorded by the transactions service")
     assert transfers >= 1
-    clients = eventually(lambda: (value(lab, c.GATEWAY_ACTIVE_CLIENTS.name) or 0) >= 5, 60,
+    clients = eventually(lambda: (lab.value(c.GATEWAY_ACTIVE_CLIENTS.name) or 0) >= 5, 60,
                          "several distinct client addresses at the gateway")
     assert clients
 
@@ -80,36 +60,36 @@ def test_a_latency_fault_set_with_the_cli_slows_the_real_service_until_it_is_cle
         return time.perf_counter() - started
 
     baseline = min(timed() for _ in range(3))
-    injected = fault(lab, "latency", "accounts", "--latency-ms", "400", "--ttl", "3m")
+    injected = lab.set_fault("latency", "accounts", "--latency-ms", "400", "--ttl", "3m")
     seen: list[float] = []
     eventually(lambda: seen.append(timed()) or seen[-1] >= baseline + 0.38, 20,
                lambda: f"slow accounts (baseline {baseline:.3f} s, seen {[round(t, 3) for t in seen]})")
-    eventually(lambda: value(lab, f'{c.FAULT_ACTIVE.name}{{fault="latency",target="accounts"}}') == 1, 30,
+    eventually(lambda: lab.value(f'{c.FAULT_ACTIVE.name}{{fault="latency",target="accounts"}}') == 1, 30,
                "fault_active in Prometheus")
-    clear(lab, injected["id"])
+    lab.clear_fault(injected["id"])
     eventually(lambda: timed() < baseline + 0.25, 20, "accounts fast again")
-    eventually(lambda: value(lab, f'{c.FAULT_ACTIVE.name}{{fault="latency",target="accounts"}}') is None, 30,
+    eventually(lambda: lab.value(f'{c.FAULT_ACTIVE.name}{{fault="latency",target="accounts"}}') is None, 30,
                "fault_active gone from Prometheus")
 
 
 def test_an_iis_app_pool_crash_stops_the_pool_and_surges_503s_in_the_scrapes_until_cleared(lab):
     state = f'{c.IIS_APP_POOL_STATE.name}{{app_pool="OnlineBankingAppPool"}}'
     errors = f'rate({c.IIS_SERVER_ERRORS.name}{{site="OnlineBanking"}}[10s])'
-    eventually(lambda: value(lab, state) == c.IIS_APP_POOL_RUNNING, 60, "pool running before the crash")
-    injected = fault(lab, "app_pool_crash", "OnlineBankingAppPool", "--ttl", "3m")
-    eventually(lambda: value(lab, state) == c.IIS_APP_POOL_STOPPED, 30, "pool stopped")
-    eventually(lambda: (value(lab, errors) or 0) > 20, 30, "5xx surge on the site")
-    clear(lab, injected["id"])
-    eventually(lambda: value(lab, state) == c.IIS_APP_POOL_RUNNING, 30, "pool running again")
+    eventually(lambda: lab.value(state) == c.IIS_APP_POOL_RUNNING, 60, "pool running before the crash")
+    injected = lab.set_fault("app_pool_crash", "OnlineBankingAppPool", "--ttl", "3m")
+    eventually(lambda: lab.value(state) == c.IIS_APP_POOL_STOPPED, 30, "pool stopped")
+    eventually(lambda: (lab.value(errors) or 0) > 20, 30, "5xx surge on the site")
+    lab.clear_fault(injected["id"])
+    eventually(lambda: lab.value(state) == c.IIS_APP_POOL_RUNNING, 30, "pool running again")
 
 
 def test_a_ddos_flood_brings_many_new_clients_and_ends_by_itself_when_it_expires(lab):
-    before = value(lab, c.GATEWAY_ACTIVE_CLIENTS.name) or 0
-    fault(lab, "ddos_flood", "gateway", "--rps", "60", "--sources", "400", "--ttl", "25s")
-    eventually(lambda: (value(lab, c.LOADGEN_FLOOD_RATE.name) or 0) > 10, 30, "flood running")
-    eventually(lambda: (value(lab, c.GATEWAY_ACTIVE_CLIENTS.name) or 0) > before + 100, 40,
+    before = lab.value(c.GATEWAY_ACTIVE_CLIENTS.name) or 0
+    lab.set_fault("ddos_flood", "gateway", "--rps", "60", "--sources", "400", "--ttl", "25s")
+    eventually(lambda: (lab.value(c.LOADGEN_FLOOD_RATE.name) or 0) > 10, 30, "flood running")
+    eventually(lambda: (lab.value(c.GATEWAY_ACTIVE_CLIENTS.name) or 0) > before + 100, 40,
                "flood sources at the gateway")
-    eventually(lambda: value(lab, c.LOADGEN_FLOOD_RATE.name) == 0, 45, "flood over after expiry")
+    eventually(lambda: lab.value(c.LOADGEN_FLOOD_RATE.name) == 0, 45, "flood over after expiry")
     listed = fault_cli(lab, "list", "--json")
     assert json.loads(listed.stdout) == []
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from obslab import conventions as c
-from tests.integration.lab import RunningLab, eventually, free_offset, obslab
+from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 from tests.support import required_binary
 
 pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
@@ -29,12 +29,7 @@ def lab(tmp_path_factory, untraced_client):
     data_dir, offset = tmp_path_factory.mktemp("ml") / "data", free_offset(15_000)
     # Room for a surge on two cores: the whole lab serves about 25 req/s here and the load
     # generator's default 8 workers cap it near there; lower base load, more workers.
-    result = obslab("up", "--detach", "--profile", "fast", "--data-dir", str(data_dir), offset=offset,
-                    env={"OBSLAB_LOAD_RATE": "0.8", "OBSLAB_LOAD_CONCURRENCY": "32"})
-    running = RunningLab(data_dir, offset)
-    if result.returncode != 0:
-        running.run("down")
-        raise AssertionError(f"obslab up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    running = start_lab(data_dir, offset, env={"OBSLAB_LOAD_RATE": "0.8", "OBSLAB_LOAD_CONCURRENCY": "32"})
     yield running
     obslab("fault", "clear", "--all", offset=running.offset, timeout=30)
     result = running.run("down")
@@ -45,16 +40,6 @@ def status(lab: RunningLab, component: str = c.DDOS_DETECTOR) -> dict:
     response = requests.get(f"{lab.url(component)}/api/v1/status", timeout=5)
     response.raise_for_status()
     return response.json()
-
-
-def firing(lab: RunningLab, alertname: str) -> list[dict]:
-    return lab.prometheus("/api/v1/query", query=f'ALERTS{{alertname="{alertname}",alertstate="firing"}}')["result"]
-
-
-def set_fault(lab: RunningLab, *args: str) -> str:
-    result = obslab("fault", "set", *args, "--json", offset=lab.offset, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["id"]
 
 
 def test_the_detector_learns_the_labs_normal_traffic_by_itself(lab):
@@ -68,37 +53,31 @@ def test_the_detector_learns_the_labs_normal_traffic_by_itself(lab):
     verdict = eventually(lambda: status(lab).get("verdict"), 30, "a fresh verdict")
     assert set(verdict["features"]) == set(verdict["contributions"])
     for name in ("ddos_detection_score", "ddos_confidence", "ddos_binary_prediction"):
-        eventually(lambda: lab.prometheus("/api/v1/query", query=name)["result"], 20, f"{name} in Prometheus")
+        eventually(lambda: lab.query(name), 20, f"{name} in Prometheus")
 
 
 def test_the_baseliner_publishes_every_algorithms_band_and_the_recommended_threshold(lab):
     query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
-    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.prometheus("/api/v1/query", query=query)
-                                     ["result"]} >= {"zscore", "seasonal_mad", "holt_winters", "quantile", "ensemble"}
-                            and lab.prometheus("/api/v1/query", query=query)["result"],
+    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
+                            >= {"zscore", "seasonal_mad", "holt_winters", "quantile", "ensemble"}
+                            and lab.query(query),
                             120, "bands of every algorithm for gateway_request_rate", interval=3)
     assert len(algorithms) == 5
-    bounds = lab.prometheus("/api/v1/query", query='baseline_recommended_threshold{series="gateway_request_rate"}')
-    assert {r["metric"]["bound"] for r in bounds["result"]} == {"upper", "lower"}
+    bounds = lab.query('baseline_recommended_threshold{series="gateway_request_rate"}')
+    assert {r["metric"]["bound"] for r in bounds} == {"upper", "lower"}
     assert status(lab, c.BASELINER)["stale"] is False
 
 
 def gateway_rate(lab: RunningLab, window: str = "10s") -> float:
-    result = lab.prometheus("/api/v1/query",
-                            query=f'sum(rate(http_server_requests_total{{service="gateway"}}[{window}]))')["result"]
-    return float(result[0]["value"][1]) if result else 0.0
-
-
-def scalar(lab: RunningLab, expr: str) -> float:
-    result = lab.prometheus("/api/v1/query", query=expr)["result"]
-    return float(result[0]["value"][1]) if result else 0.0
+    return lab.value(f'sum(rate(http_server_requests_total{{service="gateway"}}[{window}]))') or 0.0
 
 
 def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
     eventually(lambda: status(lab).get("verdict"), 240, "a fresh verdict")
     target, journeys = "sum(loadgen_target_journeys_per_second)", "sum(rate(loadgen_journeys_total[20s]))"
-    base_target, base_journeys, before = scalar(lab, target), scalar(lab, journeys), gateway_rate(lab, "30s")
-    fault = set_fault(lab, "volume_surge", c.GATEWAY, "--factor", str(SURGE_FACTOR), "--ttl", "90s")
+    base_target, base_journeys = lab.value(target) or 0.0, lab.value(journeys) or 0.0
+    before = gateway_rate(lab, "30s")
+    fault = lab.set_fault("volume_surge", c.GATEWAY, "--factor", str(SURGE_FACTOR), "--ttl", "90s")["id"]
     peak_target = peak_journeys = peak_rate = 0.0
     attack_verdicts = evaluations = 0
     flagged: list[dict] = []
@@ -112,12 +91,12 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
                 if verdict["attack"]:
                     flagged.append(verdict)
             peak_rate = max(peak_rate, gateway_rate(lab))
-            peak_target = max(peak_target, scalar(lab, target))
-            peak_journeys = max(peak_journeys, scalar(lab, journeys))
-            assert not firing(lab, c.ALERT_DDOS_SUSPECTED), f"a {SURGE_FACTOR}x surge raised DDoSAttackSuspected"
+            peak_target = max(peak_target, lab.value(target) or 0.0)
+            peak_journeys = max(peak_journeys, lab.value(journeys) or 0.0)
+            assert not lab.firing(c.ALERT_DDOS_SUSPECTED), f"a {SURGE_FACTOR}x surge raised DDoSAttackSuspected"
             time.sleep(2)
     finally:
-        obslab("fault", "clear", fault, offset=lab.offset, timeout=30)
+        lab.clear_fault(fault)
     print(f"\n{SURGE_FACTOR}x surge: customer journeys aimed {base_target:.1f} -> {peak_target:.1f}/s, run "
           f"{base_journeys:.1f} -> {peak_journeys:.1f}/s; gateway {before:.1f} -> {peak_rate:.1f} req/s; "
           f"{attack_verdicts} attack verdicts of {evaluations}, DDoSAttackSuspected never fired")
@@ -133,15 +112,15 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
 
 
 def test_a_flood_from_the_fault_control_plane_raises_ddos_attack_suspected(lab):
-    eventually(lambda: not firing(lab, c.ALERT_DDOS_SUSPECTED), 60, "no DDoS alert before the flood")
+    eventually(lambda: not lab.firing(c.ALERT_DDOS_SUSPECTED), 60, "no DDoS alert before the flood")
     started = time.monotonic()
-    fault = set_fault(lab, "ddos_flood", c.GATEWAY, "--rps", "150", "--sources", "2000", "--ttl", "2m")
+    fault = lab.set_fault("ddos_flood", c.GATEWAY, "--rps", "150", "--sources", "2000", "--ttl", "2m")["id"]
     try:
-        eventually(lambda: firing(lab, c.ALERT_DDOS_SUSPECTED), 90, "DDoSAttackSuspected firing", interval=1)
+        eventually(lambda: lab.firing(c.ALERT_DDOS_SUSPECTED), 90, "DDoSAttackSuspected firing", interval=1)
         detected_s = time.monotonic() - started
         verdict = status(lab)["verdict"]
     finally:
-        obslab("fault", "clear", fault, offset=lab.offset, timeout=30)
+        lab.clear_fault(fault)
     top = max(verdict["contributions"], key=verdict["contributions"].get)
     print(f"\nflood -> DDoSAttackSuspected firing in Prometheus: {detected_s:.1f} s "
           f"(score {verdict['score']}, confidence {verdict['confidence']}, top feature {top})")
@@ -176,7 +155,7 @@ def test_every_grafana_panel_query_returns_data_from_the_lab(lab):
     from obslab.grafana import DASHBOARDS, compose_only_reason, dashboards, queries
 
     def query(expr: str) -> list[dict]:
-        return lab.prometheus("/api/v1/query", query=expr)["result"]
+        return lab.query(expr)
 
     now = time.time()
     failures, skipped, checked = [], {}, 0
