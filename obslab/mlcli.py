@@ -29,32 +29,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the lab's time profile (default: the running lab's, else production)")
     ddos.add_argument("--window", metavar="DURATION",
                       help="training window ending now, e.g. 6h or 15m (default: the profile's)")
-    ddos.add_argument("--model-dir", metavar="DIR", help="where the model lives (default: <data-dir>/ml/ddos)")
+    ddos.add_argument("--model-dir", metavar="DIR", help="where the model lives (default: $OBSLAB_DDOS_MODEL_DIR, else <data-dir>/ml/ddos)")
     ddos.add_argument("--force", action="store_true", help="replace the current model even if it is better")
     ddos.add_argument("--json", action="store_true", help="print one JSON object with the outcome")
-
-
-def _lab_profile(data_dir: Path) -> str | None:
-    try:
-        return json.loads((data_dir / "run" / "lab.json").read_text()).get("profile")
-    except (OSError, ValueError):
-        return None
 
 
 def run(args: argparse.Namespace) -> int:
     from obslab.ml.ddos import store
     from obslab.ml.ddos.retrain import retrain
-    from obslab.ml.ddos.service import windows
+    from obslab.ml.ddos.service import model_dir, windows
+    from obslab.native.lab import NativeLab
     from obslab.ml.ddos.training import NotEnoughData
     from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 
     data_dir = settings.data_dir(args.data_dir)
-    profile = profiles.profile(args.profile or _lab_profile(data_dir) or profiles.PRODUCTION.name)
+    profile = profiles.profile(args.profile or NativeLab(data_dir).recorded_profile() or profiles.PRODUCTION.name)
     window_s = settings.parse_duration(args.window) if args.window else profile.ddos_training_window_s
     if window_s < 60:
         raise settings.ConfigError("--window must be at least 1m")
     prometheus = PrometheusClient(args.prometheus or settings.service_url("prometheus"), timeout=30)
-    directory = Path(args.model_dir) if args.model_dir else data_dir / "ml" / "ddos"
+    directory = Path(args.model_dir) if args.model_dir else model_dir(data_dir)
     try:
         current = store.load(directory)
     except store.ModelUnusable as exc:

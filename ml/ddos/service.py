@@ -43,10 +43,10 @@ def windows(profile: Profile) -> Windows:
                    resolution_s=max(profile.ml_evaluation_s, profile.ddos_signal_window_s // 2))
 
 
-def model_dir() -> Path:
-    """``OBSLAB_DDOS_MODEL_DIR``, else ``<data-dir>/ml/ddos``."""
+def model_dir(data_dir: Path | None = None) -> Path:
+    """``OBSLAB_DDOS_MODEL_DIR``, else ``<data-dir>/ml/ddos`` (the lab's data directory by default)."""
     override = os.environ.get("OBSLAB_DDOS_MODEL_DIR")
-    return Path(override) if override else settings.data_dir() / "ml" / "ddos"
+    return Path(override) if override else (data_dir or settings.data_dir()) / "ml" / "ddos"
 
 
 class VerdictCollector:

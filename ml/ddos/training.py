@@ -106,11 +106,9 @@ def demand_changes(rows: np.ndarray, rng: np.random.Generator, copies: int = AUG
     return _one_sided(out)
 
 
-def backend_incidents(rows: np.ndarray, rng: np.random.Generator, copies: int = 1) -> np.ndarray:
-    """Copies of ``rows`` as if a backend failed (5xx), slowed down, or both, with the same traffic."""
-    if len(rows) == 0:
-        return rows
-    out = np.repeat(rows, copies, axis=0)
+def backend_incidents(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` as if a backend failed (5xx), slowed down, or both, with the same traffic."""
+    out = rows.copy()
     kind = rng.integers(0, 3, size=len(out))           # 0 failing, 1 slow, 2 both
     failing, slow = kind != 1, kind != 0
     out[:, F["server_error_share"]] = np.where(failing, rng.uniform(0.0, 1.0, len(out)), out[:, F["server_error_share"]])
@@ -121,9 +119,9 @@ def backend_incidents(rows: np.ndarray, rng: np.random.Generator, copies: int = 
     return _one_sided(out)
 
 
-def busy_customers(rows: np.ndarray, rng: np.random.Generator, copies: int = 1) -> np.ndarray:
-    """Copies of ``rows`` in which the busiest client sends a larger share, up to BUSY_CLIENT_SHARE."""
-    out = np.repeat(rows, copies, axis=0)
+def busy_customers(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` with the busiest client sending a larger share, up to BUSY_CLIENT_SHARE."""
+    out = rows.copy()
     top = out[:, F["top_client_share"]]
     out[:, F["top_client_share"]] = np.maximum(top, rng.uniform(0.0, BUSY_CLIENT_SHARE, len(out)))
     return out

@@ -184,12 +184,18 @@ class NativeLab:
             components.append(topology.PROMETHEUS)
         return components
 
-    def manifest(self) -> list[LabComponent]:
+    def _manifest_data(self) -> dict:
         try:
-            data = json.loads(self.manifest_path.read_text())
+            return json.loads(self.manifest_path.read_text())
         except (OSError, ValueError):
-            return []
-        return [LabComponent(**item) for item in data["components"]]
+            return {}
+
+    def manifest(self) -> list[LabComponent]:
+        return [LabComponent(**item) for item in self._manifest_data().get("components", [])]
+
+    def recorded_profile(self) -> str | None:
+        """The profile the lab in this data directory was started with (None: no lab, or no profile)."""
+        return self._manifest_data().get("profile")
 
     def running(self) -> bool:
         return self.supervisor.running()
