@@ -146,13 +146,14 @@ class DDoSModel:
         parts = {name: float(values[0]) for name, values in batch.items()}
         combined = self._combine(batch)
         score = float(combined[0])
-        room = (1.0 - self.threshold) if score >= self.threshold else self.threshold
+        attack = score >= self.threshold
+        room = (1.0 - self.threshold) if attack else self.threshold
         margin = min(1.0, abs(score - self.threshold) / room)
         # Both models on the same side of the threshold: full trust; one alone: three quarters.
-        agreement = 1.0 if (min(parts.values()) >= self.threshold) == attack_side(score, self.threshold) else 0.75
+        agreement = 1.0 if (min(parts.values()) >= self.threshold) == attack else 0.75
         drops = np.maximum(score - combined[1:], 0.0)
         contributions = {name: float(drop) for name, drop in zip(self.features, drops)}
-        return Verdict(score=score, confidence=round(margin * agreement, 6), attack=score >= self.threshold,
+        return Verdict(score=score, confidence=round(margin * agreement, 6), attack=attack,
                        model_scores=parts, contributions=contributions)
 
 
@@ -163,10 +164,6 @@ def _svm_raw(svm: OneClassSVM, rows: np.ndarray) -> np.ndarray:
     # distances out, which would flatten every flood to the same score again.
     squared = euclidean_distances(rows, svm.support_vectors_, squared=True)
     return -logsumexp(np.log(svm.dual_coef_[0])[None, :] - svm.gamma * squared, axis=1)
-
-
-def attack_side(score: float, threshold: float) -> bool:
-    return score >= threshold
 
 
 def validation_figures(model: DDoSModel, normal: np.ndarray, attacks: np.ndarray) -> dict[str, float]:
