@@ -64,7 +64,7 @@ class IisExporter:
     @classmethod
     def from_environment(cls) -> IisExporter:
         clock = clock_from_environment()
-        return cls(clock=clock, board=process_board(), seed=seed_from_environment(),
+        return cls(clock=clock, board=process_board(c.IIS_MOCK), seed=seed_from_environment(),
                    step_seconds=step_from_environment(clock.speed))
 
     @property

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="install missing OS packages (root on Debian) and start a stopped MariaDB")
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
 
-    from obslab import alertscli, faultcli, history, mlcli, rulescli
+    from obslab import alertscli, faultcli, history, mlcli, rulescli, secretscli
     from obslab.bench import ml as bench_ml
     from obslab.bench import nab as bench_nab
     from obslab.services.loadgen import cli as loadgen_cli
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_arguments(commands.add_parser(
         "history", help="write N days of past IIS and banking metrics into Prometheus"))
     mlcli.add_arguments(commands.add_parser("ml", help="the ML detectors' models: train"))
+    secretscli.add_arguments(commands.add_parser(
+        "secrets", help="the lab's per-deployment secrets (keys, tokens, passwords): init"))
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     bench_kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -84,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--transfers", type=int, default=1000, help="transfers per run (default: 1000)")
     api.add_argument("--concurrency", type=int, default=8, help="parallel clients (default: 8)")
     api.add_argument("--warmup", type=int, default=100, help="untimed transfers first (default: 100)")
-    api.add_argument("--port-offset", type=int, default=30000,
-                     help="ports of the labs the benchmark starts = defaults + this (default: 30000)")
+    api.add_argument("--port-offset", type=int, default=20000,
+                     help="ports of the labs the benchmark starts = defaults + this (default: 20000; every "
+                          "port stays below the kernel's ephemeral range)")
     api.add_argument("--json", action="store_true", help="print one JSON object with the figures")
     bench_ml.add_arguments(bench_kinds.add_parser(
         "ml", help="baselining refit of N series and DDoS inference latency: wall time, peak memory"))
@@ -161,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         from obslab.native import doctor
 
         return doctor.run(install_missing=args.install, need_mariadb=args.mariadb)
+    if args.command == "secrets":
+        from obslab import secretscli
+
+        return secretscli.run(args)
     if args.command == "ml":
         from obslab import mlcli
 

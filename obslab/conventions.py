@@ -62,10 +62,16 @@ CARD_PROCESSOR = "card-processor"
 
 HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
 HEADER_IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
-# Set by the gateway after it verified the caller's token; internal services trust it.
-HEADER_CUSTOMER_ID = "X-Customer-Id"
+# Service-to-service trust (services/common/identity.py): every internal call carries the
+# caller's short-lived signed service token; a call on behalf of a customer also carries the
+# customer assertion the gateway signed, forwarded unchanged by the services in between.
+HEADER_SERVICE_TOKEN = "X-Obslab-Service-Token"
+HEADER_CUSTOMER_ASSERTION = "X-Obslab-Customer"
+# The client address the gateway established (read only from an authenticated gateway call).
+HEADER_CLIENT_ADDRESS = "X-Obslab-Client-Address"
 HEADER_TRACE_RESPONSE = "traceresponse"
-# Honoured by the gateway only when the direct peer is a trusted proxy (OBSLAB_TRUSTED_PROXIES).
+# Honoured by the gateway only from a configured proxy (OBSLAB_TRUSTED_PROXIES) or the lab's own
+# load generator (it simulates the internet's many clients and proves it with its service token).
 HEADER_FORWARDED_FOR = "X-Forwarded-For"
 # Who set or cleared a fault, for the fault audit log (free text, e.g. "cli:alice", "drill:db-latency").
 HEADER_ACTOR = "X-Obslab-Actor"
@@ -502,6 +508,7 @@ CUSTOMER_ID_PREFIX = "cus_"
 # Patterns of values that must never leave a service in telemetry; the native exporter and the
 # Collector's redaction processor both apply them.
 ACCOUNT_ID_PATTERN = r"acc_[a-z0-9]{16}"
+CUSTOMER_ID_PATTERN = r"cus_[a-z0-9]{16}"
 JWT_PATTERN = r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
 CARD_NUMBER_PATTERN = r"(?<!\d)\d{13,19}(?!\d)"
 SECRET_QUERY_PARAMETER_PATTERN = r"\b((?i:password|passwd|token|access_token|secret))=[^&\s]+"

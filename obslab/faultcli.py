@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from obslab import conventions as c
-from obslab import settings
+from obslab import secrets, settings
 from obslab.labapi import LabApiClient, LabApiError, text_table
 
 _PARAMETER_OPTIONS = (
@@ -48,6 +48,9 @@ def parse_ttl(text: str) -> int | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="fault-injector base URL (default: $OBSLAB_FAULT_INJECTOR_URL or "
                                       "the native lab's, port 8094 + $OBSLAB_PORT_OFFSET)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="the lab's state directory, where its control token is (default: $OBSLAB_DATA_DIR "
+                             "or .obslab/; $OBSLAB_CONTROL_TOKEN wins)")
     actions = parser.add_subparsers(dest="fault_action", required=True, metavar="ACTION")
 
     kinds = [k.value for k in c.FaultKind]
@@ -104,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    client = LabApiClient(c.FAULT_INJECTOR, args.url, actor=_actor())
+    directory = secrets.secrets_dir(args.data_dir) if args.data_dir else None
+    client = LabApiClient(c.FAULT_INJECTOR, args.url, actor=_actor(),
+                          token=secrets.control_token(secrets.OPERATOR, directory))
     if args.fault_action == "set":
         ttl = parse_ttl(args.ttl)
         body: dict[str, Any] = {"kind": args.kind, "target": args.target, "reason": args.reason}

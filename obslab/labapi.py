@@ -19,7 +19,8 @@ class LabApiClient:
     """JSON over HTTP to one lab component (``component``'s URL unless ``url`` is given)."""
 
     def __init__(self, component: str, url: str | None = None, *, timeout: float = 10.0,
-                 actor: str | None = None) -> None:
+                 actor: str | None = None, token: str | None = None) -> None:
+        """``token``: the control-plane token to send (the fault-injector answers nobody else)."""
         self.component = component
         self.url = (url or settings.service_url(component)).rstrip("/")
         self.timeout = timeout
@@ -27,6 +28,8 @@ class LabApiClient:
         self.session.trust_env = False   # loopback only; never through a proxy
         if actor:
             self.session.headers[c.HEADER_ACTOR] = actor
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -1,22 +1,38 @@
-"""The one way to start a component: ``obslab serve NAME`` runs its app under gunicorn.
+"""The one way to start a component: ``obslab serve NAME`` runs its app under waitress.
 
-One worker process with threads: prometheus-client keeps metrics (and exemplars) in process
-memory, which several worker processes would split. The app is built inside the worker, after
-the fork, so the span exporter's thread belongs to the process that serves requests.
+One process with threads: prometheus-client keeps metrics (and exemplars) in process memory,
+which several worker processes would split.
+
+Why waitress: its event loop reads each request whole (headers and body, spooled to a temporary
+file when large) before a worker thread sees it. A client that sends half a header, or trickles
+its body, holds a file descriptor and nothing else; with gunicorn's gthread worker, 20 such
+sockets took all 16 threads and /health stopped answering for over 30 s. The same server runs in
+both runtimes (compose uses this image), so there is one fix to test, not a proxy per runtime.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import resource
+import signal
 from collections.abc import Callable
 from typing import Any
 
+import waitress
 from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from obslab import conventions as c
 from obslab import settings
+
+log = logging.getLogger(__name__)
+
+# Connections held at once (idle keep-alives and slow clients included): far above what the lab's
+# own traffic opens, and every one of them costs a descriptor, not a thread.
+CONNECTION_LIMIT = 2000
+CHANNEL_TIMEOUT_SECONDS = 30
+MAX_HEADER_BYTES = 32 * 1024
 
 FACTORIES: dict[str, str] = {
     c.GATEWAY: "obslab.services.gateway.app:create_app",
@@ -53,66 +69,63 @@ def factory(name: str) -> Callable[[], Flask]:
         ) from None
 
 
-def _logconfig(name: str) -> dict[str, Any]:
+def _raise_open_files_limit() -> int:
+    """Every held connection is a file descriptor: allow as many as the hard limit lets us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _stop_on(signum: int, _frame: Any) -> None:
+    # waitress's loop catches SystemExit, closes its sockets and joins its threads.
+    raise SystemExit(128 + signum)
+
+
+def server_options(app: Flask) -> dict[str, Any]:
+    """How waitress serves ``app``: whole requests buffered before a thread sees them, bounded."""
+    body_limit = app.config.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "obslab.telemetry.logs.JsonFormatter", "service": name}},
-        # The names gunicorn's own defaults refer to, so that its merge finds them.
-        "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
-            "error_console": {"class": "logging.StreamHandler", "formatter": "json",
-                              "stream": "ext://sys.stdout"},
-        },
-        "root": {"level": "INFO", "handlers": ["console"]},
-        "loggers": {
-            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
-            # The app logs every request itself, with its trace id; gunicorn's line would repeat it.
-            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
-        },
+        "threads": settings.int_setting("OBSLAB_THREADS", 16, minimum=1),
+        "connection_limit": settings.int_setting("OBSLAB_CONNECTION_LIMIT", CONNECTION_LIMIT, minimum=16),
+        # Idle and stalled connections are dropped; a slow one never held a thread anyway.
+        "channel_timeout": CHANNEL_TIMEOUT_SECONDS,
+        "cleanup_interval": 5,
+        "max_request_header_size": MAX_HEADER_BYTES,
+        # The app answers 413 as JSON up to its own limit; this bounds what waitress buffers for it.
+        "max_request_body_size": body_limit * 16,
+        "asyncore_use_poll": True,   # select() stops at 1024 descriptors
+        # The gateway decides itself whom to believe about X-Forwarded-For (services/gateway/edge.py).
+        "clear_untrusted_proxy_headers": False,
+        "ident": "",                 # no Server header naming the software
+        "expose_tracebacks": False,
     }
-
-
-def _worker_exit(_server: Any, _worker: Any) -> None:
-    from obslab.telemetry import shutdown_tracing
-
-    shutdown_tracing()
-
-
-class _Server(BaseApplication):
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
-        self.name = name
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return factory(self.name)()
 
 
 def serve(name: str, host: str | None = None, port: int | None = None) -> None:
     if name not in RUNNERS:
-        factory(name)  # fail fast on an unknown name, before gunicorn starts
+        factory(name)  # fail fast on an unknown name, before anything starts
     bind_host = host or os.environ.get("OBSLAB_BIND_HOST") or settings.host()
     bind_port = port if port is not None else settings.port(name)
+    # What this component writes (its database, its model) is its user's alone.
+    os.umask(0o077)
     if name in RUNNERS:
         _load(RUNNERS[name])(host=bind_host, port=bind_port)
         return
-    _Server(name, {
-        "bind": f"{bind_host}:{bind_port}",
-        "workers": 1,
-        "worker_class": "gthread",
-        "threads": settings.int_setting("OBSLAB_THREADS", 16, minimum=1),
-        "timeout": 30,
-        "graceful_timeout": 10,
-        "keepalive": 5,
-        "accesslog": None,   # the app logs each request as JSON, with its trace id
-        "errorlog": "-",
-        "logconfig_dict": _logconfig(name),
-        "proc_name": f"obslab-{name}",
-        "control_socket_disable": True,
-        "worker_exit": _worker_exit,
-    }).run()
+    app = factory(name)()
+    _raise_open_files_limit()
+    server = waitress.create_server(app, host=bind_host, port=bind_port, **server_options(app))
+    signal.signal(signal.SIGTERM, _stop_on)
+    signal.signal(signal.SIGINT, _stop_on)
+    log.info("serving", extra={"component": name, "address": f"{bind_host}:{bind_port}"})
+    try:
+        server.run()
+    finally:
+        from obslab.telemetry import shutdown_tracing
+
+        shutdown_tracing()

@@ -9,7 +9,7 @@ Environment variables (all optional):
 ``OBSLAB_DB_URL``           MySQL/MariaDB server URL; each service gets its own database on it
 ``OBSLAB_<SERVICE>_DB_URL`` one service's database URL, overriding everything else
 ``OBSLAB_ENVIRONMENT``      ``deployment.environment`` of every span and log line (default ``lab``)
-``OBSLAB_JWT_SECRET``       key that signs access tokens (auth) and verifies them (gateway)
+``OBSLAB_SECRETS_DIR``      the lab's generated secrets (obslab/secrets.py; default <data dir>/run/secrets)
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from obslab import conventions as c
 DEFAULT_DATA_DIR = ".obslab"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_ENVIRONMENT = "lab"
-# Only for a service started by hand without `obslab up` (which generates a random key per lab).
-DEVELOPMENT_JWT_SECRET = "obslab-development-secret-do-not-use-outside-the-lab"
 
 
 class ConfigError(ValueError):
@@ -41,6 +39,16 @@ def data_dir(arg: str | os.PathLike | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+# Linux hands out local ports for outgoing connections from 32768 up: a lab listening there finds
+# its ports taken on any busy machine, at random.
+EPHEMERAL_PORTS_START = 32768
+
+
+def max_port_offset() -> int:
+    """The largest offset that keeps every port of the lab below the kernel's ephemeral range."""
+    return EPHEMERAL_PORTS_START - 1 - max(c.DEFAULT_PORTS.values())
+
+
 def port_offset(arg: int | None = None) -> int:
     if arg is not None:
         return arg
@@ -49,8 +57,9 @@ def port_offset(arg: int | None = None) -> int:
         offset = int(raw)
     except ValueError:
         raise ConfigError(f"OBSLAB_PORT_OFFSET must be an integer, got {raw!r}") from None
-    if not 0 <= offset <= 50_000:
-        raise ConfigError(f"OBSLAB_PORT_OFFSET must be between 0 and 50000, got {offset}")
+    if not 0 <= offset <= max_port_offset():
+        raise ConfigError(f"OBSLAB_PORT_OFFSET must be between 0 and {max_port_offset()} (the lab's ports stay "
+                          f"below the kernel's ephemeral range, {EPHEMERAL_PORTS_START}+), got {offset}")
     return offset
 
 
@@ -72,10 +81,6 @@ def service_url(component: str) -> str:
 
 def environment() -> str:
     return os.environ.get("OBSLAB_ENVIRONMENT", DEFAULT_ENVIRONMENT)
-
-
-def jwt_secret() -> str:
-    return os.environ.get("OBSLAB_JWT_SECRET") or DEVELOPMENT_JWT_SECRET
 
 
 def int_setting(name: str, default: int, minimum: int = 0) -> int:

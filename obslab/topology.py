@@ -119,5 +119,130 @@ def component(name: str) -> Component:
     return _BY_NAME[name]
 
 
+# --- who may call what (DESIGN.md, "Trust model") ----------------------------------------------
+
+OPERATOR = "operator"          # a person, the CLI, a drill (obslab.secrets.OPERATOR)
+ALERTMANAGER_PRINCIPAL = "alertmanager"
+# Anything that is not a component: the public internet at the gateway, a browser, an OTLP exporter.
+Access = Literal["open", "customer", "service", "control"]
+# Served by every component the same way and open to every scraper and probe.
+OPERATIONAL_ROUTES: frozenset[str] = frozenset({"/health", "/ready", "/metrics"})
+# Components that follow the fault-injector's faults (they poll it).
+FAULT_FOLLOWERS: tuple[str, ...] = (*c.BANKING_SERVICES, c.IIS_MOCK, c.LOAD_GENERATOR)
+# May tell the gateway which internet client a request comes from (X-Forwarded-For): the load
+# generator simulates the internet's many clients. A configured proxy may too (OBSLAB_TRUSTED_PROXIES).
+FORWARDING_CALLERS: tuple[str, ...] = (c.LOAD_GENERATOR,)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route of a component and who may call it.
+
+    ``service``: only the components in ``callers``, each proving itself with its signed service
+    token; ``control``: only the control-plane principals in ``callers`` (a bearer token);
+    ``customer``: a customer's access token (the gateway's public API); ``open``: anybody."""
+
+    method: str
+    rule: str
+    access: Access
+    callers: tuple[str, ...] = ()
+
+
+def _service(method: str, rule: str, *callers: str) -> Endpoint:
+    return Endpoint(method, rule, "service", callers)
+
+
+_API = c.API_PREFIX
+_FAULTS = f"{_API}/faults"
+_CONTROL = (OPERATOR,)
+
+# Every route of every component that is not operational. A route missing here is refused at
+# start-up (services/common/app.py): the call graph lives in this table and nowhere else.
+ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
+    c.GATEWAY: (
+        Endpoint("POST", f"{_API}/auth/register", "open"),
+        Endpoint("POST", f"{_API}/auth/login", "open"),
+        Endpoint("GET", f"{_API}/accounts", "customer"),
+        Endpoint("POST", f"{_API}/accounts", "customer"),
+        Endpoint("GET", f"{_API}/accounts/<account_id>", "customer"),
+        Endpoint("POST", f"{_API}/transfers", "customer"),
+        Endpoint("GET", f"{_API}/transfers", "customer"),
+        Endpoint("GET", f"{_API}/transfers/<transfer_id>", "customer"),
+        Endpoint("POST", f"{_API}/payments", "customer"),
+        Endpoint("GET", f"{_API}/payments/<payment_id>", "customer"),
+    ),
+    c.AUTH: (
+        _service("POST", "/users", c.GATEWAY),
+        _service("POST", "/tokens", c.GATEWAY),
+    ),
+    c.ACCOUNTS: (
+        _service("GET", "/accounts", c.GATEWAY),
+        _service("POST", "/accounts", c.GATEWAY),
+        _service("GET", "/accounts/<account_id>", c.GATEWAY, c.TRANSACTIONS),
+        # Which kinds of movement each caller may ask for is the ledger's rule (accounts/app.py).
+        _service("POST", "/movements", c.TRANSACTIONS, c.PAYMENTS),
+        _service("POST", "/deposits", c.LOAD_GENERATOR, OPERATOR),
+        _service("GET", "/ledger/invariants", OPERATOR),
+    ),
+    c.TRANSACTIONS: (
+        _service("POST", "/transfers", c.GATEWAY),
+        _service("GET", "/transfers", c.GATEWAY),
+        _service("GET", "/transfers/<transfer_id>", c.GATEWAY),
+    ),
+    c.PAYMENTS: (
+        _service("POST", "/payments", c.GATEWAY),
+        _service("GET", "/payments/<payment_id>", c.GATEWAY),
+    ),
+    c.FRAUD: (
+        _service("POST", "/assessments", c.TRANSACTIONS, c.PAYMENTS),
+    ),
+    c.NOTIFICATIONS: (
+        _service("POST", "/notifications", c.TRANSACTIONS, c.PAYMENTS),
+        _service("GET", "/notifications", OPERATOR),
+    ),
+    c.FAULT_INJECTOR: (
+        Endpoint("POST", _FAULTS, "control", _CONTROL),
+        Endpoint("GET", _FAULTS, "control", _CONTROL),
+        Endpoint("DELETE", _FAULTS, "control", _CONTROL),
+        Endpoint("GET", f"{_FAULTS}/audit", "control", _CONTROL),
+        Endpoint("GET", f"{_FAULTS}/<fault_id>", "control", _CONTROL),
+        Endpoint("DELETE", f"{_FAULTS}/<fault_id>", "control", _CONTROL),
+        _service("GET", "/internal/faults", *FAULT_FOLLOWERS),
+    ),
+    c.ALERT_RECEIVER: (
+        Endpoint("POST", "/webhook/<receiver>", "control", (ALERTMANAGER_PRINCIPAL, OPERATOR)),
+        # Read-only pages a person opens (notifications, runbooks).
+        Endpoint("GET", "/", "open"),
+        Endpoint("GET", f"{_API}/notifications", "open"),
+        Endpoint("GET", "/runbooks/", "open"),
+        Endpoint("GET", "/runbooks/<path:page>", "open"),
+    ),
+    # Native only, on loopback: OTLP in (as the Collector's receiver is), Jaeger's query API out.
+    c.TRACE_SINK: (
+        Endpoint("POST", "/v1/traces", "open"),
+        Endpoint("POST", "/v1/metrics", "open"),
+        Endpoint("GET", "/api/services", "open"),
+        Endpoint("GET", "/api/services/<service>/operations", "open"),
+        Endpoint("GET", "/api/traces", "open"),
+        Endpoint("GET", "/api/traces/<trace_id>", "open"),
+    ),
+    c.DDOS_DETECTOR: (Endpoint("GET", f"{_API}/status", "open"),),
+    c.BASELINER: (Endpoint("GET", f"{_API}/status", "open"),),
+    c.IIS_MOCK: (),
+}
+
+
+def endpoints(component_name: str) -> dict[tuple[str, str], Endpoint]:
+    """(method, Flask rule) -> endpoint of ``component_name``."""
+    return {(e.method, e.rule): e for e in ENDPOINTS.get(component_name, ())}
+
+
+def callees(caller: str) -> tuple[str, ...]:
+    """The components ``caller`` calls, in the order they first appear in the table."""
+    found = [name for name, table in ENDPOINTS.items()
+             if any(e.access == "service" and caller in e.callers for e in table)]
+    return tuple(found)
+
+
 def scraped_components(runtime: Runtime) -> list[Component]:
     return [comp for comp in ALL if comp.scraped and comp.runs_in(runtime)]

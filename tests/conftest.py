@@ -14,7 +14,8 @@ import uuid
 _DATA_DIR = tempfile.mkdtemp(prefix="obslab-tests-")
 os.environ["OBSLAB_DATA_DIR"] = _DATA_DIR
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
-for _variable in ("OBSLAB_DB_URL", "OBSLAB_PORT_OFFSET", "OTEL_SDK_DISABLED"):
+for _variable in ("OBSLAB_DB_URL", "OBSLAB_PORT_OFFSET", "OTEL_SDK_DISABLED", "OBSLAB_SECRETS_DIR",
+                  "OBSLAB_JWT_SECRET", "OBSLAB_CONTROL_TOKEN"):
     os.environ.pop(_variable, None)
 
 import pytest  # noqa: E402
@@ -24,7 +25,13 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
+from obslab import secrets  # noqa: E402
 from tests.support import MYSQL_SERVER_URL, drop_mysql_databases, mysql_reachable  # noqa: E402
+
+# The lab's per-deployment secrets (service keys, control tokens, the access-token key), as
+# `obslab up` generates them, for every app this test process (and its children) builds.
+os.environ[secrets.SECRETS_DIR_ENV] = str(secrets.secrets_dir())
+secrets.init_secrets(secrets.secrets_dir(), secrets.lab_components())
 
 SPANS = InMemorySpanExporter()
 _provider = TracerProvider(resource=Resource.create({"service.name": "obslab-tests"}))

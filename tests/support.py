@@ -16,9 +16,12 @@ import pytest
 import requests
 import sqlalchemy
 from flask import Flask
-from werkzeug.serving import make_server
+import waitress
+from waitress import wasyncore
 
 from obslab import conventions as c
+from obslab import secrets
+from obslab.serving import server_options
 
 MYSQL_SERVER_URL = os.environ.get("OBSLAB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 PASSWORD = "correct horse battery staple"
@@ -74,7 +77,8 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
-    """A Flask app served over real HTTP on 127.0.0.1 (threaded, like the gunicorn worker)."""
+    """A Flask app served over real HTTP on 127.0.0.1 by the server and settings `obslab serve`
+    uses (waitress: whole requests buffered before a thread sees them, the same limits)."""
 
     app: Flask
     url: str
@@ -82,15 +86,17 @@ class LiveServer:
     _thread: threading.Thread
 
     def stop(self) -> None:
-        self._server.shutdown()
+        self._server.close()
+        # waitress's loop runs while any connection is open: close the kept-alive ones too.
+        wasyncore.close_all(self._server._map)
         self._thread.join(timeout=10)
 
 
 def serve(app: Flask, port: int = 0) -> LiveServer:
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = waitress.create_server(app, host="127.0.0.1", port=port, **server_options(app))
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    return LiveServer(app, f"http://127.0.0.1:{server.server_port}", server, thread)
+    return LiveServer(app, f"http://127.0.0.1:{server.effective_port}", server, thread)
 
 
 @dataclass
@@ -106,8 +112,18 @@ class Stack:
         return self.servers[name].app
 
     def stop(self) -> None:
-        for server in self.servers.values():
-            server.stop()
+        # Together: each waitress loop notices within its one-second poll.
+        stoppers = [threading.Thread(target=server.stop) for server in self.servers.values()]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
+
+    def ledger_violations(self) -> list[str]:
+        """What in the accounts service's books no legitimate operation could have written."""
+        from obslab.services.accounts.ledger import Ledger
+
+        return Ledger(self.app(c.ACCOUNTS).extensions["obslab"].db).invariant_violations()
 
 
 def start_stack(db_url_for: Callable[[str], str], processor=None) -> Stack:
@@ -181,9 +197,43 @@ class Customer:
         )
 
 
+_signers: dict[str, Any] = {}
+
+
+def service_headers(caller: str, audience: str) -> dict[str, str]:
+    """What ``caller`` sends to ``audience``: its signed service token (the lab's test keys)."""
+    from obslab.services.common.identity import Signer
+
+    if caller not in _signers:
+        _signers[caller] = Signer.load(caller)
+    return _signers[caller].headers(audience)
+
+
+def customer_headers(customer_id: str, caller: str, audience: str) -> dict[str, str]:
+    """``caller``'s service token plus the gateway's assertion for ``customer_id``."""
+    from obslab.services.common.identity import Signer
+
+    if c.GATEWAY not in _signers:
+        _signers[c.GATEWAY] = Signer.load(c.GATEWAY)
+    return {**service_headers(caller, audience),
+            c.HEADER_CUSTOMER_ASSERTION: _signers[c.GATEWAY].customer_assertion(customer_id)}
+
+
+def control_headers(principal: str = secrets.OPERATOR) -> dict[str, str]:
+    """The control plane's bearer token of ``principal`` (the lab's test secrets)."""
+    return {"Authorization": f"Bearer {secrets.control_token(principal)}"}
+
+
+def operator_session() -> requests.Session:
+    """A session that drives the control plane as the operator (what `obslab fault ...` does)."""
+    session = requests.Session()
+    session.headers.update(control_headers())
+    return session
+
+
 def deposit(accounts_url: str, account: str, amount_minor: int, currency: str = "EUR") -> None:
     response = requests.post(f"{accounts_url}/deposits", json={
         "id": f"test-deposit-{uuid.uuid4().hex[:12]}", "account": account,
         "amount_minor": amount_minor, "currency": currency,
-    }, timeout=10)
+    }, headers=service_headers(secrets.OPERATOR, c.ACCOUNTS), timeout=10)
     assert response.status_code == 201, response.text

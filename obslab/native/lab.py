@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -24,9 +23,10 @@ from typing import TextIO
 import requests
 
 from obslab import conventions as c
-from obslab import promconfig, rules, settings, topology
+from obslab import promconfig, rules, secrets, settings, topology
 from obslab.native.seed import SeedError, seed_demo_data
 from obslab.native.supervisor import Program, Supervisor, SupervisorError
+from obslab.services.common.identity import Signer
 from obslab.profiles import Profile
 
 PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
@@ -100,20 +100,19 @@ class NativeLab:
     def _url(self, component: topology.Component) -> str:
         return f"http://{component.address('native', offset=self.offset)}"
 
-    def _jwt_secret(self) -> str:
-        path = self.data_dir / "run" / "jwt-secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+    @property
+    def secrets_dir(self) -> Path:
+        return secrets.secrets_dir(self.data_dir)
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
+        # The lab's own secrets, from its data directory: never a key or token from the shell.
+        for stale in (secrets.JWT_SECRET_ENV, secrets.CONTROL_TOKEN_ENV):
+            env.pop(stale, None)
         env.update({
             "OBSLAB_DATA_DIR": str(self.data_dir),
+            secrets.SECRETS_DIR_ENV: str(self.secrets_dir),
             "OBSLAB_PORT_OFFSET": str(self.offset),
-            "OBSLAB_JWT_SECRET": self._jwt_secret(),
             "OBSLAB_ENVIRONMENT": settings.environment(),
             "PYTHONUNBUFFERED": "1",
         })
@@ -161,7 +160,8 @@ class NativeLab:
 
         assert self.profile is not None
         directory = self.data_dir / "alertmanager"
-        config_path = amconfig.write_native(directory, self.profile, offset=self.offset)
+        config_path = amconfig.write_native(directory, self.profile, offset=self.offset,
+                                            secrets_dir=self.secrets_dir)
         address = topology.ALERTMANAGER.address("native", offset=self.offset)
         return Program(c.ALERTMANAGER, [
             binary,
@@ -212,6 +212,10 @@ class NativeLab:
         alertmanager_binary = next(filter(None, map(shutil.which, ALERTMANAGER_BINARIES)), None)
         components = self._components(with_prometheus=prometheus_binary is not None, traffic=traffic,
                                       with_alertmanager=alertmanager_binary is not None)
+        # The lab's files are its user's alone, from their creation (supervisord keeps this umask).
+        os.umask(0o077)
+        secrets.private_dir(self.data_dir)
+        secrets.init_secrets(self.secrets_dir, secrets.lab_components())
         busy = [f"{comp.name} ({comp.port + self.offset})" for comp in components
                 if port_in_use(comp.port + self.offset)]
         if busy:
@@ -236,7 +240,6 @@ class NativeLab:
             programs.append(self._prometheus_program(prometheus_binary, components))
         lab = [LabComponent(comp.name, self._url(comp), self._url(comp) + comp.health_path)
                for comp in components]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.supervisor.write_config(programs)
         self.say(f"Starting the obslab lab in {self.data_dir} ...")
         try:
@@ -299,7 +302,9 @@ class NativeLab:
     def _seed(self) -> None:
         marker = self.data_dir / "run" / "seeded"
         try:
-            seed_demo_data(self._url(topology.component(c.GATEWAY)), self._url(topology.component(c.ACCOUNTS)))
+            operator = Signer.load(secrets.OPERATOR, self.secrets_dir)
+            seed_demo_data(self._url(topology.component(c.GATEWAY)), self._url(topology.component(c.ACCOUNTS)),
+                           deposit_headers=lambda: operator.headers(c.ACCOUNTS))
         except (SeedError, requests.RequestException) as exc:
             self.say(f"! demo data not seeded: {exc}")
             return

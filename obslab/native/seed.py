@@ -7,6 +7,7 @@ only when missing, and deposits carry fixed movement ids that the ledger applies
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -45,8 +46,10 @@ def _check(response: requests.Response, what: str, *ok: int) -> dict | list:
 
 
 def seed_demo_data(gateway_url: str, accounts_url: str, password: str | None = None,
-                   timeout: float = 10.0) -> dict[str, list[dict]]:
-    """Create the demo customers; returns each customer's accounts as the API shows them."""
+                   timeout: float = 10.0, *, deposit_headers: Callable[[], dict[str, str]]) -> dict[str, list[dict]]:
+    """Create the demo customers; returns each customer's accounts as the API shows them.
+
+    ``deposit_headers``: the operator's credential for the accounts service's internal deposits."""
     password = password or demo_password()
     session = requests.Session()
     result: dict[str, list[dict]] = {}
@@ -66,7 +69,7 @@ def seed_demo_data(gateway_url: str, accounts_url: str, password: str | None = N
                 account = _check(session.post(f"{gateway_url}/api/v1/accounts", headers=headers, timeout=timeout,
                                               json={"currency": CURRENCY, "type": demo.type}),
                                  f"open {demo.type} account for {username}", 201)
-            _check(session.post(f"{accounts_url}/deposits", timeout=timeout, json={
+            _check(session.post(f"{accounts_url}/deposits", timeout=timeout, headers=deposit_headers(), json={
                 "id": f"seed-{username}-{demo.type}", "account": account["id"],
                 "amount_minor": to_minor(demo.opening_balance), "currency": CURRENCY,
             }), f"opening deposit for {username}/{demo.type}", 200, 201)

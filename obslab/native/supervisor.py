@@ -18,6 +18,8 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from obslab.secrets import private_dir
+
 # AF_UNIX paths are limited to 108 bytes on Linux.
 _MAX_SOCKET_PATH = 100
 
@@ -65,11 +67,13 @@ class Supervisor:
         return self.log_dir / f"{program}.log"
 
     def write_config(self, programs: list[Program]) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.run_dir)
+        private_dir(self.log_dir)
         lines = [
             "; written by `obslab up`; regenerated at every start",
             "[supervisord]",
+            # Everything the lab writes (databases, logs, TSDB, keys) is the lab user's alone.
+            "umask=077",
             f"logfile={_quote(str(self.log_path('supervisord')))}",
             "logfile_maxbytes=10MB",
             "logfile_backups=2",

@@ -1,13 +1,18 @@
 """accounts service: accounts, balances and the ledger that moves money atomically.
 
-Routes (internal):
-  GET  /accounts?owner=C              the customer's accounts
-  POST /accounts {owner, currency}    open an account (balance 0)
-  GET  /accounts/<id>?owner=C         one account; 404 unless C owns it
-  POST /movements {id, kind, debit_account, credit_account, amount_minor, currency, owner}
-                                      apply a movement once per id (201; 200 when replayed)
+Routes (internal; who may call each is in obslab/topology.py). "The customer" is the one the
+gateway's signed assertion names (services/common/identity.py), never a field a caller chose:
+  GET  /accounts                      the customer's accounts
+  POST /accounts {currency, type}     open an account for the customer (balance 0)
+  GET  /accounts/<id>                 one account; 404 unless the customer owns it
+  POST /movements {id, kind, debit_account, credit_account, amount_minor, currency}
+                                      apply a movement once per id (201; 200 when replayed);
+                                      transactions may ask for transfers, payments for payments
+                                      and refunds, each for the customer it acts for
   POST /deposits {id, account, amount_minor, currency}
-                                      credit an account from the bank's cash account (demo data)
+                                      credit a customer account from the bank's cash account
+                                      (the load generator's salaries, the demo data)
+  GET  /ledger/invariants             what in the books no legitimate operation could have written
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from obslab import conventions as c
-from obslab.services.accounts.ledger import Ledger, LedgerError, MovementKind, metadata
-from obslab.services.common.app import ServiceContext, create_service_app, parse_body, require_query
+from obslab.services.accounts.ledger import CUSTOMER_KINDS, Ledger, LedgerError, MovementKind, metadata
+from obslab.services.common.app import ServiceContext, caller, create_service_app, parse_body, require_customer
 from obslab.services.common.errors import ApiError
 from obslab.services.common.money import (
     CURRENCIES,
@@ -38,11 +43,16 @@ MAX_MINOR = int(MAX_AMOUNT * MINOR_UNITS_PER_MAJOR)
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 AccountType = Literal["checking", "savings"]
 MinorAmount = Annotated[int, Field(gt=0, le=MAX_MINOR, strict=True)]
+# Which movements each internal caller may ask for: a notifications or fraud service may ask
+# for none, and nobody but payments may touch the settlement account.
+KINDS_BY_CALLER: dict[str, frozenset[MovementKind]] = {
+    c.TRANSACTIONS: frozenset({MovementKind.TRANSFER}),
+    c.PAYMENTS: frozenset({MovementKind.PAYMENT, MovementKind.REFUND}),
+}
 
 
 class OpenAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    owner: Identifier
     currency: Currency
     type: AccountType = "checking"
 
@@ -55,7 +65,6 @@ class MovementRequest(BaseModel):
     credit_account: Identifier
     amount_minor: MinorAmount
     currency: Currency
-    owner: Identifier | None = None
 
 
 class DepositRequest(BaseModel):
@@ -82,19 +91,20 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.get("/accounts")
     def list_accounts():
-        return [public_account(a) for a in ledger.accounts_of(require_query("owner"))]
+        return [public_account(a) for a in ledger.accounts_of(require_customer())]
 
     @app.post("/accounts")
     def open_account():
+        owner = require_customer()
         body = parse_body(OpenAccount)
-        if len(ledger.accounts_of(body.owner)) >= MAX_ACCOUNTS_PER_CUSTOMER:
+        if len(ledger.accounts_of(owner)) >= MAX_ACCOUNTS_PER_CUSTOMER:
             raise ApiError(422, "too_many_accounts",
                            f"a customer can hold at most {MAX_ACCOUNTS_PER_CUSTOMER} accounts")
-        return public_account(ledger.open_account(body.owner, body.type, body.currency)), 201
+        return public_account(ledger.open_account(owner, body.type, body.currency)), 201
 
     @app.get("/accounts/<account_id>")
     def get_account(account_id: str):
-        owner = require_query("owner")
+        owner = require_customer()
         account = ledger.account(account_id)
         if account is None or account["owner"] != owner:
             raise ApiError(404, "account_not_found", "account not found")
@@ -121,14 +131,22 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     @app.post("/movements")
     def create_movement():
         body = parse_body(MovementRequest)
+        if body.kind not in KINDS_BY_CALLER.get(caller(), frozenset()):
+            raise ApiError(403, "forbidden", f"{caller()} may not ask for {body.kind.value} movements")
+        owner = require_customer() if body.kind in CUSTOMER_KINDS else None
         return apply(body.kind, body.id, body.debit_account, body.credit_account, body.amount_minor,
-                     body.currency, body.owner)
+                     body.currency, owner)
 
     @app.post("/deposits")
     def deposit():
         body = parse_body(DepositRequest)
         cash = ledger.ensure_system_account(c.SYSTEM_ACCOUNT_CASH, body.currency)
         return apply(MovementKind.DEPOSIT, body.id, cash, body.account, body.amount_minor, body.currency, None)
+
+    @app.get("/ledger/invariants")
+    def invariants():
+        problems = ledger.invariant_violations()
+        return {"sound": not problems, "violations": problems}
 
     # Card payments settle into this account; make sure it exists for every currency up front.
     for currency in sorted(CURRENCIES):

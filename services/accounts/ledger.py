@@ -5,6 +5,20 @@ never created or lost: the sum over all accounts (customer and system) never cha
 movement id is unique: applying the same movement twice returns the first result and moves
 nothing (callers retry safely). Rows are locked in id order, so two movements between the same
 accounts in opposite directions cannot deadlock.
+
+Conservation alone cannot see money taken from the bank: a customer who debits the bank's own
+settlement account into their own keeps the sum at zero. So every kind of movement has fixed
+ends (:data:`MOVEMENT_RULES`), checked when it is applied and again by
+:meth:`Ledger.invariant_violations` over the whole history:
+
+- transfer: a customer's own account -> another customer account;
+- payment: a customer's own account -> the bank's settlement account (same currency);
+- refund: settlement -> the account a payment debited, at most once per payment, same amount;
+- deposit: the bank's cash account (the one designated funding source) -> a customer account.
+
+A customer operation (transfer, payment) may debit only an account that customer owns; an
+account without an owner is never debitable by one. System accounts move only through the
+internal kinds, which only internal callers may ask for (accounts/app.py).
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    func,
     insert,
     select,
     update,
@@ -76,6 +91,34 @@ class MovementKind(str, Enum):
     PAYMENT = "payment"
     REFUND = "refund"
     DEPOSIT = "deposit"
+
+
+CUSTOMER_KINDS = frozenset({MovementKind.TRANSFER, MovementKind.PAYMENT})
+REFUND_SUFFIX = "-refund"
+_CUSTOMER = "customer"  # any account with an owner
+
+
+@dataclass(frozen=True)
+class MovementRule:
+    """What each end of a movement of one kind must be: a customer account, or the bank's
+    system account for ``purpose`` (in the movement's currency)."""
+
+    debit: str
+    credit: str
+
+
+MOVEMENT_RULES: dict[MovementKind, MovementRule] = {
+    MovementKind.TRANSFER: MovementRule(_CUSTOMER, _CUSTOMER),
+    MovementKind.PAYMENT: MovementRule(_CUSTOMER, c.SYSTEM_ACCOUNT_SETTLEMENT),
+    MovementKind.REFUND: MovementRule(c.SYSTEM_ACCOUNT_SETTLEMENT, _CUSTOMER),
+    MovementKind.DEPOSIT: MovementRule(c.SYSTEM_ACCOUNT_CASH, _CUSTOMER),
+}
+
+
+def _end_allowed(required: str, account: Any, currency: str) -> bool:
+    if required == _CUSTOMER:
+        return account["owner_id"] is not None
+    return account["owner_id"] is None and account["id"] == c.system_account_id(required, currency)
 
 
 class LedgerError(Exception):
@@ -169,13 +212,14 @@ class Ledger:
     ) -> Movement:
         """Move ``amount_minor`` from debit to credit, once per ``movement_id``.
 
-        ``owner_id`` must own the debit account unless it is a system account (refunds,
-        deposits); a mismatch looks exactly like a missing account, so ids cannot be probed.
+        For a customer kind, ``owner_id`` must own the debit account; any mismatch (another
+        customer's account, a system account) looks exactly like a missing account, so ids cannot
+        be probed. Both ends must be what :data:`MOVEMENT_RULES` says for ``kind``.
         """
+        if kind in CUSTOMER_KINDS and not owner_id:
+            raise LedgerError(403, "forbidden", f"a {kind.value} acts for a customer; none was given")
         if amount_minor <= 0:
             raise LedgerError(400, "invalid_amount", "amount must be positive")
-        if debit_account == credit_account:
-            raise LedgerError(400, "same_account", "source and destination account are the same")
         wanted = (kind.value, debit_account, credit_account, amount_minor, currency)
         try:
             return self.db.run(lambda conn: self._apply(
@@ -226,10 +270,16 @@ class Ledger:
         }
         debit = locked.get(debit_account)
         credit = locked.get(credit_account)
-        if debit is None or (debit["owner_id"] is not None and debit["owner_id"] != owner_id):
+        rule = MOVEMENT_RULES[kind]
+        if debit is None or not _end_allowed(rule.debit, debit, currency) \
+                or (kind in CUSTOMER_KINDS and debit["owner_id"] != owner_id):
             raise LedgerError(404, "account_not_found", "source account not found")
-        if credit is None:
+        if credit is None or not _end_allowed(rule.credit, credit, currency):
             raise LedgerError(404, "account_not_found", "destination account not found")
+        if debit_account == credit_account:
+            raise LedgerError(400, "same_account", "source and destination account are the same")
+        if kind is MovementKind.REFUND:
+            self._check_refund(conn, movement_id, credit_account, amount_minor, currency)
         for side, account in (("source", debit), ("destination", credit)):
             if account["currency"] != currency:
                 raise LedgerError(422, "currency_mismatch",
@@ -255,6 +305,63 @@ class Ledger:
              "balance_after_minor": credit_after, "created_ms": now},
         ])
         return Movement(movement_id, kind.value, debit_account, credit_account, amount_minor, currency, now)
+
+    @staticmethod
+    def _check_refund(conn: Connection, movement_id: str, account: str, amount_minor: int, currency: str) -> None:
+        """A refund returns one payment, whole, to the account it came from (its id says which)."""
+        payment_id = movement_id.removesuffix(REFUND_SUFFIX)
+        payment = None
+        if payment_id != movement_id:
+            payment = conn.execute(select(movements).where(movements.c.id == payment_id)).mappings().first()
+        if payment is None or payment["kind"] != MovementKind.PAYMENT.value or payment["debit_account"] != account \
+                or payment["amount_minor"] != amount_minor or payment["currency"] != currency:
+            raise LedgerError(422, "refund_without_payment",
+                              f"a refund must be <payment id>{REFUND_SUFFIX} and return that payment's amount "
+                              "to the account it debited")
+
+    def invariant_violations(self) -> list[str]:
+        """Everything in the books that no legitimate operation could have written (empty: sound).
+
+        Money is conserved; every balance is the sum of its entries; every movement's ends are
+        what its kind allows (so no system account but the funding source changed except through
+        internal operations, and customer money grew only by transfers from other customers,
+        refunds of their own payments and deposits); a refund matches its payment.
+        """
+        problems: list[str] = []
+        with self.db.connect() as conn:
+            accounts_by_id = {row["id"]: row for row in conn.execute(select(accounts)).mappings().all()}
+            rows = conn.execute(select(movements).order_by(movements.c.created_ms, movements.c.id)).mappings().all()
+            sums = dict(conn.execute(
+                select(entries.c.account_id, func.sum(entries.c.amount_minor)).group_by(entries.c.account_id)
+            ).all())
+        total = sum(row["balance_minor"] for row in accounts_by_id.values())
+        if total != 0:
+            problems.append(f"the balances sum to {total}, not 0: money was created or destroyed")
+        for account_id, row in accounts_by_id.items():
+            if int(sums.get(account_id) or 0) != row["balance_minor"]:
+                problems.append(f"{account_id}: balance {row['balance_minor']} is not the sum of its entries "
+                                f"({int(sums.get(account_id) or 0)})")
+        by_id = {row["id"]: row for row in rows}
+        for row in rows:
+            try:
+                kind = MovementKind(row["kind"])
+            except ValueError:
+                problems.append(f"movement {row['id']}: unknown kind {row['kind']!r}")
+                continue
+            rule = MOVEMENT_RULES[kind]
+            for side, required, account_id in (("debit", rule.debit, row["debit_account"]),
+                                               ("credit", rule.credit, row["credit_account"])):
+                account = accounts_by_id.get(account_id)
+                if account is None or not _end_allowed(required, account, row["currency"]):
+                    problems.append(f"movement {row['id']} ({kind.value}): {side} account {account_id} is not "
+                                    f"a {required} account")
+            if kind is MovementKind.REFUND:
+                payment = by_id.get(row["id"].removesuffix(REFUND_SUFFIX))
+                if payment is None or payment["id"] == row["id"] or payment["kind"] != MovementKind.PAYMENT.value \
+                        or payment["debit_account"] != row["credit_account"] \
+                        or payment["amount_minor"] != row["amount_minor"]:
+                    problems.append(f"movement {row['id']} (refund): no payment it returns")
+        return problems
 
     def total_balance(self) -> int:
         """Sum of every balance, system accounts included: zero by construction."""

@@ -19,12 +19,14 @@ from opentelemetry import trace
 from pydantic import BaseModel
 from sqlalchemy import MetaData, event
 
-from obslab import __version__
+from obslab import __version__, topology
 from obslab import conventions as c
+from obslab.services.common.control import authenticate_control
 from obslab.services.common.db import Database
 from obslab.services.common.errors import ApiError, register_error_handlers
 from obslab.services.common.faults import POLL_PATH, Fault, FaultBoard, injected_delay_seconds, process_board
 from obslab.services.common.http import ServiceClient
+from obslab.services.common.identity import IdentityError, ServiceIdentity
 from obslab.telemetry import (
     MetricSet,
     configure_logging,
@@ -41,6 +43,9 @@ M = TypeVar("M", bound=BaseModel)
 _OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics", POLL_PATH})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_DIGITS = re.compile(r"[0-9]{1,9}")
+# Request bodies: API calls are small JSON objects; components that take more say so.
+API_MAX_BODY_BYTES = 64 * 1024
 
 RED_METRICS = (c.HTTP_SERVER_REQUESTS, c.HTTP_SERVER_DURATION, c.HTTP_SERVER_IN_FLIGHT)
 
@@ -51,6 +56,7 @@ class ServiceContext:
 
     name: str
     metrics: MetricSet
+    identity: ServiceIdentity
     db: Database | None = None
     peers: dict[str, ServiceClient] = field(default_factory=dict)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
@@ -70,21 +76,27 @@ def create_service_app(
     metric_specs: Iterable = (),
     traced: bool = True,
     faults: FaultBoard | None = None,
+    max_body_bytes: int = API_MAX_BODY_BYTES,
 ) -> Flask:
+    """``max_body_bytes``: the largest request body (413 above it)."""
     configure_logging(name)
+    # A component without its key (or with a known one) must not start: it could not prove who
+    # it is, nor check who calls it.
+    identity = ServiceIdentity.load(name)
     # Before tracing: the span pipeline counts its exports and drops in this service's metrics.
     metrics = MetricSet()
     if traced:
         configure_tracing(name, metrics=metrics)
     app = Flask(name)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     register_error_handlers(app)
     if traced:
         instrument_flask_app(app)
 
     metrics.declare(RED_METRICS)
     metrics.declare(metric_specs)
-    ctx = ServiceContext(name=name, metrics=metrics)
+    ctx = ServiceContext(name=name, metrics=metrics, identity=identity)
     if metadata is not None:
         db_errors = metrics.counter(c.DB_ERRORS)
         for kind in c.DbErrorKind:  # every kind at 0 from the start: rate() works, panels show 0
@@ -98,14 +110,17 @@ def create_service_app(
         metrics.declare([c.DB_CONTENTION_RETRIES])
     urls = peer_urls or {}
     for peer in peers:
-        ctx.peers[peer] = ServiceClient(name, peer, metrics, base_url=urls.get(peer))
+        ctx.peers[peer] = ServiceClient(name, peer, metrics, base_url=urls.get(peer), signer=identity.signer)
 
     if name in c.BANKING_SERVICES:
-        apply_faults = _obey_faults(ctx, faults if faults is not None else process_board())
+        board = faults if faults is not None else process_board()
+        board.authenticate_with(identity.signer)
+        apply_faults = _obey_faults(ctx, board)
     else:
         apply_faults = None
     _register_operational_routes(app, ctx)
     _register_red_metrics(app, ctx)
+    _register_access_control(app, ctx)
     if apply_faults is not None:
         # After the RED timer starts, so injected latency and errors show in the service's own metrics.
         @app.before_request
@@ -113,6 +128,7 @@ def create_service_app(
             if request.path not in _OPERATIONAL_PATHS:
                 apply_faults()
     register_routes(app, ctx)
+    _check_every_route_is_declared(app, name)
     app.extensions["obslab"] = ctx
     log.info("service configured", extra={
         "version": __version__, "database": ctx.db.describe() if ctx.db else None,
@@ -147,6 +163,63 @@ def _register_operational_routes(app: Flask, ctx: ServiceContext) -> None:
     def metrics():
         payload, content_type = exposition(ctx.metrics.registry, request.headers.get("Accept"))
         return Response(payload, content_type=content_type)
+
+
+def _endpoint_key(method: str) -> str:
+    return "GET" if method == "HEAD" else method
+
+
+def _register_access_control(app: Flask, ctx: ServiceContext) -> None:
+    """Every request to a declared endpoint proves what the topology requires of its caller."""
+    table = topology.endpoints(ctx.name)
+    verifier = ctx.identity.verifier
+
+    @app.before_request
+    def _authorize():
+        rule = request.url_rule
+        if rule is None or rule.rule in topology.OPERATIONAL_ROUTES or request.method == "OPTIONS":
+            return None  # unknown routes answer 404/405; probes and scrapers need nothing
+        endpoint = table.get((_endpoint_key(request.method), rule.rule))
+        if endpoint is None:  # cannot happen for a route checked at start-up; fail closed anyway
+            raise ApiError(403, "forbidden", "this endpoint is not in the lab's topology")
+        if endpoint.access == "control":
+            g.principal = authenticate_control(endpoint.callers)
+        elif endpoint.access == "service":
+            g.caller = _authenticate_service(verifier, endpoint.callers)
+            assertion = request.headers.get(c.HEADER_CUSTOMER_ASSERTION)
+            if assertion:
+                try:
+                    g.customer = verifier.customer(assertion)
+                except IdentityError as exc:
+                    raise ApiError(401, "invalid_customer_assertion", str(exc)) from None
+                g.customer_assertion = assertion
+        return None
+
+
+def _authenticate_service(verifier, allowed: tuple[str, ...]) -> str:
+    token = request.headers.get(c.HEADER_SERVICE_TOKEN)
+    if not token:
+        raise ApiError(401, "unauthenticated",
+                       f"internal endpoint: send the calling service's {c.HEADER_SERVICE_TOKEN}")
+    try:
+        caller = verifier.caller(token)
+    except IdentityError as exc:
+        raise ApiError(401, "invalid_service_token", str(exc)) from None
+    if caller not in allowed:
+        raise ApiError(403, "forbidden", f"{caller} may not call this endpoint")
+    return caller
+
+
+def _check_every_route_is_declared(app: Flask, name: str) -> None:
+    declared = topology.endpoints(name)
+    missing = sorted(
+        f"{method} {rule.rule}" for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static" and rule.rule not in topology.OPERATIONAL_ROUTES
+        for method in (rule.methods or ()) if method not in ("HEAD", "OPTIONS")
+        and (method, rule.rule) not in declared
+    )
+    if missing:
+        raise AssertionError(f"{name}: routes missing from obslab.topology.ENDPOINTS: {', '.join(missing)}")
 
 
 def _note_fault(ctx: ServiceContext, fault: Fault) -> None:
@@ -247,7 +320,8 @@ def query_int(name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+    # ASCII digits only: str.isdigit() also says yes to "²", which int() then refuses.
+    if not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
         raise ApiError(400, f"invalid_{name}", f"{name} must be an integer between {minimum} and {maximum}")
     return int(raw)
 
@@ -260,10 +334,17 @@ def require_query(name: str) -> str:
 
 
 def require_customer() -> str:
-    customer = request.headers.get(c.HEADER_CUSTOMER_ID, "")
+    """The customer the gateway vouched for (its signed assertion, verified on arrival)."""
+    customer = g.get("customer")
     if not customer:
-        raise ApiError(401, "unauthenticated", f"missing {c.HEADER_CUSTOMER_ID} header")
+        raise ApiError(401, "unauthenticated",
+                       f"this endpoint acts for a customer: send the gateway's {c.HEADER_CUSTOMER_ASSERTION}")
     return customer
+
+
+def caller() -> str:
+    """The component that called this internal endpoint (verified)."""
+    return g.caller
 
 
 def require_idempotency_key() -> str:

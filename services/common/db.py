@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from obslab import settings
+from obslab import secrets, settings
 from obslab.conventions import DbErrorKind
 from obslab.telemetry import instrument_engine
 
@@ -53,7 +53,7 @@ _DB_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 def resolve_url(service: str, explicit: str | None = None) -> URL:
     raw = explicit or os.environ.get(f"OBSLAB_{settings.env_key(service)}_DB_URL")
     if raw:
-        return _with_pymysql(make_url(raw))
+        return _with_password(service, _with_pymysql(make_url(raw)))
     server = os.environ.get("OBSLAB_DB_URL")
     if server:
         url = _with_pymysql(make_url(server))
@@ -72,6 +72,15 @@ def _with_pymysql(url: URL) -> URL:
     if url.drivername in ("mysql", "mariadb"):
         return url.set(drivername=f"{url.drivername}+pymysql")
     return url
+
+
+def _with_password(service: str, url: URL) -> URL:
+    """A MySQL URL without a password takes the service's own one from the lab's secrets
+    (compose: one database user per service, its password generated on first start)."""
+    if url.get_backend_name() not in ("mysql", "mariadb") or url.password:
+        return url
+    password = secrets.database_password(service)
+    return url.set(password=password) if password else url
 
 
 def is_contention(exc: BaseException) -> bool:
@@ -186,6 +195,7 @@ class Database:
             self._create_mysql_database()
             return create_engine(
                 self.url,
+                hide_parameters=True,
                 isolation_level="READ COMMITTED",
                 pool_pre_ping=True,
                 pool_recycle=1800,
@@ -193,13 +203,15 @@ class Database:
                 max_overflow=20,
                 connect_args={"connect_timeout": 5, "read_timeout": 30, "write_timeout": 30},
             )
-        return create_engine(self.url, pool_pre_ping=True)
+        return create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
 
     def _sqlite_engine(self) -> Engine:
         if self.url.database and self.url.database != ":memory:":
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 from the first byte; SQLite gives its -wal and -shm files the same mode.
+            secrets.private_file(Path(self.url.database))
         engine = create_engine(
-            self.url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10, max_overflow=20
+            self.url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10, max_overflow=20,
+            hide_parameters=True,
         )
 
         @event.listens_for(engine, "connect")

@@ -63,7 +63,11 @@ def _snake(name: str) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return jsonify(exc.body()), exc.status
+        response = jsonify(exc.body())
+        retry_after = exc.details.get("retry_after_seconds")
+        if exc.status in (429, 503) and isinstance(retry_after, int) and retry_after > 0:
+            response.headers["Retry-After"] = str(retry_after)
+        return response, exc.status
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):

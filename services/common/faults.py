@@ -193,6 +193,14 @@ class FaultBoard:
         self._stop = threading.Event()
         self.last_success: float | None = None
         self.last_error: str | None = None
+        self._signer: Any = None
+
+    def authenticate_with(self, signer: Any) -> FaultBoard:
+        """Poll with ``signer``'s service token (the injector answers fault followers only).
+        The first component that sets one keeps it: one board per process."""
+        if self._signer is None:
+            self._signer = signer
+        return self
 
     # --- reading (cheap: no I/O) -----------------------------------------------------------
 
@@ -221,7 +229,9 @@ class FaultBoard:
             return False
         try:
             # urllib, not requests: the poll must not show up as a span in every service's traces.
-            with urllib.request.urlopen(f"{self.injector_url}{POLL_PATH}", timeout=self.timeout) as response:
+            headers = self._signer.headers(c.FAULT_INJECTOR) if self._signer is not None else {}
+            poll = urllib.request.Request(f"{self.injector_url}{POLL_PATH}", headers=headers)
+            with urllib.request.urlopen(poll, timeout=self.timeout) as response:
                 data = json.loads(response.read())
             self.replace([Fault.from_json(item) for item in data])
         except Exception as exc:  # the injector being down must never break the business
@@ -273,11 +283,19 @@ _board: FaultBoard | None = None
 _board_lock = threading.Lock()
 
 
-def process_board() -> FaultBoard:
-    """The board of this process, reading ``OBSLAB_FAULT_INJECTOR_URL`` (unset: no faults)."""
+def process_board(component: str | None = None) -> FaultBoard:
+    """The board of this process, reading ``OBSLAB_FAULT_INJECTOR_URL`` (unset: no faults).
+
+    ``component``: who polls (its signing key proves it to the injector); the caller may instead
+    hand the board a signer with :meth:`FaultBoard.authenticate_with`."""
     global _board
     with _board_lock:
         if _board is None:
             _board = FaultBoard(os.environ.get("OBSLAB_FAULT_INJECTOR_URL") or None,
                                 poll_seconds=settings.float_setting("OBSLAB_FAULT_POLL_SECONDS", 1.0, minimum=0.05))
-        return _board
+        board = _board
+    if component is not None and board.injector_url is not None:
+        from obslab.services.common.identity import Signer
+
+        board.authenticate_with(Signer.load(component))
+    return board

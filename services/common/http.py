@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import requests
+from flask import g, has_request_context
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -21,6 +22,7 @@ from obslab import conventions as c
 from obslab import settings
 from obslab.services.common.breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from obslab.services.common.errors import ApiError
+from obslab.services.common.identity import Signer
 from obslab.telemetry import MetricSet
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,11 @@ class ServiceClient:
         timeout: float | None = None,
         failure_threshold: int = 5,
         reset_timeout: float = 10.0,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer``: the owner's signing side; every call then carries its service token."""
         self.owner = owner
+        self.signer = signer
         self.peer = peer
         self.base_url = (base_url or settings.service_url(peer)).rstrip("/")
         self.timeout = timeout if timeout is not None else settings.float_setting(
@@ -65,8 +70,10 @@ class ServiceClient:
         # Peers are addressed directly: no proxy, netrc or CA-bundle lookups from the environment
         # on every call (they cost a visible share of each request's CPU).
         self.session.trust_env = False
+        # Connection failures only; a peer's 429/503 with Retry-After is its answer to pass on, not
+        # something to sleep on and retry here (urllib3 would otherwise, even with status=0).
         retry = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0,
-                      backoff_factor=0.05, allowed_methods=None)
+                      backoff_factor=0.05, allowed_methods=None, respect_retry_after_header=False)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -91,8 +98,13 @@ class ServiceClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        for_customer: bool = False,
     ) -> requests.Response:
-        """Send a request; 2xx-4xx responses are returned, technical failures raise ApiError."""
+        """Send a request; 2xx-4xx responses are returned, technical failures raise ApiError.
+
+        ``for_customer``: the call acts for the customer of the request being served, so the
+        gateway's assertion travels along (only to peers that act on a customer's money)."""
+        headers = {**(headers or {}), **self._credentials(for_customer)}
         try:
             self.breaker.before_call()
         except CircuitOpenError:
@@ -123,6 +135,15 @@ class ServiceClient:
         self.breaker.record_success()
         self._observe(started, "ok" if response.status_code < 400 else "client_error")
         return response
+
+    def _credentials(self, for_customer: bool) -> dict[str, str]:
+        headers = self.signer.headers(self.peer) if self.signer is not None else {}
+        if for_customer:
+            assertion = g.get("customer_assertion") if has_request_context() else None
+            if not assertion:
+                raise ApiError(401, "unauthenticated", "no customer context to act for")
+            headers[c.HEADER_CUSTOMER_ASSERTION] = assertion
+        return headers
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request and return its JSON body; any error becomes our own ApiError."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, g, request
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import (
     BigInteger,
@@ -85,9 +86,15 @@ def create_app(db_url: str | None = None) -> Flask:
                               metric_specs=[c.FAULT_EVENTS])
 
 
+_DECLARED_ACTOR = re.compile(r"[^\x21-\x7e ]")
+
+
 def _actor() -> str:
-    given = request.headers.get(c.HEADER_ACTOR, "").strip()
-    return (given or f"api:{request.remote_addr}")[:120]
+    """Who did it: the authenticated principal, then, in brackets, what the caller says of itself
+    (``operator (cli:alice@host)``). The principal comes first, so a caller cannot pass for
+    ``system:expiry`` or anyone else."""
+    declared = _DECLARED_ACTOR.sub("", request.headers.get(c.HEADER_ACTOR, "")).strip()[:80]
+    return f"{g.principal} ({declared})" if declared else g.principal
 
 
 def _fault(row: Any) -> Fault:

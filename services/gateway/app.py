@@ -1,15 +1,19 @@
 """gateway service: the public API (``/api/v1``, described in ``openapi.yaml`` beside this file).
 
-It verifies the caller's access token locally, names the customer to the internal services in
-``X-Customer-Id``, forwards requests, answers every response with a W3C ``traceresponse``
-header, and keeps an audit log of every state-changing call in its own database.
+It verifies the caller's access token locally, vouches for the customer to the internal
+services with a signed assertion (services/common/identity.py), checks every id in a path against
+its pattern and quotes it before it goes into an internal URL, forwards requests, answers every
+response with a W3C ``traceresponse`` header, and keeps an audit log of every state-changing call
+in its own database.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from typing import Literal
+from urllib.parse import quote
 
 from flask import Flask, Response, g, request
 from opentelemetry import trace
@@ -17,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, insert
 
 from obslab import conventions as c
-from obslab import settings
+from obslab import secrets, topology
 from obslab.services.common import tokens
 from obslab.services.common.app import (
     ServiceContext,
@@ -29,6 +33,7 @@ from obslab.services.common.app import (
 from obslab.services.common.clock import now_ms
 from obslab.services.common.errors import ApiError
 from obslab.services.common.http import ServiceClient
+from obslab.services.common.identity import IdentityError
 from obslab.services.common.money import Currency
 from obslab.services.gateway.edge import ClientWindow, RateLimiter, client_address, trusted_proxies
 from obslab.telemetry import current_trace_ids
@@ -38,6 +43,12 @@ log = logging.getLogger(__name__)
 API = c.API_PREFIX
 PUBLIC_PATHS = frozenset({f"{API}/auth/register", f"{API}/auth/login"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Ids a customer may name in a path or query, checked before they go into an internal URL.
+ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
+TRANSFER_ID = re.compile(r"trf_[a-z0-9]{16}")
+PAYMENT_ID = re.compile(r"pay_[a-z0-9]{16}")
+# Credentials and tokens must not stay in a browser's or proxy's cache.
+NO_STORE_PATHS = PUBLIC_PATHS
 
 metadata = MetaData()
 audit_log = Table(
@@ -73,21 +84,28 @@ def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = Non
     )
 
 
+def checked_id(pattern: re.Pattern, value: str, what: str) -> str:
+    """``value`` quoted for a URL path when it is a well-formed id; a 404 otherwise (an id that
+    cannot exist is not found, whatever else it may try to say to the service behind)."""
+    if not pattern.fullmatch(value):
+        raise ApiError(404, f"{what}_not_found", f"{what.replace('_', ' ')} not found")
+    return quote(value, safe="")
+
+
 def _forward(client: ServiceClient, method: str, path: str, *, customer: bool = True,
              params: dict | None = None) -> Response:
     """Send the caller's request on unchanged and answer with the service's answer."""
-    headers = {"Content-Type": "application/json"}
-    if customer:
-        headers[c.HEADER_CUSTOMER_ID] = g.identity.customer_id
+    headers = {"Content-Type": "application/json", c.HEADER_CLIENT_ADDRESS: g.client}
     key = request.headers.get(c.HEADER_IDEMPOTENCY_KEY)
     if key is not None:
         headers[c.HEADER_IDEMPOTENCY_KEY] = key
     data = request.get_data() if method in STATE_CHANGING else None
-    upstream = client.request(method, path, data=data, params=params, headers=headers)
+    upstream = client.request(method, path, data=data, params=params, headers=headers, for_customer=customer)
     response = Response(upstream.content, status=upstream.status_code, content_type="application/json")
-    replayed = upstream.headers.get(c.HEADER_IDEMPOTENT_REPLAYED)
-    if replayed:
-        response.headers[c.HEADER_IDEMPOTENT_REPLAYED] = replayed
+    for header in (c.HEADER_IDEMPOTENT_REPLAYED, "Retry-After"):
+        value = upstream.headers.get(header)
+        if value:
+            response.headers[header] = value
     return response
 
 
@@ -96,18 +114,32 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     db = ctx.db
     auth, accounts = ctx.peer(c.AUTH), ctx.peer(c.ACCOUNTS)
     transactions, payments = ctx.peer(c.TRANSACTIONS), ctx.peer(c.PAYMENTS)
-    secret = settings.jwt_secret()
+    secret = secrets.jwt_secret()
+    signer, verifier = ctx.identity.signer, ctx.identity.verifier
     trusted = trusted_proxies()
     limiter = RateLimiter.from_environment()
     window = ClientWindow()
     ctx.metrics.gauge(c.GATEWAY_ACTIVE_CLIENTS).set_function(window.active_clients)
     ctx.metrics.gauge(c.GATEWAY_TOP_CLIENT_SHARE).set_function(window.top_client_share)
 
+    def forwarding_caller() -> bool:
+        """The load generator stands for the internet's many clients: it may say which one sent
+        a request, and proves it is the load generator with its service token."""
+        token = request.headers.get(c.HEADER_SERVICE_TOKEN)
+        if not token:
+            return False
+        try:
+            return verifier.caller(token) in topology.FORWARDING_CALLERS
+        except IdentityError:
+            return False
+
     @app.before_request
     def _edge():
+        g.client = request.remote_addr or "unknown"
         if not request.path.startswith(API + "/"):
             return None
-        client = client_address(request.remote_addr, request.headers.get(c.HEADER_FORWARDED_FOR), trusted)
+        forwarded = request.headers.get(c.HEADER_FORWARDED_FOR)
+        client = client_address(request.remote_addr, forwarded, trusted, trust_peer=bool(forwarded) and forwarding_caller())
         g.client = client
         trace.get_current_span().set_attribute(c.ATTR_CLIENT_ADDRESS, client)
         window.record(client)
@@ -132,12 +164,16 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
             g.identity = tokens.verify(secret, token.strip())
         except tokens.InvalidToken as exc:
             raise ApiError(401, "invalid_token", str(exc)) from None
+        g.customer_assertion = signer.customer_assertion(g.identity.customer_id)
         return None
 
     @app.after_request
     def _retry_after(response: Response) -> Response:
         if response.status_code == 429:
-            response.headers["Retry-After"] = "1"
+            response.headers.setdefault("Retry-After", "1")
+        if request.path in NO_STORE_PATHS:
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Pragma"] = "no-cache"
         return response
 
     @app.after_request
@@ -173,20 +209,20 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.get(f"{API}/accounts")
     def list_accounts():
-        owned = accounts.call("GET", "/accounts", params={"owner": g.identity.customer_id})
+        owned = accounts.call("GET", "/accounts", for_customer=True)
         return [public_account(a) for a in owned]
 
     @app.post(f"{API}/accounts")
     def open_account():
         body = parse_body(OpenAccountRequest)
-        account = accounts.call("POST", "/accounts",
-                                json={"owner": g.identity.customer_id, "currency": body.currency,
-                                      "type": body.type})
+        account = accounts.call("POST", "/accounts", json={"currency": body.currency, "type": body.type},
+                                for_customer=True)
         return public_account(account), 201
 
     @app.get(f"{API}/accounts/<account_id>")
     def get_account(account_id: str):
-        account = accounts.call("GET", f"/accounts/{account_id}", params={"owner": g.identity.customer_id})
+        account = accounts.call("GET", f"/accounts/{checked_id(ACCOUNT_ID, account_id, 'account')}",
+                                for_customer=True)
         return public_account(account)
 
     @app.post(f"{API}/transfers")
@@ -195,12 +231,14 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.get(f"{API}/transfers")
     def list_transfers():
-        params = {"account": require_query("account"), "limit": query_int("limit", 50, 1, 200)}
+        account = require_query("account")
+        checked_id(ACCOUNT_ID, account, "account")
+        params = {"account": account, "limit": query_int("limit", 50, 1, 200)}
         return _forward(transactions, "GET", "/transfers", params=params)
 
     @app.get(f"{API}/transfers/<transfer_id>")
     def get_transfer(transfer_id: str):
-        return _forward(transactions, "GET", f"/transfers/{transfer_id}")
+        return _forward(transactions, "GET", f"/transfers/{checked_id(TRANSFER_ID, transfer_id, 'transfer')}")
 
     @app.post(f"{API}/payments")
     def create_payment():
@@ -208,4 +246,4 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.get(f"{API}/payments/<payment_id>")
     def get_payment(payment_id: str):
-        return _forward(payments, "GET", f"/payments/{payment_id}")
+        return _forward(payments, "GET", f"/payments/{checked_id(PAYMENT_ID, payment_id, 'payment')}")

@@ -1,8 +1,9 @@
 """The gateway's edge: who the client is, whether it may send more, and how clients behave.
 
-``X-Forwarded-For`` is honoured only when the direct peer is a trusted proxy
-(``OBSLAB_TRUSTED_PROXIES``, CIDRs, default loopback: the native load generator runs there);
-otherwise anyone could choose their own address and dodge the rate limit. Per-client behaviour is
+``X-Forwarded-For`` is honoured only when the direct peer is a configured proxy
+(``OBSLAB_TRUSTED_PROXIES``, CIDRs; none by default) or the lab's load generator, which proves
+it is with its service token (the gateway checks that); otherwise anyone could choose their own
+address and dodge the rate limit and the login backoff. Per-client behaviour is
 exported as bounded gauges (distinct clients, share of the busiest one), not per-client labels.
 """
 
@@ -20,7 +21,7 @@ from obslab.settings import ConfigError, float_setting
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DEFAULT_TRUSTED_PROXIES = "127.0.0.1/32,::1/128"
+DEFAULT_TRUSTED_PROXIES = ""
 WINDOW_SECONDS = 60
 MAX_TRACKED_CLIENTS = 200_000
 
@@ -46,14 +47,18 @@ def _parse(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return None
 
 
-def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[Network]) -> str:
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[Network], *,
+                   trust_peer: bool = False) -> str:
     """The original client: the right-most ``X-Forwarded-For`` hop that is not a trusted proxy.
+    ``trust_peer``: the direct peer proved it may forward (the load generator's service token).
 
     >>> nets = trusted_proxies("127.0.0.1/32")
     >>> client_address("127.0.0.1", "203.0.113.9", nets)
     '203.0.113.9'
     >>> client_address("198.51.100.7", "203.0.113.9", nets)   # untrusted peer: header ignored
     '198.51.100.7'
+    >>> client_address("127.0.0.1", "203.0.113.9", trusted_proxies(""))   # nothing trusted by default
+    '127.0.0.1'
     """
     networks = tuple(trusted)
     peer = peer or "unknown"
@@ -62,7 +67,7 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterabl
         return any(ip in net for net in networks)
 
     peer_ip = _parse(peer)
-    if peer_ip is None or not forwarded_for or not is_trusted(peer_ip):
+    if peer_ip is None or not forwarded_for or not (trust_peer or is_trusted(peer_ip)):
         return peer
     for hop in reversed(forwarded_for.split(",")):
         ip = _parse(hop)

@@ -145,14 +145,15 @@ class FloodEngine:
     """Sender threads for one flood; ``sent`` counts requests (answered or not)."""
 
     def __init__(self, gateway_url: str, fault: Fault, *, recorder: Recorder, ramp_seconds: float,
-                 threads: int | None, login_rps: float, seed: int, started: float) -> None:
+                 threads: int | None, login_rps: float, seed: int, started: float,
+                 credentials: Callable[[], dict[str, str]] | None = None) -> None:
         self.fault = fault
         self.rps = float(fault.param("rps", 100))
         self.source_count = int(fault.param("sources", DEFAULT_FLOOD_SOURCES))
         self.recorder = recorder
         self.shape = FloodShape(self.rps, ramp_seconds, seed)
         self.threads = threads or default_threads(self.rps)
-        self.client = HttpClient(gateway_url, timeout=FLOOD_TIMEOUT_SECONDS)
+        self.client = HttpClient(gateway_url, timeout=FLOOD_TIMEOUT_SECONDS, credentials=credentials)
         rng = random.Random(f"flood:{seed}:{fault.id}")
         self.sources = BotnetSources(self.source_count, rng)
         self.started = started          # monotonic time the flood (not this engine) began

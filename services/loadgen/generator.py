@@ -29,7 +29,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from obslab import conventions as c
+from obslab.secrets import SecretError
 from obslab.services.common.faults import Fault, FaultBoard
+from obslab.services.common.identity import Signer
 from obslab.services.loadgen import journeys
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.flood import FLOOD_STEPS, FloodController, FloodEngine
@@ -77,16 +80,32 @@ class JourneyRun:
         return None
 
 
+def _lab_signer() -> Signer | None:
+    try:
+        return Signer.load(c.LOAD_GENERATOR)
+    except SecretError as exc:
+        log.warning("running without the load generator's key: one client address, no deposits",
+                    extra={"error": str(exc)})
+        return None
+
+
 class LoadGenerator:
     def __init__(self, config: LoadConfig, *, board: FaultBoard | None = None, metrics: MetricSet | None = None,
-                 journal: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 journal: bool = False, clock: Callable[[], float] = time.time, signer: Signer | None = None) -> None:
+        """``signer``: the load generator's signing key (default: the lab's). It proves to the
+        gateway that the simulated client addresses may be believed, and to accounts that the
+        salary deposits come from the lab; without it, traffic comes from one address and
+        customers cannot be funded."""
         self.config = config
         self.board = board if board is not None else FaultBoard(None)
         self.clock = clock
+        self.signer = signer if signer is not None else _lab_signer()
+        if self.signer is not None:
+            self.board.authenticate_with(self.signer)
         self.recorder = Recorder(metrics)
         self.recorder.declare_outcomes([*journeys.JOURNEY_STEPS, *FLOOD_STEPS, *SETUP_STEPS, DEPOSIT_STEP])
-        self.gateway = HttpClient(config.gateway_url, config.timeout)
-        self.accounts = HttpClient(config.accounts_url, config.timeout)
+        self.gateway = HttpClient(config.gateway_url, config.timeout, credentials=self._credentials(c.GATEWAY))
+        self.accounts = HttpClient(config.accounts_url, config.timeout, credentials=self._credentials(c.ACCOUNTS))
         self.provisioner = Provisioner(self.gateway, self.accounts, config.password, self._record_setup, clock)
         self.population = Population(build_identities(config.users, config.seed, config.username), self.provisioner,
                                      threads=SETUP_THREADS, on_ready=self._user_ready)
@@ -192,10 +211,15 @@ class LoadGenerator:
             index = bisect.bisect_right(self._weights, rng.random() * self._weights[-1])
             return self._weighted[min(index, len(self._weighted) - 1)]
 
+    def _credentials(self, audience: str) -> Callable[[], dict[str, str]] | None:
+        signer = self.signer
+        return None if signer is None else (lambda: signer.headers(audience))
+
     def _make_flood(self, fault: Fault, started: float) -> FloodEngine:
         return FloodEngine(self.config.gateway_url, fault, recorder=self.recorder,
                            ramp_seconds=self.config.flood_ramp_seconds, threads=self.config.flood_threads,
-                           login_rps=self.config.flood_login_rps, seed=self.config.seed, started=started)
+                           login_rps=self.config.flood_login_rps, seed=self.config.seed, started=started,
+                           credentials=self._credentials(c.GATEWAY))
 
     # --- pacing --------------------------------------------------------------------------------------
 

@@ -366,10 +366,15 @@ def failed_login(s: Session) -> Journey:
     user = s.user
     assert user is not None
     known = s.rng.random() < 0.7
-    username = user.username if known else f"{user.username}x"
+    name = user.username
+    # A mistyped name differs from one slip to the next, as a person's typos do (auth backs off a
+    # name after a few failures in a row; a customer who always typed the same wrong one would hit it).
+    typos = [f"{name}x", name[:-1], f"{name}1", name[1:], f"{name}.", f"{name}{name[-1]}"]
+    username = name if known else s.rng.choice(typos)
     wrong = s.kit.config.password + s.rng.choice(["1", "!", "2024", "?"])
+    # 429: auth's login backoff (a busy customer's slips can reach it); what a person then sees.
     s.call(FAILED_LOGIN, "POST", f"{API}/auth/login", {"username": username, "password": wrong},
-           auth=False, expect=(401,))
+           auth=False, expect=(401, 429))
     if known and s.rng.random() < 0.6:   # a typo, corrected
         yield s.think()
         s.login(force=True)

@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,8 +84,11 @@ class HttpClient:
     'http://127.0.0.1:8080'
     """
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float,
+                 credentials: Callable[[], dict[str, str]] | None = None) -> None:
+        """``credentials``: headers every request carries (the generator's service token)."""
         self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -112,7 +116,8 @@ class HttpClient:
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Reply:
-        sent_headers = {"Accept": "application/json", **(headers or {})}
+        sent_headers = {"Accept": "application/json", **(self.credentials() if self.credentials else {}),
+                        **(headers or {})}
         if body is not None:
             sent_headers.setdefault("Content-Type", "application/json")
         started = time.perf_counter()

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from obslab import conventions as c
+from obslab import settings
 from obslab.native.lab import port_in_use
 
 
@@ -34,11 +35,15 @@ def eventually(check: Callable[[], Any], timeout: float, what: str | Callable[[]
 
 
 def free_offset(start: int) -> int:
-    """An offset at which every port of a lab is free (labs of other tests may be running)."""
-    for offset in range(start, start + 10_000, 500):
+    """An offset at which every port of a lab is free (labs of other tests may be running), from
+    ``start`` up, every port below the kernel's ephemeral range (where any outgoing connection of
+    this busy machine may hold one)."""
+    highest = settings.max_port_offset()
+    candidates = [*range(start, highest + 1, 250), *range(1_000, min(start, highest + 1), 250)]
+    for offset in candidates:
         if not any(port_in_use(port + offset) for port in c.DEFAULT_PORTS.values()):
             return offset
-    raise RuntimeError("no free port range for a test lab")
+    raise RuntimeError(f"no free port range for a test lab below {settings.EPHEMERAL_PORTS_START}")
 
 
 def obslab(*args: str, offset: int, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -110,15 +115,40 @@ class RunningLab:
                              *(f'{k}="{v}"' for k, v in labels.items())])
         return self.query(f"ALERTS{{{selector}}}")
 
+    def fault(self, *args: str) -> subprocess.CompletedProcess:
+        """`obslab fault ...` against this lab (its injector by the offset, its token by the data dir)."""
+        return obslab("fault", "--data-dir", str(self.data_dir), *args, offset=self.offset, timeout=30)
+
     def set_fault(self, *args: str) -> dict:
-        """`obslab fault set ... --json` as a user types it (it finds the injector by the offset)."""
-        result = obslab("fault", "set", *args, "--json", offset=self.offset, timeout=30)
+        """`obslab fault set ... --json` as a user types it (it finds the injector by the offset, and
+        the lab's control token in the data directory)."""
+        result = self.fault("set", *args, "--json")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
     def clear_fault(self, fault_id: str) -> None:
-        result = obslab("fault", "clear", fault_id, offset=self.offset, timeout=30)
+        result = self.fault("clear", fault_id)
         assert result.returncode == 0, result.stderr
+
+    def ledger_violations(self) -> list[str]:
+        """What in the running lab's books no legitimate operation could have written, asked as
+        the lab's operator (its key is in the lab's data directory)."""
+        from obslab import secrets
+        from obslab.services.common.identity import Signer
+
+        operator = Signer.load(secrets.OPERATOR, secrets.secrets_dir(self.data_dir))
+        response = requests.get(f"{self.url(c.ACCOUNTS)}/ledger/invariants", headers=operator.headers(c.ACCOUNTS),
+                                timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["violations"]
+
+    def stop(self) -> None:
+        """Clear every fault, check the books, stop the lab: after any run, they must be sound."""
+        self.fault("clear", "--all")
+        violations = self.ledger_violations()
+        result = self.run("down")
+        assert result.returncode == 0, result.stderr
+        assert violations == [], violations
 
     def log_lines(self, component: str) -> list[dict]:
         lines = []

@@ -23,7 +23,7 @@ from obslab.profiles import FAST
 from obslab.rules import load_catalog
 from obslab.rules.slo import burn_condition_seconds
 from tests.support import required_binary
-from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
+from tests.integration.lab import RunningLab, eventually, free_offset, start_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
@@ -37,9 +37,7 @@ def lab(tmp_path_factory, untraced_client):
     running = start_lab(tmp_path_factory.mktemp("alerting") / "data", free_offset(13_000))
     running.started = time.monotonic()  # type: ignore[attr-defined]
     yield running
-    obslab("fault", "clear", "--all", offset=running.offset, timeout=30)
-    result = running.run("down")
-    assert result.returncode == 0, result.stderr
+    running.stop()
 
 
 def notifications(lab: RunningLab, **filters: str) -> list[dict]:

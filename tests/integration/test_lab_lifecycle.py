@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untr
 
 
 def test_foreground_up_runs_until_ctrl_c_then_stops_every_process(tmp_path):
-    offset = free_offset(25_000)
+    offset = free_offset(19_000)
     data_dir = tmp_path / "data"
     env = {**os.environ, "OBSLAB_PORT_OFFSET": str(offset)}
     process = subprocess.Popen(

@@ -13,7 +13,7 @@ import requests
 
 from obslab import conventions as c
 from obslab.native.supervisor import Supervisor
-from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
+from tests.integration.lab import RunningLab, eventually, free_offset, start_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
@@ -23,14 +23,12 @@ def lab(tmp_path_factory, untraced_client):
     assert shutil.which("prometheus"), "prometheus is missing: run `obslab doctor --install`"
     running = start_lab(tmp_path_factory.mktemp("weather") / "data", free_offset(23_000))
     yield running
-    fault_cli(running, "clear", "--all")
-    result = running.run("down")
-    assert result.returncode == 0, result.stderr
+    running.stop()
 
 
 def fault_cli(lab: RunningLab, *args: str):
     """`obslab fault ...` as a user types it; it finds the lab's injector by the port offset."""
-    return obslab("fault", *args, offset=lab.offset, timeout=30)
+    return lab.fault(*args)
 
 
 def test_every_component_of_the_lab_is_healthy_including_traffic_and_the_control_plane(lab):

@@ -1,4 +1,4 @@
-"""One real native lab (gunicorn processes under supervisord, trace sink, Prometheus 2.42),
+"""One real native lab (waitress-served processes under supervisord, trace sink, Prometheus 2.42),
 started with `obslab up --detach --profile fast`, exercised end to end, stopped with `down`."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def lab(tmp_path_factory, untraced_client):
     assert shutil.which("prometheus"), "prometheus is missing: run `obslab doctor --install`"
     running = start_lab(tmp_path_factory.mktemp("lab") / "data", free_offset(21_000), "--no-traffic")
     yield running
+    assert running.ledger_violations() == []
     result = running.run("down")
     assert result.returncode == 0, result.stderr
     for port in c.DEFAULT_PORTS.values():
@@ -206,3 +207,19 @@ def test_the_readme_walk_through_runs_as_written(lab):
     assert "exemplar found for trace" in result.stdout
     for service in ("gateway", "transactions", "fraud", "accounts", "notifications"):
         assert f"\n{service} " in result.stdout, service
+
+
+def test_the_labs_files_are_its_users_alone(lab):
+    """Data directories 0700, databases, logs, keys and the TSDB 0600, from their creation (the
+    lab runs under umask 077, which supervisord passes to every component it starts)."""
+    import os
+    import stat
+
+    exposed = []
+    for root, folders, files in os.walk(lab.data_dir):
+        for name in [*folders, *files]:
+            path = os.path.join(root, name)
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            if mode & 0o077:
+                exposed.append(f"{path} {oct(mode)}")
+    assert exposed == []

@@ -12,7 +12,7 @@ from obslab.services.accounts.app import create_app as accounts_app
 from obslab.services.fraud.app import create_app as fraud_app
 from obslab.services.notifications.app import create_app as notifications_app
 from obslab.services.transactions.app import create_app as transactions_app
-from tests.support import free_port, serve
+from tests.support import customer_headers, deposit, free_port, serve
 
 
 @pytest.fixture
@@ -36,19 +36,19 @@ def parts(tmp_path):
         peer_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
     ))
     accounts = f"http://127.0.0.1:{ports[c.ACCOUNTS]}"
-    owner = "cus_test"
-    opened = [requests.post(f"{accounts}/accounts", json={"owner": owner, "currency": "EUR"}).json()["id"]
+    owner = "cus_0123456789abcdef"
+    as_owner = customer_headers(owner, c.GATEWAY, c.ACCOUNTS)
+    opened = [requests.post(f"{accounts}/accounts", json={"currency": "EUR"}, headers=as_owner).json()["id"]
               for _ in range(2)]
-    requests.post(f"{accounts}/deposits", json={"id": "d1", "account": opened[0], "amount_minor": 10_000,
-                                                "currency": "EUR"}).raise_for_status()
+    deposit(accounts, opened[0], 10_000)
 
     def transfer(key, amount="10.00"):
         return requests.post(f"{transactions.url}/transfers", headers={
-            c.HEADER_CUSTOMER_ID: owner, c.HEADER_IDEMPOTENCY_KEY: key,
+            **customer_headers(owner, c.GATEWAY, c.TRANSACTIONS), c.HEADER_IDEMPOTENCY_KEY: key,
         }, json={"from_account": opened[0], "to_account": opened[1], "amount": amount, "currency": "EUR"})
 
     def balances():
-        return {a["id"]: a["balance"] for a in requests.get(f"{accounts}/accounts", params={"owner": owner}).json()}
+        return {a["id"]: a["balance"] for a in requests.get(f"{accounts}/accounts", headers=as_owner).json()}
 
     yield SimpleNamespace(start=start, stop=stop, app=transactions.app, source=opened[0], target=opened[1],
                           transfer=transfer, balances=balances)

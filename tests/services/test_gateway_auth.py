@@ -5,7 +5,7 @@ import time
 import pytest
 import requests
 
-from obslab import settings
+from obslab import secrets
 from obslab.services.common import tokens
 
 BUSINESS_ROUTES = [
@@ -30,7 +30,7 @@ def test_business_routes_refuse_requests_without_a_valid_token(gateway, method, 
 
 
 def test_an_expired_token_is_refused_with_the_reason(gateway):
-    token = tokens.issue(settings.jwt_secret(), tokens.Identity("cus_x", "x"), 60, now=time.time() - 7200)
+    token = tokens.issue(secrets.jwt_secret(), tokens.Identity("cus_x", "x"), 60, now=time.time() - 7200)
     response = requests.get(f"{gateway}/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert "expired" in response.json()["message"]
