@@ -2,7 +2,13 @@
 
 The compose file is committed (``alertmanager/alertmanager.yml``, production profile); the native
 one is written into the data directory by ``obslab up`` (:func:`write_native`). Only the
-alert-receiver's address and the templates path differ. The route tree follows DESIGN.md's
+alert-receiver's address, the templates path and the token file differ.
+
+Every webhook sends Alertmanager's control token (``Authorization: Bearer``, read by Alertmanager
+from ``credentials_file`` on every send, so a token written after the start works): the
+alert-receiver refuses a post without one. The file is ``alertmanager/token`` of the lab's secrets
+(``obslab.secrets``): ``<data dir>/run/secrets/alertmanager/token`` natively,
+``/run/obslab/secrets/alertmanager/token`` in the compose container. The route tree follows DESIGN.md's
 alerting conventions, the teams come from ``prometheus/spec/teams.yml`` and the alerts a flood
 causes from the spec's ``caused_by_ddos`` (alertmanager/README.md draws the tree):
 
@@ -48,6 +54,8 @@ COMPOSE_TEMPLATES_GLOB = f"/etc/alertmanager/templates/{TEMPLATES_PATTERN}"
 # The alert-receiver's webhook route (services/alert_receiver/app.py, WEBHOOK_PATH): the
 # receiver's name is in the URL, so one process serves every receiver.
 WEBHOOK_PATH = "/webhook/{receiver}"
+# Where the compose stack mounts the lab's secrets folder alertmanager/ (obslab/secrets.py).
+COMPOSE_SECRETS_DIR = "/run/obslab/secrets"
 
 # A notification lists at most this many alerts (the payload's truncatedAlerts counts the rest,
 # Alertmanager's UI shows them all): more than a screenful is not read by anyone.
@@ -91,6 +99,28 @@ def receiver_address(runtime: Runtime, *, offset: int = 0) -> str:
 
 def webhook_url(runtime: Runtime, receiver: str, *, offset: int = 0) -> str:
     return f"http://{receiver_address(runtime, offset=offset)}{WEBHOOK_PATH.format(receiver=receiver)}"
+
+
+def token_file(runtime: Runtime, secrets_dir: Path | None = None) -> str:
+    """The file holding Alertmanager's control token, as Alertmanager reads it: compose's mount,
+    or natively ``<secrets_dir>/alertmanager/token`` (default: this process's lab's secrets)."""
+    from obslab import secrets
+
+    relative = secrets.token_file(secrets.ALERTMANAGER)
+    if runtime == "compose":
+        return f"{COMPOSE_SECRETS_DIR}/{relative}"
+    return str((secrets_dir or secrets.secrets_dir()).resolve() / relative)
+
+
+def webhook_config(url: str, credentials_file: str, *, send_resolved: bool = True,
+                   max_alerts: int = MAX_ALERTS_HUMAN) -> dict[str, Any]:
+    """One webhook_config: posts to ``url`` with ``Authorization: Bearer <the file's token>``."""
+    return {
+        "url": url,
+        "send_resolved": send_resolved,
+        "max_alerts": max_alerts,
+        "http_config": {"authorization": {"type": "Bearer", "credentials_file": credentials_file}},
+    }
 
 
 def _eq(label: str, value: str) -> str:
@@ -185,13 +215,14 @@ def inhibit_rules(ddos_caused: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def receivers(runtime: Runtime, teams: TeamsSpec, *, offset: int = 0) -> list[dict[str, Any]]:
+def receivers(runtime: Runtime, teams: TeamsSpec, *, offset: int = 0,
+              secrets_dir: Path | None = None) -> list[dict[str, Any]]:
+    credentials = token_file(runtime, secrets_dir)
+
     def webhook(name: str, *, send_resolved: bool = True, max_alerts: int = MAX_ALERTS_HUMAN) -> dict[str, Any]:
-        return {"name": name, "webhook_configs": [{
-            "url": webhook_url(runtime, name, offset=offset),
-            "send_resolved": send_resolved,
-            "max_alerts": max_alerts,
-        }]}
+        return {"name": name, "webhook_configs": [webhook_config(
+            webhook_url(runtime, name, offset=offset), credentials,
+            send_resolved=send_resolved, max_alerts=max_alerts)]}
 
     return [
         webhook(c.RECEIVER_PAGER),
@@ -205,9 +236,10 @@ def receivers(runtime: Runtime, teams: TeamsSpec, *, offset: int = 0) -> list[di
 
 
 def config(runtime: Runtime, profile: Profile, *, offset: int = 0,
-           templates_glob: str | None = None) -> dict[str, Any]:
+           templates_glob: str | None = None, secrets_dir: Path | None = None) -> dict[str, Any]:
     """``templates_glob``: the notification templates (default: compose's mount, or natively the
-    committed templates directory)."""
+    committed templates directory); ``secrets_dir``: natively, the lab's secrets folder (default:
+    ``obslab.secrets.secrets_dir()``; compose always reads its mount)."""
     catalog = rules.load_catalog()
     if templates_glob is None:
         templates_glob = (COMPOSE_TEMPLATES_GLOB if runtime == "compose"
@@ -216,19 +248,24 @@ def config(runtime: Runtime, profile: Profile, *, offset: int = 0,
         "templates": [templates_glob],
         "route": route(catalog.teams, profile),
         "inhibit_rules": inhibit_rules(catalog.ddos_caused()),
-        "receivers": receivers(runtime, catalog.teams, offset=offset),
+        "receivers": receivers(runtime, catalog.teams, offset=offset, secrets_dir=secrets_dir),
     }
 
 
-def render(runtime: Runtime, profile: Profile, *, offset: int = 0, templates_glob: str | None = None) -> str:
-    body = yaml.safe_dump(config(runtime, profile, offset=offset, templates_glob=templates_glob),
+def render(runtime: Runtime, profile: Profile, *, offset: int = 0, templates_glob: str | None = None,
+           secrets_dir: Path | None = None) -> str:
+    body = yaml.safe_dump(config(runtime, profile, offset=offset, templates_glob=templates_glob,
+                                 secrets_dir=secrets_dir),
                           sort_keys=False, default_flow_style=False)
     return GENERATED_HEADER + body
 
 
-def write_native(directory: Path, profile: Profile, *, offset: int = 0) -> Path:
+def write_native(directory: Path, profile: Profile, *, offset: int = 0, secrets_dir: Path | None = None) -> Path:
     """Write ``alertmanager.yml`` and a copy of the templates into ``directory`` (the native
     lab's ``<data-dir>/alertmanager/``); returns the configuration's path.
+
+    ``secrets_dir``: the lab's secrets folder, ``obslab.secrets.secrets_dir(<data dir>)``, whose
+    ``alertmanager/token`` the webhooks send (default: this process's, ``obslab.secrets.secrets_dir()``).
 
     The copy makes the data directory match the configuration Alertmanager loaded, and lets a
     lab beside the default one (``offset``) link to its own trace sink.
@@ -245,6 +282,6 @@ def write_native(directory: Path, profile: Profile, *, offset: int = 0) -> Path:
         (templates / source.name).write_text(text)
     path = directory / CONFIG_NAME
     path.write_text(render("native", profile, offset=offset,
-                           templates_glob=str(templates.resolve() / TEMPLATES_PATTERN)))
+                           templates_glob=str(templates.resolve() / TEMPLATES_PATTERN), secrets_dir=secrets_dir))
     return path
 

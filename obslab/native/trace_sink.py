@@ -9,11 +9,14 @@ need somewhere to send spans, and tests need to prove propagation over the real 
   GET  /api/services/<s>/operations
   GET  /api/traces?service=S&limit=N[&operation=O&lookback=1h&start=&end=&minDuration=]
   GET  /api/traces/<trace_id>     404 when unknown
+
+A body is at most 32 MiB as sent; a gzip or deflate body is inflated as a stream and refused with
+a 413 as soon as it passes ``$OBSLAB_TRACE_MAX_INFLATED_BYTES`` (64 MiB): a 200 KiB gzip bomb
+(200 MiB of zeros) costs at most the cap, never its full size. A corrupt stream is a 400.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 import time
 import zlib
@@ -29,6 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
 from obslab import settings
@@ -37,6 +41,14 @@ from obslab.services.common.app import ServiceContext, create_service_app
 
 PROTOBUF = "application/x-protobuf"
 MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_INFLATED_ENV = "OBSLAB_TRACE_MAX_INFLATED_BYTES"
+DEFAULT_MAX_INFLATED_BYTES = 64 * 1024 * 1024
+# A compressed body is inflated in steps of at most this much output from this much input, so
+# neither the output (see inflate) nor a copy of the input ever grows past the cap.
+_INFLATE_STEP = 1024 * 1024
+_INPUT_STEP = 64 * 1024
+# zlib window bits: gzip (RFC 1952) and HTTP's "deflate", which is the zlib format (RFC 1950).
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s|m|h|d)$")
 _DURATION_UNITS_NS = {"us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9, "d": 86400e9}
@@ -46,7 +58,7 @@ def create_app(data_dir: str | None = None) -> Flask:
     directory = settings.data_dir(data_dir) / "traces"
     return create_service_app(
         c.TRACE_SINK, _routes, metadata=metadata, db_url=f"sqlite:///{directory / 'spans.sqlite3'}",
-        metric_specs=[c.TRACE_SINK_SPANS, c.TRACE_SINK_EXPORTS], traced=False,
+        metric_specs=[c.TRACE_SINK_SPANS, c.TRACE_SINK_EXPORTS], traced=False, max_body_bytes=MAX_BODY_BYTES,
     )
 
 
@@ -131,19 +143,83 @@ def _duration_ns(raw: str, name: str) -> int:
 # --- routes -----------------------------------------------------------------------------------
 
 
-def _body() -> bytes:
-    data = request.get_data()
-    encoding = request.headers.get("Content-Encoding", "").lower()
-    if encoding == "gzip":
-        return gzip.decompress(data)
-    if encoding == "deflate":
-        return zlib.decompress(data)
-    return data
+class BodyError(Exception):
+    """A body that cannot be read: ``status`` 413 (too large inflated), 400 (corrupt), 415."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def inflate(data: bytes, encoding: str, cap: int) -> bytearray:
+    """``data`` decompressed (gzip, its concatenated members, or zlib-format deflate), refusing as
+    soon as the output would pass ``cap`` bytes: never more than ``cap`` + 1 bytes are produced,
+    and the input is fed a step at a time (no copy of the compressed body either)."""
+    wbits = _WBITS[encoding]
+    view = memoryview(data)
+    pieces = (view[start:start + _INPUT_STEP] for start in range(0, len(view), _INPUT_STEP))
+    out = bytearray()
+    inflater = zlib.decompressobj(wbits)
+    pending: bytes | memoryview = b""   # input the inflater has not taken yet
+    more_output = False                 # the last step stopped at its output limit
+    try:
+        while True:
+            if inflater.eof:
+                if encoding == "deflate":
+                    if pending or next(pieces, None) is not None:
+                        raise BodyError(400, "invalid_otlp_request", "data after the end of the deflate stream")
+                    return out
+                # After a gzip member: another member, or zero padding (gzip(1) accepts both).
+                pending = bytes(pending).lstrip(b"\0")
+                if not pending:
+                    piece = next(pieces, None)
+                    if piece is None:
+                        return out
+                    pending = piece
+                    continue
+                inflater = zlib.decompressobj(wbits)
+            if not pending and not more_output:
+                piece = next(pieces, None)
+                if piece is None:
+                    raise BodyError(400, "invalid_otlp_request", f"the {encoding} body is truncated")
+                pending = piece
+            step = min(_INFLATE_STEP, cap - len(out) + 1)
+            produced = inflater.decompress(pending, step)
+            out += produced
+            if len(out) > cap:
+                raise BodyError(413, "payload_too_large",
+                                f"the {encoding} body inflates to more than {cap} bytes "
+                                f"({MAX_INFLATED_ENV}); send smaller batches")
+            more_output = len(produced) == step
+            pending = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise BodyError(400, "invalid_otlp_request", f"the {encoding} body is corrupt: {exc}") from None
+
+
+def _body(cap: int) -> bytes | bytearray:
+    too_large = BodyError(413, "payload_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes; "
+                          "send smaller batches")
+    try:
+        data = request.get_data()
+    except RequestEntityTooLarge:
+        raise too_large from None
+    # A body without Content-Length (chunked) is cut at the limit by Werkzeug, not refused.
+    if request.content_length is None and len(data) >= MAX_BODY_BYTES:
+        raise too_large
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in _WBITS:
+        raise BodyError(415, "unsupported_content_encoding",
+                        f"Content-Encoding {encoding!r} is not supported: send gzip, deflate or none")
+    return inflate(data, encoding, cap)
 
 
 def _routes(app: Flask, ctx: ServiceContext) -> None:
     assert ctx.db is not None
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    max_inflated = settings.int_setting(MAX_INFLATED_ENV, DEFAULT_MAX_INFLATED_BYTES, minimum=1024 * 1024)
     store = TraceStore(
         ctx.db,
         retention_seconds=settings.float_setting("OBSLAB_TRACE_RETENTION_HOURS", 48.0, minimum=0.01) * 3600,
@@ -151,9 +227,10 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     )
     app.extensions["trace_store"] = store
 
-    def otlp_error(kind: str, message: str, status: int = 400) -> tuple[Response, int]:
+    def otlp_error(kind: str, message: str, status: int = 400,
+                   code: str = "invalid_otlp_request") -> tuple[Response, int]:
         ctx.metrics.count(c.TRACE_SINK_EXPORTS, kind=kind, outcome="rejected")
-        return jsonify({"error": "invalid_otlp_request", "message": message}), status
+        return jsonify({"error": code, "message": message}), status
 
     def parse(kind: str, message_type: type) -> Any:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
@@ -161,9 +238,15 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
             return None, otlp_error(kind, f"send {PROTOBUF}; this stand-in does not take {content_type or 'no content type'}", 415)
         message = message_type()
         try:
-            message.ParseFromString(_body())
-        except (DecodeError, OSError, zlib.error) as exc:
+            body = _body(max_inflated)
+        except BodyError as exc:
+            return None, otlp_error(kind, exc.message, exc.status, exc.code)
+        try:
+            message.ParseFromString(body)
+        except DecodeError as exc:
             return None, otlp_error(kind, f"body is not a valid {message_type.__name__}: {exc}")
+        finally:
+            del body
         return message, None
 
     @app.post("/v1/traces")

@@ -12,6 +12,22 @@ It also serves the runbooks, so that every alert's ``runbook_url``
 ``GET /runbooks/<AlertName>.md`` renders one as HTML, and ``?raw=1`` (or ``Accept:
 text/markdown``) returns the markdown itself. The pages are read from ``runbooks/`` of the
 repository, or from ``$OBSLAB_RUNBOOKS_DIR`` (a container image ships them elsewhere).
+
+What it shows is what the on-call acts on, so (security review):
+
+* a webhook post needs a control token (``Authorization: Bearer``; Alertmanager's own, or the
+  operator's): a stranger cannot plant a fake page. Refusals count in
+  ``alert_receiver_rejected_total`` by reason (``unauthenticated``, ``invalid_token``, ...);
+* a body is at most 1 MiB (413, nothing stored);
+* ``runbook_url`` and ``dashboard_url`` are shown only when they point at the lab's own hosts
+  (:class:`LinkPolicy`, ``$OBSLAB_LINK_HOSTS`` adds more); a foreign link is shown empty and
+  named in the alert's ``links_removed``. The payload is stored as received (the evidence of
+  what was attempted) and filtered on every read, so no view ever shows a foreign link;
+* every response carries ``X-Content-Type-Options: nosniff``, the HTML pages a CSP without
+  scripts that forbids framing;
+* notifications are kept by count (``$OBSLAB_RECEIVER_MAX_NOTIFICATIONS``, 10000) and age
+  (``$OBSLAB_RECEIVER_RETENTION_HOURS``, 168), pruned oldest first with the insert that
+  overflows them.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -40,13 +57,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
+    func,
     insert,
     select,
 )
 from sqlalchemy.dialects.mysql import LONGTEXT
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
-from obslab import settings
+from obslab import secrets, settings
 from obslab.services.alert_receiver import (
     ALERT_RECEIVER,
     ALERT_RECEIVER_NOTIFICATIONS,
@@ -56,8 +76,10 @@ from obslab.services.alert_receiver import (
 )
 from obslab.services.common.app import ServiceContext, create_service_app, query_int
 from obslab.services.common.clock import now_ms
+from obslab.services.common.control import authenticate_control
 from obslab.services.common.db import Database
 from obslab.services.common.errors import ApiError, validation_error
+from obslab.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +98,32 @@ _RUNBOOK_PAGE = re.compile(r"[A-Za-z0-9]+\.md")   # used with fullmatch: "$" wou
 _RUNBOOK_INDEX_PAGE = "README.md"
 MARKDOWN_CONTENT_TYPE = "text/markdown; charset=utf-8"
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
-# Rendered runbooks load nothing and run nothing; the inline style is the page's own.
-_RUNBOOK_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+# The HTML pages (notifications, runbooks) load nothing and run nothing (the inline style is
+# the page's own), submit their filter form only here, and are never framed (clickjacking).
+HTML_CSP = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# Anything else (JSON, markdown, metrics) is data: nothing in it may load or be framed either.
+DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # A link followed from a page must not tell the other site what the on-call was looking at.
+    "Referrer-Policy": "no-referrer",
+}
+
+# What Alertmanager sends: a notification lists at most max_alerts (50) alerts of a few KiB
+# each; 1 MiB is ample, and bounds what one post can make this process parse and store.
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+# Retention (see NotificationStore).
+MAX_NOTIFICATIONS_ENV = "OBSLAB_RECEIVER_MAX_NOTIFICATIONS"
+RETENTION_HOURS_ENV = "OBSLAB_RECEIVER_RETENTION_HOURS"
+DEFAULT_MAX_NOTIFICATIONS = 10_000
+DEFAULT_RETENTION_HOURS = 168.0
+
+# The annotations shown as links, and the hosts they may point at besides the lab's own.
+LINK_ANNOTATIONS = (c.A_RUNBOOK_URL, c.A_DASHBOARD_URL)
+LINK_HOSTS_ENV = "OBSLAB_LINK_HOSTS"
 
 
 # --- the Alertmanager webhook payload, version 4 ----------------------------------------------
@@ -154,9 +200,108 @@ alerts_table = Table(
 )
 
 
-def _alert_view(alert: dict[str, Any]) -> dict[str, Any]:
+# --- links: only to the lab's own hosts --------------------------------------------------------
+
+# A URL a browser reads the way urllib does: printable ASCII, no space and no backslash (WHATWG
+# browsers take "\" for "/": "http://evil.example\@localhost:8095/" goes to evil.example).
+_URL_CHARS = re.compile(r"[\x21-\x5b\x5d-\x7e]+")
+# host[:port] without user info: a DNS name or an IPv4 address.
+_NETLOC = re.compile(r"(?P<host>[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?::(?P<port>[0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _netloc(text: str, what: str) -> tuple[str, int | None]:
+    match = _NETLOC.fullmatch(text.strip().lower())
+    port = int(match.group("port")) if match and match.group("port") else None
+    if match is None or (port is not None and not 0 < port < 65536):
+        raise ConfigError(f"{what}: {text.strip()!r} is not host[:port] (a name or IPv4 address, "
+                          "optionally a port; no scheme, path or user)")
+    return match.group("host"), port
+
+
+@dataclass(frozen=True)
+class LinkPolicy:
+    """Where a notification's ``runbook_url`` and ``dashboard_url`` may point.
+
+    A forged or misconfigured alert must not put a link to another site in front of the on-call
+    (phishing: "the runbook says: log in here"). Links are kept only when they are http(s) to a
+    host of the lab: the runbooks' and dashboards' hosts of the conventions (localhost:8095,
+    localhost:3000), this server at 127.0.0.1 or localhost on its port with the lab's offset (a
+    lab beside the default one links its runbooks there), and ``$OBSLAB_LINK_HOSTS``
+    (comma-separated host[:port]; a host without a port stands for the scheme's default port).
+    """
+
+    hosts: frozenset[tuple[str, int | None]]
+    # Where this server is reached: a runbook URL on one of these is served here.
+    own: frozenset[tuple[str, int]] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_settings(cls) -> LinkPolicy:
+        port = settings.port(c.ALERT_RECEIVER)
+        own = {("127.0.0.1", port), ("localhost", port)}
+        runbooks = _netloc(urlsplit(c.RUNBOOK_BASE_URL).netloc, "RUNBOOK_BASE_URL")
+        dashboards = _netloc(urlsplit(c.DASHBOARD_BASE_URL).netloc, "DASHBOARD_BASE_URL")
+        hosts: set[tuple[str, int | None]] = {*own, runbooks, dashboards}
+        for entry in os.environ.get(LINK_HOSTS_ENV, "").split(","):
+            if entry.strip():
+                hosts.add(_netloc(entry, LINK_HOSTS_ENV))
+        # The conventions' runbook URL is an alert-receiver's page: shown as this server's copy.
+        own_runbooks = {*own, (runbooks[0], runbooks[1] or _DEFAULT_PORTS["http"])}
+        return cls(frozenset(hosts), frozenset(own_runbooks))
+
+    @staticmethod
+    def _where(url: str) -> tuple[str, int, bool] | None:
+        """(host, port, whether the port is the scheme's default) of an http(s) URL that every
+        reader resolves alike; None otherwise (never an exception: stored data is shown with it)."""
+        if not _URL_CHARS.fullmatch(url):
+            return None
+        try:
+            parts = urlsplit(url)
+        except ValueError:   # e.g. "http://[evil/": an unclosed IPv6 bracket
+            return None
+        if parts.scheme not in _DEFAULT_PORTS:
+            return None
+        match = _NETLOC.fullmatch(parts.netloc.lower())
+        if match is None:
+            return None
+        default = _DEFAULT_PORTS[parts.scheme]
+        port = int(match.group("port")) if match.group("port") else default
+        return match.group("host"), port, port == default
+
+    def allows(self, url: str) -> bool:
+        where = self._where(url)
+        if where is None:
+            return False
+        host, port, default = where
+        return (host, port) in self.hosts or (default and (host, None) in self.hosts)
+
+    def local_runbook(self, alertname: str, url: str) -> str | None:
+        """This server's path of the alert's runbook when ``url`` is the lab's runbook of that very
+        alert here (``obslab.conventions.runbook_url``, or the same page at this server's own
+        address); relative, so it works at any address or port offset."""
+        page = f"{alertname}.md"
+        where = self._where(url)
+        if not _RUNBOOK_PAGE.fullmatch(page) or where is None or where[:2] not in self.own:
+            return None
+        parts = urlsplit(url)
+        return RUNBOOKS_PATH + page if parts.path == RUNBOOKS_PATH + page and not parts.query \
+            and not parts.fragment else None
+
+    def removed(self, annotations: dict[str, Any]) -> list[str]:
+        """The link annotations of ``annotations`` that point elsewhere."""
+        return [name for name in LINK_ANNOTATIONS
+                if annotations.get(name) and not self.allows(str(annotations[name]))]
+
+
+# --- the views --------------------------------------------------------------------------------
+
+
+def _alert_view(alert: dict[str, Any], links: LinkPolicy) -> dict[str, Any]:
     labels = alert.get("labels", {})
-    annotations = alert.get("annotations", {})
+    annotations = dict(alert.get("annotations", {}))
+    removed = links.removed(annotations)
+    for name in removed:
+        annotations[name] = ""
     ends = alert.get("endsAt")
     # Alertmanager sends Go's zero time (0001-01-01T00:00:00Z) as endsAt of an alert still firing.
     if ends and ends.startswith("0001-"):
@@ -170,6 +315,8 @@ def _alert_view(alert: dict[str, Any]) -> dict[str, Any]:
         "description": annotations.get(c.A_DESCRIPTION, ""),
         "runbook_url": annotations.get(c.A_RUNBOOK_URL, ""),
         "dashboard_url": annotations.get(c.A_DASHBOARD_URL, ""),
+        # Links this receiver would not show (not to a lab host): shown empty, named here.
+        "links_removed": removed,
         "starts_at": alert.get("startsAt"),
         "ends_at": ends,
         "labels": labels,
@@ -177,28 +324,69 @@ def _alert_view(alert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _notification_view(row: Any) -> dict[str, Any]:
+def _notification_view(row: Any, links: LinkPolicy) -> dict[str, Any]:
     payload = json.loads(row.payload)
+    alerts = [_alert_view(a, links) for a in payload.get("alerts", [])]
     return {
         "id": row.id,
         "received_at": row.received_at_ms / 1000,
         "receiver": row.receiver,
         "status": row.status,
         "group_key": row.group_key,
-        "alerts": [_alert_view(a) for a in payload.get("alerts", [])],
+        "alerts": alerts,
+        # Which link annotations were removed from any of its alerts (details per alert).
+        "links_removed": sorted({name for a in alerts for name in a["links_removed"]}),
     }
 
 
-class NotificationStore:
-    """Notifications and their alerts in the receiver's own database."""
+# --- storage: kept by count and age -------------------------------------------------------------
 
-    def __init__(self, db: Database) -> None:
+# The age check reads the oldest rows by primary key, this many at most per check.
+_AGE_BATCH = 1000
+# An expired notification outlives the retention by at most this share of it (or a minute).
+_AGE_CHECK_SHARE = 0.01
+_AGE_CHECK_MAX_S = 60.0
+
+
+@dataclass
+class _PruneState:
+    """What one process knows between inserts (never trusted beyond a hint: ids are global)."""
+
+    floor: int | None = None          # the lowest id that may still exist; None: unknown yet
+    next_age_check_ms: int = 0
+
+
+class NotificationStore:
+    """Notifications and their alerts in the receiver's own database, kept by count and age.
+
+    Pruning runs in the insert's transaction and costs nothing on most inserts: ids only grow, so
+    ``new id - lowest id that may exist + 1`` bounds the count from above without a COUNT(*)
+    (also across processes: another one's inserts raise the id, its prunes only lower the real
+    count). When the bound passes the maximum, the oldest are deleted down to the maximum less a
+    1% batch (one index walk per ~1% of inserts). Age is checked on the oldest rows by primary key
+    (ids follow arrival), at most every 1% of the retention (a minute at most). A notification's
+    alert rows go with it.
+    """
+
+    def __init__(self, db: Database, links: LinkPolicy | None = None, *, max_notifications: int | None = None,
+                 retention_seconds: float | None = None) -> None:
         self.db = db
+        self.links = links or LinkPolicy.from_settings()
+        self.max_notifications = max_notifications or settings.int_setting(
+            MAX_NOTIFICATIONS_ENV, DEFAULT_MAX_NOTIFICATIONS, minimum=1)
+        self.retention_ms = int(1000 * (retention_seconds or 3600 * settings.float_setting(
+            RETENTION_HOURS_ENV, DEFAULT_RETENTION_HOURS, minimum=0.001)))
+        self._batch = max(1, self.max_notifications // 100)
+        self._age_check_ms = int(min(_AGE_CHECK_MAX_S * 1000, self.retention_ms * _AGE_CHECK_SHARE))
+        self._state = _PruneState()
 
     def add(self, receiver: str, payload: WebhookPayload, raw: dict[str, Any]) -> int:
-        def unit(conn: Connection) -> int:
+        received = now_ms()
+        state = self._state
+
+        def unit(conn: Connection) -> tuple[int, int | None, bool]:
             result = conn.execute(insert(notifications_table).values(
-                received_at_ms=now_ms(), receiver=receiver, status=payload.status,
+                received_at_ms=received, receiver=receiver, status=payload.status,
                 group_key=payload.groupKey,
                 alertnames=",".join(sorted({a.labels[_ALERTNAME] for a in payload.alerts})),
                 payload=json.dumps(raw, sort_keys=True),
@@ -212,9 +400,41 @@ class NotificationStore:
                 "service": a.labels.get(c.L_SERVICE, "")[:64],
                 "fingerprint": a.fingerprint[:64],
             } for a in payload.alerts])
-            return notification_id
+            floor, checked_age = self._prune(conn, notification_id, received, state)
+            return notification_id, floor, checked_age
 
-        return self.db.run(unit)
+        notification_id, floor, checked_age = self.db.run(unit)
+        # Only after the commit: a transaction run again must not start from a state it never kept.
+        state.floor = floor
+        if checked_age:
+            state.next_age_check_ms = received + self._age_check_ms
+        return notification_id
+
+    def _prune(self, conn: Connection, newest: int, now: int, state: _PruneState) -> tuple[int | None, bool]:
+        """Delete what is over the count or the age; returns (new floor, whether age was checked)."""
+        ids = notifications_table.c.id
+        floor = state.floor
+        if floor is None:
+            floor = conn.execute(select(func.min(ids))).scalar() or newest
+        cutoff = 0
+        if newest - floor + 1 > self.max_notifications:
+            keep = max(1, self.max_notifications - self._batch)
+            cutoff = conn.execute(select(ids).order_by(ids.desc()).offset(keep).limit(1)).scalar() or 0
+        checked_age = now >= state.next_age_check_ms
+        if checked_age:
+            oldest = conn.execute(select(ids, notifications_table.c.received_at_ms).where(ids > cutoff)
+                                  .order_by(ids).limit(_AGE_BATCH)).all()
+            for row in oldest:
+                if row.received_at_ms >= now - self.retention_ms:
+                    break
+                cutoff = row.id
+        if cutoff:
+            conn.execute(delete(alerts_table).where(alerts_table.c.notification_id <= cutoff))
+            deleted = conn.execute(delete(notifications_table).where(ids <= cutoff)).rowcount
+            if deleted:
+                log.info("notifications pruned", extra={"deleted": deleted, "up_to_id": cutoff})
+            floor = max(floor, cutoff + 1)
+        return floor, checked_age
 
     def list(self, *, receiver: str | None = None, status: str | None = None,
              alertname: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -230,7 +450,7 @@ class NotificationStore:
         query = query.order_by(notifications_table.c.id.desc()).limit(limit)
         with self.db.connect() as conn:
             rows = conn.execute(query).all()
-        return [_notification_view(r) for r in rows]
+        return [_notification_view(r, self.links) for r in rows]
 
 
 # --- the app ----------------------------------------------------------------------------------
@@ -241,11 +461,13 @@ def create_app(db_url: str | None = None, runbooks_dir: Path | None = None) -> F
     directory = runbooks_dir or default_runbooks_dir()
 
     def routes(app: Flask, ctx: ServiceContext) -> None:
+        app.after_request(_security_headers)
         _routes(app, ctx)
         _runbook_routes(app, directory)
 
     return create_service_app(ALERT_RECEIVER, routes, metadata=metadata, db_url=db_url,
-                              metric_specs=[ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED])
+                              metric_specs=[ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED],
+                              max_body_bytes=MAX_WEBHOOK_BYTES)
 
 
 def default_runbooks_dir() -> Path:
@@ -262,18 +484,61 @@ def _filters() -> dict[str, Any]:
             "alertname": request.args.get(_ALERTNAME) or None}
 
 
+def _security_headers(response: Response) -> Response:
+    """Every response: no sniffing, no framing, no referrer; a CSP without scripts on the pages."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    html_page = (response.mimetype or "") == "text/html"
+    response.headers.setdefault("Content-Security-Policy", HTML_CSP if html_page else DATA_CSP)
+    return response
+
+
+# Why a post was refused for its credentials (services/common/control.py), as a metric label.
+_CREDENTIAL_REASONS = ("unauthenticated", "invalid_token", "forbidden")
+
+
+def _count_refused_credentials(ctx: ServiceContext, response: Response) -> None:
+    """Count (and log) a webhook post refused for its token, whichever layer refused it: the
+    service's access control (obslab.topology) before the view, or the view's own check."""
+    if request.url_rule is None or request.url_rule.rule != WEBHOOK_PATH or response.status_code not in (401, 403):
+        return
+    body = response.get_json(silent=True)
+    code = body.get("error") if isinstance(body, dict) else None
+    reason = code if code in _CREDENTIAL_REASONS else "unauthenticated"
+    ctx.metrics.count(ALERT_RECEIVER_REJECTED, reason=reason)
+    log.warning("webhook rejected", extra={
+        "receiver": str((request.view_args or {}).get("receiver", ""))[:80], "reason": reason,
+        "client_address": request.remote_addr,
+    })
+
+
 def _parse_webhook(ctx: ServiceContext, receiver: str) -> tuple[WebhookPayload, dict[str, Any]]:
     def reject(reason: str, status: int, code: str, message: str, **details: Any) -> ApiError:
         ctx.metrics.count(ALERT_RECEIVER_REJECTED, reason=reason)
-        log.warning("webhook rejected", extra={"receiver": receiver, "reason": reason, "problem": message})
+        log.warning("webhook rejected", extra={
+            "receiver": receiver[:80], "reason": reason, "problem": message,
+            "client_address": request.remote_addr,
+        })
         return ApiError(status, code, message, **details)
 
     if not _RECEIVER_NAME.match(receiver):
         raise reject("invalid_receiver", 404, "invalid_receiver",
                      "the receiver name in /webhook/<receiver> must be 1-64 letters, digits, '.', '_' "
                      "or '-', starting with a letter or digit")
+    def too_large() -> ApiError:
+        return reject("too_large", 413, "payload_too_large",
+                      f"the body is larger than {MAX_WEBHOOK_BYTES // 1024} KiB; Alertmanager's max_alerts "
+                      "keeps a notification far below that")
+
     try:
-        raw = json.loads(request.get_data(cache=True) or b"")
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise too_large() from None
+    # A body without Content-Length (chunked) is cut at the limit by Werkzeug, not refused.
+    if request.content_length is None and len(body) >= MAX_WEBHOOK_BYTES:
+        raise too_large()
+    try:
+        raw = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError):
         raise reject("not_json", 400, "invalid_json",
                      "the body must be an Alertmanager webhook payload (a JSON object)") from None
@@ -294,16 +559,33 @@ def _parse_webhook(ctx: ServiceContext, receiver: str) -> tuple[WebhookPayload, 
 def _routes(app: Flask, ctx: ServiceContext) -> None:
     assert ctx.db is not None
     store = NotificationStore(ctx.db)
+    app.extensions["notification_store"] = store
+
+    @app.after_request
+    def _refused_credentials(response: Response) -> Response:
+        _count_refused_credentials(ctx, response)
+        return response
 
     @app.post(WEBHOOK_PATH)
     def receive(receiver: str):
+        # Before the body is even read: a stranger's post costs nothing and changes nothing.
+        # (The service's access control checks the same before the view; this holds without it.)
+        principal = authenticate_control((secrets.ALERTMANAGER, secrets.OPERATOR))
         payload, raw = _parse_webhook(ctx, receiver)
         notification_id = store.add(receiver, payload, raw)
         ctx.metrics.count(ALERT_RECEIVER_NOTIFICATIONS, receiver=receiver, status=payload.status)
         log.info("notification stored", extra={
             "notification_id": notification_id, "receiver": receiver, "status": payload.status,
-            "alerts": len(payload.alerts), "group_key": payload.groupKey,
+            "alerts": len(payload.alerts), "group_key": payload.groupKey, "principal": principal,
         })
+        # Stored as received (the evidence), never shown: every view filters the links again.
+        for alert in payload.alerts:
+            for name in store.links.removed(alert.annotations):
+                log.warning("notification link not shown: not a lab host", extra={
+                    "notification_id": notification_id, "receiver": receiver, "principal": principal,
+                    "alertname": alert.labels[_ALERTNAME][:200], "annotation": name,
+                    "link": alert.annotations[name][:200],
+                })
         return {"id": notification_id, "receiver": receiver, "status": payload.status,
                 "alerts": len(payload.alerts)}, 201
 
@@ -315,7 +597,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     def page():
         filters = _filters()
         notifications = store.list(**filters, limit=query_int("limit", PAGE_ROWS, 1, 1000))
-        return Response(render_page(notifications, filters), content_type=HTML_CONTENT_TYPE)
+        return Response(render_page(notifications, filters, store.links), content_type=HTML_CONTENT_TYPE)
 
 
 # --- runbooks ---------------------------------------------------------------------------------
@@ -356,7 +638,6 @@ def _wants_raw() -> bool:
 
 def _runbook_response(body: str) -> Response:
     response = Response(body, content_type=HTML_CONTENT_TYPE)
-    response.headers["Content-Security-Policy"] = _RUNBOOK_CSP
     response.headers["Vary"] = "Accept"
     return response
 
@@ -387,25 +668,26 @@ form{margin:1em 0}input,select{margin-right:.8em}.muted{color:#777}
 """
 
 
-def _link(url: str, text: str) -> str:
-    # Only web links: an annotation must not be able to plant a javascript: URL on the page.
-    if not url or urlsplit(url).scheme not in ("http", "https"):
+def _link(url: str, text: str, links: LinkPolicy) -> str:
+    # Only web links to the lab's hosts (the views already emptied any other; checked again
+    # here so that no caller can put a javascript: URL or another site on the page).
+    if not url or not links.allows(url):
         return ""
     return f'<a href="{html.escape(url, quote=True)}" rel="noopener noreferrer">{html.escape(text)}</a>'
 
 
-def local_runbook(alertname: str, url: str) -> str | None:
-    """This server's path of the alert's runbook when ``url`` is the lab's runbook of that very
-    alert (``obslab.conventions.runbook_url``); relative, so it works at any address or port offset."""
-    page = f"{alertname}.md"
-    if _RUNBOOK_PAGE.fullmatch(page) and url == c.runbook_url(alertname):
-        return RUNBOOKS_PATH + page
-    return None
+def _links_cell(alert: dict[str, Any], links: LinkPolicy) -> str:
+    shown = [_link(alert["runbook_url"], "runbook", links), _link(alert["dashboard_url"], "dashboard", links)]
+    if alert.get("links_removed"):
+        names = ", ".join(alert["links_removed"])
+        shown.append(f'<span class="muted" title="{html.escape(names, quote=True)} pointed outside the '
+                     f'lab and is not shown">link removed</span>')
+    return " ".join(x for x in shown if x)
 
 
-def _alertname_cell(alert: dict[str, Any]) -> str:
+def _alertname_cell(alert: dict[str, Any], links: LinkPolicy) -> str:
     name = html.escape(alert["alertname"])
-    local = local_runbook(alert["alertname"], alert["runbook_url"])
+    local = links.local_runbook(alert["alertname"], alert["runbook_url"])
     return f'<a href="{html.escape(local, quote=True)}">{name}</a>' if local else name
 
 
@@ -413,19 +695,17 @@ def _when(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def render_page(notifications: list[dict[str, Any]], filters: dict[str, Any]) -> str:
+def render_page(notifications: list[dict[str, Any]], filters: dict[str, Any], links: LinkPolicy) -> str:
     e = html.escape
     rows = []
     for n in notifications:
         for a in n["alerts"]:
-            links = " ".join(x for x in (_link(a["runbook_url"], "runbook"),
-                                         _link(a["dashboard_url"], "dashboard")) if x)
             rows.append(
                 f"<tr><td>{e(_when(n['received_at']))}</td><td>{e(n['receiver'])}</td>"
-                f"<td class=\"{e(a['status'])}\">{e(a['status'])}</td><td>{_alertname_cell(a)}</td>"
+                f"<td class=\"{e(a['status'])}\">{e(a['status'])}</td><td>{_alertname_cell(a, links)}</td>"
                 f"<td class=\"{e(a['severity'])}\">{e(a['severity'])}</td><td>{e(a['service'])}</td>"
                 f"<td>{e(a['summary'])}<div class=\"muted\">{e(a['description'])}</div></td>"
-                f"<td>{links}</td></tr>")
+                f"<td>{_links_cell(a, links)}</td></tr>")
     status_options = "".join(
         f'<option value="{s}"{" selected" if filters.get("status") == s else ""}>{s or "any"}</option>'
         for s in ("", *STATUSES))

@@ -1,4 +1,5 @@
-"""The alert-receiver over real HTTP: Alertmanager webhook posts are stored, listed, filtered and
+"""The alert-receiver over real HTTP: Alertmanager webhook posts (with Alertmanager's control
+token; the attacks are in tests/security/test_control_plane_receiver.py) are stored, listed, filtered and
 counted; malformed posts are refused with a 400 and change nothing; a real Alertmanager delivers
 to it; ``obslab alerts`` shows what arrived; every alert's runbook_url resolves to its runbook."""
 
@@ -16,7 +17,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from obslab import alertscli, settings
+from obslab import alertscli, secrets, settings
 from obslab import conventions as c
 from obslab.rules import load_catalog
 from obslab.services.alert_receiver import ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED
@@ -95,13 +96,19 @@ def receiver(tmp_path):
     server.stop()
 
 
+def alertmanager_auth() -> dict[str, str]:
+    """What Alertmanager sends with every webhook post (obslab/amconfig.py: http_config)."""
+    return {"Authorization": f"Bearer {secrets.control_token(secrets.ALERTMANAGER)}"}
+
+
 def post(url: str, receiver: str, body, **kwargs) -> requests.Response:
+    headers = {**alertmanager_auth(), **kwargs.pop("headers", {})}
     if isinstance(body, (dict, list)):
         kwargs["json"] = body
     else:
         kwargs["data"] = body
-        kwargs.setdefault("headers", {"Content-Type": "application/json"})
-    return requests.post(f"{url}/webhook/{receiver}", timeout=5, **kwargs)
+        headers.setdefault("Content-Type", "application/json")
+    return requests.post(f"{url}/webhook/{receiver}", timeout=5, headers=headers, **kwargs)
 
 
 def listed(url: str, **params) -> list[dict]:
@@ -134,6 +141,7 @@ def test_a_real_alertmanager_payload_is_stored_and_listed_with_its_alerts(receiv
     assert first["summary"] == "IIS app pool RetailBanking is down"
     assert first["runbook_url"] == "http://localhost:8095/runbooks/IISAppPoolDown.md"
     assert first["dashboard_url"] == "http://localhost:3000/d/obslab-iis"
+    assert first["links_removed"] == [] and stored["links_removed"] == [], "the lab's own links are kept"
     assert first["starts_at"] == "2026-11-23T10:15:02.114Z"
     assert first["ends_at"] is None, "Go's zero time means 'still firing'"
     assert first["labels"]["app_pool"] == "RetailBanking"
@@ -319,13 +327,18 @@ receivers:
     webhook_configs:
       - url: {url}/webhook/paging
         send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials_file: {token_file}
 """
 
 
 def test_a_real_alertmanager_delivers_an_alert_to_the_receiver(receiver, tmp_path):
     binary = required_binary("prometheus-alertmanager")
     config = tmp_path / "alertmanager.yml"
-    config.write_text(AM_CONFIG.format(url=receiver.url))
+    token_file = secrets.secrets_dir() / secrets.token_file(secrets.ALERTMANAGER)
+    config.write_text(AM_CONFIG.format(url=receiver.url, token_file=token_file))
     port = free_port()
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
@@ -499,15 +512,27 @@ def test_markup_in_a_runbook_is_shown_never_run(tmp_path, runbooks_dir):
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
 
 
-def test_the_notification_page_links_an_alert_to_the_runbook_this_server_serves(receiver):
-    assert post(receiver.url, "paging", FIRING).status_code == 201
-    elsewhere = notification("team-chat", "firing", "IISVolumeSurge", runbook_url="https://wiki.example/IISVolumeSurge")
-    assert post(receiver.url, "team-chat", elsewhere).status_code == 201
+def test_the_notification_page_links_an_alert_to_the_runbook_this_server_serves(tmp_path, monkeypatch):
+    # A lab published under another name lists that host: its links are kept, not claimed as ours.
+    monkeypatch.setenv("OBSLAB_LINK_HOSTS", "wiki.example")
+    receiver = serve(create_app(f"sqlite:///{tmp_path / 'alerts.sqlite3'}"))
+    try:
+        assert post(receiver.url, "paging", FIRING).status_code == 201
+        elsewhere = notification("team-chat", "firing", "IISVolumeSurge",
+                                 runbook_url="https://wiki.example/IISVolumeSurge")
+        assert post(receiver.url, "team-chat", elsewhere).status_code == 201
+        own = f"http://127.0.0.1:{settings.port(c.ALERT_RECEIVER)}/runbooks/TargetDown.md"
+        own_port = notification("team-chat", "firing", "TargetDown", runbook_url=own)
+        assert post(receiver.url, "team-chat", own_port).status_code == 201
+        page = requests.get(f"{receiver.url}/", timeout=5).text
+        assert requests.get(f"{receiver.url}/runbooks/IISAppPoolDown.md", timeout=5).status_code == 200
+    finally:
+        receiver.stop()
 
-    page = requests.get(f"{receiver.url}/", timeout=5).text
     assert '<a href="/runbooks/IISAppPoolDown.md">IISAppPoolDown</a>' in page
     assert '<a href="/runbooks/IISSuccessRateLow.md">IISSuccessRateLow</a>' in page
     assert 'href="/runbooks/IISVolumeSurge.md"' not in page, "a runbook elsewhere is not claimed as ours"
-    assert ">IISVolumeSurge<" in page
+    assert ">IISVolumeSurge<" in page and 'href="https://wiki.example/IISVolumeSurge"' in page
+    # The runbook at this server's own address (a lab at a port offset links there) is ours.
+    assert '<a href="/runbooks/TargetDown.md">TargetDown</a>' in page
     assert 'href="/runbooks/"' in page
-    assert requests.get(f"{receiver.url}/runbooks/IISAppPoolDown.md", timeout=5).status_code == 200

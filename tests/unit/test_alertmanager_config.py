@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from obslab import amconfig, generate, rules, settings
+from obslab import amconfig, generate, rules, secrets, settings
 from obslab import conventions as c
 from obslab.profiles import FAST, PRODUCTION, Profile
 from obslab.rules.build import TESTS_DIR
@@ -115,8 +115,10 @@ def config_files(tmp_path_factory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("amconfig")
     return {
         "compose": COMPOSE_FILE,
-        "native-production": amconfig.write_native(directory / "production", PRODUCTION, offset=0),
-        "native-fast": amconfig.write_native(directory / "fast", FAST, offset=1000),
+        "native-production": amconfig.write_native(directory / "production", PRODUCTION, offset=0,
+                                                   secrets_dir=secrets.secrets_dir()),
+        "native-fast": amconfig.write_native(directory / "fast", FAST, offset=1000,
+                                             secrets_dir=secrets.secrets_dir()),
     }
 
 
@@ -209,11 +211,34 @@ def test_every_receiver_posts_to_the_alert_receiver_under_its_own_name():
             assert 1 <= webhook["max_alerts"] <= 100
 
 
-def test_native_and_compose_differ_only_in_addresses_and_templates_path():
-    native = amconfig.config("native", PRODUCTION, offset=7)
+def test_every_webhook_sends_alertmanagers_control_token_from_the_lab_secrets(tmp_path):
+    """The alert-receiver refuses a post without a control token: Alertmanager sends its own,
+    read from the lab's secrets (natively <data dir>/run/secrets, in compose the mounted volume)."""
+    native_dir = tmp_path / "data" / "run" / "secrets"
+    for runtime, token_file in (("compose", "/run/obslab/secrets/alertmanager/token"),
+                                ("native", str(native_dir.resolve() / "alertmanager" / "token"))):
+        document = amconfig.config(runtime, FAST, secrets_dir=native_dir)
+        webhooks = [w for r in document["receivers"] for w in r.get("webhook_configs", [])]
+        assert webhooks
+        for webhook in webhooks:
+            assert webhook["http_config"] == {"authorization": {"type": "Bearer", "credentials_file": token_file}}
+    # The token is never in the configuration itself (it is committed, and shown by Alertmanager's UI).
+    text = COMPOSE_FILE.read_text()
+    assert "credentials:" not in text and "bearer_token:" not in text
+    assert text.count("credentials_file: /run/obslab/secrets/alertmanager/token") == len(TEAMS.teams) + 2
+    # write_native puts the given lab's token file into the file Alertmanager loads.
+    written = yaml.safe_load(amconfig.write_native(tmp_path / "am", FAST, secrets_dir=native_dir).read_text())
+    [pager] = [r for r in written["receivers"] if r["name"] == "pager"]
+    assert pager["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"] == \
+        str(native_dir.resolve() / "alertmanager" / "token")
+
+
+def test_native_and_compose_differ_only_in_addresses_templates_path_and_token_file(tmp_path):
+    native = amconfig.config("native", PRODUCTION, offset=7, secrets_dir=tmp_path / "secrets")
     compose = amconfig.config("compose", PRODUCTION)
     assert native["route"] == compose["route"] and native["inhibit_rules"] == compose["inhibit_rules"]
-    native_receivers = json.dumps(native["receivers"]).replace("127.0.0.1:8102", "alert-receiver:8095")
+    native_receivers = (json.dumps(native["receivers"]).replace("127.0.0.1:8102", "alert-receiver:8095")
+                        .replace(str((tmp_path / "secrets").resolve()), "/run/obslab/secrets"))
     assert native_receivers == json.dumps(compose["receivers"])
     assert Path(native["templates"][0]).parent == amconfig.TEMPLATES_DIR.resolve()
 
@@ -448,7 +473,8 @@ def live(tmp_path_factory):
     receiver_port = free_port()
     offset = receiver_port - c.DEFAULT_PORTS[c.ALERT_RECEIVER]
     receiver = serve(create_app(f"sqlite:///{tmp / 'alerts.sqlite3'}"), port=receiver_port)
-    config = amconfig.write_native(tmp / "alertmanager", FAST, offset=offset)
+    # Alertmanager sends the token of this test process's lab (tests/conftest.py generated it).
+    config = amconfig.write_native(tmp / "alertmanager", FAST, offset=offset, secrets_dir=secrets.secrets_dir())
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp / "alertmanager.log").open("w")
