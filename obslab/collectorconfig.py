@@ -116,13 +116,19 @@ class Redaction:
             raise ValueError(f"redaction {self.name!r}: hashed_format needs exactly one %s")
 
 
-def _id_body() -> tuple[str, int]:
+def _id_body(prefix: str, pattern: str) -> tuple[str, int]:
     """Character class and length of the random part of an ``acc_``/``cus_`` identifier."""
-    match = re.fullmatch(re.escape(c.ACCOUNT_ID_PREFIX) + r"(\[[^\]]+\])\{(\d+)\}", c.ACCOUNT_ID_PATTERN)
+    match = re.fullmatch(re.escape(prefix) + r"(\[[^\]]+\])\{(\d+)\}", pattern)
     if match is None:
-        raise ValueError("conventions.ACCOUNT_ID_PATTERN is no longer PREFIX[class]{n}; "
+        raise ValueError(f"the identifier pattern {pattern!r} is no longer PREFIX[class]{{n}}; "
                          "teach obslab/collectorconfig.py its new shape")
     return match.group(1), int(match.group(2))
+
+
+def _masked_id(name: str, prefix: str, pattern: str) -> Redaction:
+    """``acc_abcdefgh12345678`` -> ``acc_****5678``, as the services mask it."""
+    id_class, id_length = _id_body(prefix, pattern)
+    return Redaction(name, f"{prefix}{id_class}{{{id_length - 4}}}({id_class}{{4}})", f"{prefix}****$1")
 
 
 def _card_lengths() -> tuple[int, int]:
@@ -134,30 +140,36 @@ def _card_lengths() -> tuple[int, int]:
 
 
 def redactions() -> tuple[Redaction, ...]:
-    """The rules in the order they run: tokens before the digit runs they contain.
+    """The rules in the order they run: the services' own rules, in their order.
 
-    Accounts and cards are masked as the services mask them (``acc_****5678``, last four card
-    digits kept; the Collector writes four stars where the services write one per hidden
-    digit). RE2 cannot say "not preceded by a digit", so a card-like run longer than the longest
-    card is masked too: the Collector errs on the side of hiding.
+    The patterns are those of :mod:`obslab.telemetry.redaction` (and :mod:`obslab.conventions`),
+    so that spans of both runtimes read alike and spans the services already scrubbed pass
+    unchanged. Accounts and customers are masked as the services mask them (``acc_****5678``,
+    ``cus_****5678``), cards keep their last four digits (the Collector writes four stars where
+    the services write one per hidden digit). RE2 cannot say "not preceded by a digit", so a
+    card-like run longer than the longest card is masked too: the Collector errs on the side of
+    hiding.
     """
-    id_class, id_length = _id_body()
+    # Imported here: the telemetry package pulls in the SDK and instrumentations, which the
+    # other generators and the CLI do not need.
+    from obslab.telemetry import redaction as r
+
     shortest_card, longest_card = _card_lengths()
     return (
-        Redaction("jwt", c.JWT_PATTERN, "[REDACTED_TOKEN]"),
-        # Opaque bearer tokens (not JWTs) the services do not recognise: defence in depth.
-        Redaction("bearer", r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]+=*", "$1[REDACTED_TOKEN]"),
-        Redaction("secret-parameter", c.SECRET_QUERY_PARAMETER_PATTERN, "$1=[REDACTED]"),
-        Redaction("account", f"{c.ACCOUNT_ID_PREFIX}{id_class}{{{id_length - 4}}}({id_class}{{4}})",
-                  f"{c.ACCOUNT_ID_PREFIX}****$1"),
+        Redaction("jwt", c.JWT_PATTERN, r.REDACTED_TOKEN),
+        # Opaque bearer tokens (not JWTs): the lab's control tokens.
+        Redaction("bearer", r.BEARER_PATTERN, f"$1{r.REDACTED_TOKEN}"),
+        Redaction("secret-field", r.SECRET_FIELD_PATTERN, f'$1"{r.REDACTED}"'),
+        Redaction("secret-parameter", c.SECRET_QUERY_PARAMETER_PATTERN, f"$1={r.REDACTED}"),
+        Redaction("password-hash", r.PASSWORD_HASH_PATTERN, r.REDACTED_PASSWORD_HASH),
+        _masked_id("account", c.ACCOUNT_ID_PREFIX, c.ACCOUNT_ID_PATTERN),
+        _masked_id("customer", c.CUSTOMER_ID_PREFIX, c.CUSTOMER_ID_PATTERN),
         Redaction("card", f"[0-9]{{{shortest_card - 4},{longest_card - 4}}}([0-9]{{4}})", "****$1"),
-        Redaction("customer", f"({c.CUSTOMER_ID_PREFIX}{id_class}{{{id_length}}})", "$1",
-                  hashed=True, hashed_format=f"{c.CUSTOMER_ID_PREFIX}sha256:%s"),
     )
 
 
-# Attributes that name a user: replaced by their SHA-256 (attributes processor) before the
-# pattern rules run, so a customer id hashes to the same digest everywhere.
+# Attributes that name a user: replaced whole by their hash (attributes processor) before the
+# pattern rules run, so that they stay a stable pseudonym rather than a masked id.
 PSEUDONYMISED_ATTRIBUTES: tuple[str, ...] = ("enduser.id", "user.id")
 
 
@@ -378,8 +390,8 @@ _COLLECTOR_NOTES = {
     "processors": (
         "memory_limiter runs first in every pipeline and batch last. The redaction is defence in "
         "depth: the services already scrub their spans with the same patterns "
-        "(obslab/telemetry/redaction.py). User attributes are hashed before the patterns run, "
-        "so a customer id gets the same digest everywhere."
+        "(obslab/telemetry/redaction.py) and so mask ids alike. User attributes are hashed "
+        "whole before the patterns run, so they stay a stable pseudonym."
     ),
     "connectors": (
         "spanmetrics and servicegraph see every span (traces/in, before tail sampling); "

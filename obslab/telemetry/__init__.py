@@ -2,7 +2,7 @@
 
 from obslab.telemetry.logs import configure_logging
 from obslab.telemetry.metrics import MetricSet, exemplar, exposition
-from obslab.telemetry.redaction import mask_account, redact_text
+from obslab.telemetry.redaction import mask_account, mask_customer, redact_text
 from obslab.telemetry.tracing import (
     configure_tracing,
     current_trace_ids,
@@ -22,6 +22,7 @@ __all__ = [
     "instrument_engine",
     "instrument_flask_app",
     "mask_account",
+    "mask_customer",
     "redact_text",
     "shutdown_tracing",
     "tracing_enabled",
