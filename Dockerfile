@@ -33,9 +33,16 @@ ENV PATH=/opt/obslab/bin:$PATH \
     OBSLAB_REPO_ROOT=/app \
     OBSLAB_DATA_DIR=/var/lib/obslab \
     OBSLAB_BIND_HOST=0.0.0.0
+# compose runs the root filesystem read-only; what is written lives in volumes mounted on folders
+# made here, owned by the obslab user, so that a fresh named volume inherits that owner:
+# /run/obslab/secrets (the lab's secrets, `obslab secrets init`; 0700) and the DDoS detector's
+# model under the data directory.
 RUN groupadd --system --gid 10001 obslab \
     && useradd --system --uid 10001 --gid obslab --home-dir /var/lib/obslab --create-home \
-        --shell /usr/sbin/nologin obslab
+        --shell /usr/sbin/nologin obslab \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/obslab/ml /var/lib/obslab/ml/ddos \
+    && install -d -o root -g root -m 0755 /run/obslab \
+    && install -d -o 10001 -g 10001 -m 0700 /run/obslab/secrets
 COPY --from=build /opt/obslab /opt/obslab
 WORKDIR /app
 COPY runbooks/ runbooks/

@@ -3,12 +3,24 @@
 Generated rather than written by hand because a compose file repeats, service after service,
 what the topology already knows (ports, health paths, who calls whom, which components keep a
 database, what Prometheus scrapes): written by hand it would drift from the native lab, which
-reads the same table. What a person tunes (image versions, host ports, passwords) lands in
-``.env``, which compose reads by itself; a variable exported in the shell wins over it.
+reads the same table. What a person tunes (image versions, host ports) lands in ``.env``, which
+compose reads by itself; a variable exported in the shell wins over it. No secret is in either
+file.
 
 The shape follows the OpenTelemetry demo: one image for every Python component (``obslab serve
 NAME`` picks the component), pinned third-party images, a healthcheck on every service and
 ``depends_on`` on health, per-container memory limits, one logging anchor every service uses.
+
+Secrets: the one-shot ``secrets-init`` service runs ``obslab secrets init --compose`` into the
+``lab-secrets`` volume before anything else starts (obslab/secrets.py has the layout); each
+container mounts, read-only, only the folders it needs (``secret_folders``), at the same
+relative path under /run/obslab/secrets. Every MySQL user is one component's, with rights on
+that component's database only.
+
+Exposure and privileges: only what a person opens is published on the host (``PUBLISHED``);
+every other port is on the compose network only. Every project container runs read-only, with
+no capability and no way to gain privileges; the third-party images get what their entrypoints
+need and no more (see ``services``).
 
 The Collector and Jaeger images are built FROM scratch: no shell and no HTTP client, so nothing
 inside them could probe their health endpoints. ``docker/probe/Dockerfile`` puts a static
@@ -22,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from obslab import __version__, promconfig, serving, settings, topology
+from obslab import __version__, promconfig, secrets, serving, settings, topology
 from obslab import conventions as c
 from obslab.native.lab import RETENTION_DAYS
 from obslab.profiles import PRODUCTION
@@ -53,21 +65,13 @@ IMAGES: dict[str, str] = {
 # Images built here are tagged with the project's version.
 OBSLAB_IMAGE = "obslab:${OBSLAB_VERSION}"
 
-# Lab-only defaults: published on the loopback address unless OBSLAB_PUBLISH_ADDRESS says otherwise.
+# Published on the loopback address unless OBSLAB_PUBLISH_ADDRESS says otherwise. No secret here:
+# every key, token and password is generated per deployment (SECRETS_INIT).
 SETTINGS: dict[str, str] = {
     "OBSLAB_VERSION": __version__,
     "OBSLAB_PUBLISH_ADDRESS": "127.0.0.1",
     "OBSLAB_ENVIRONMENT": settings.DEFAULT_ENVIRONMENT,
-    "OBSLAB_JWT_SECRET": "obslab-compose-lab-secret-change-me",
-    "MYSQL_ROOT_PASSWORD": "obslab-root",
-    "MYSQL_USER": "obslab",
-    "MYSQL_PASSWORD": "obslab",
     "GRAFANA_ADMIN_USER": "admin",
-    "GRAFANA_ADMIN_PASSWORD": "obslab",
-    # The gateway honours X-Forwarded-For from the load generator only (its simulated clients,
-    # DDoS floods included, must look distinct); so the generator has a fixed address.
-    "BANKING_SUBNET": "172.28.0.0/24",
-    "LOAD_GENERATOR_IP": "172.28.0.200",
 }
 
 # Which components keep a database (one MySQL database each, `obslab_<name>`).
@@ -85,6 +89,33 @@ CALLS: dict[str, tuple[str, ...]] = {
 # Components that follow the fault-injector's faults (they poll it).
 FAULT_FOLLOWERS: tuple[str, ...] = (*c.BANKING_SERVICES, c.IIS_MOCK, c.LOAD_GENERATOR)
 TOKEN_COMPONENTS: tuple[str, ...] = (c.AUTH, c.GATEWAY)  # sign and verify access tokens
+# Verify control-plane tokens (the fault-injector's API, the alert-receiver's webhooks).
+CONTROL_VERIFIERS: tuple[str, ...] = (c.FAULT_INJECTOR, c.ALERT_RECEIVER)
+# Where `docker compose exec ... obslab fault set` runs, with the operator's token.
+OPERATOR_CONSOLES: tuple[str, ...] = (c.FAULT_INJECTOR,)
+
+# What a person opens (a browser, curl): the public API, the UIs, and the alert-receiver's
+# runbook pages every alert's runbook_url points at. Everything else, the control plane (the
+# fault-injector) and MySQL included, is reachable on the compose network only.
+PUBLISHED: tuple[str, ...] = (c.GATEWAY, topology.GRAFANA_NAME, topology.JAEGER_NAME, c.PROMETHEUS,
+                              c.ALERTMANAGER, c.ALERT_RECEIVER)
+
+# The lab's secrets (obslab/secrets.py), generated once per project by a one-shot container of
+# our image into a named volume; every other container mounts only its own folders of it.
+SECRETS_INIT = "secrets-init"
+SECRETS_VOLUME = "lab-secrets"
+SECRETS_MOUNT = "/run/obslab/secrets"    # the same path in every container (OBSLAB_SECRETS_DIR)
+
+# The image's OBSLAB_DATA_DIR (Dockerfile). The root filesystem of our containers is read-only;
+# what a component writes at run time gets a volume of its own: the DDoS detector's model
+# (ml/ddos/service.py model_dir: <data dir>/ml/ddos), which survives a re-created container.
+DATA_DIR = "/var/lib/obslab"
+WRITABLE_VOLUMES: dict[str, tuple[str, str]] = {c.DDOS_DETECTOR: ("ddos-model", f"{DATA_DIR}/ml/ddos")}
+# /tmp of a read-only container: where waitress spools large request bodies, Python's tempfile.
+# In memory (it counts against the container's memory limit), so bounded: a flood of big bodies
+# fills it and gets errors rather than pushing the container out of memory.
+TMPFS_SMALL = "/tmp:rw,nosuid,nodev,size=64m"
+TMPFS_ML = "/tmp:rw,nosuid,nodev,size=256m"
 
 MEMORY_LIMITS: dict[str, str] = {
     **{name: "256M" for name in c.BANKING_SERVICES},
@@ -100,7 +131,31 @@ MEMORY_LIMITS: dict[str, str] = {
     c.ALERTMANAGER: "128M",
     topology.GRAFANA_NAME: "512M",
     topology.MYSQL_NAME: "1G",
+    SECRETS_INIT: "256M",   # `obslab` imports its whole CLI: about 110 MB resident
 }
+# Processes and threads per container: a fork bomb or a thread leak stops at the container.
+# Ours: 16 request threads (OBSLAB_THREADS) plus the exporters'; the load generator runs up to
+# 256 workers and 128 flood threads; the ML detectors' numerical libraries start a thread per
+# CPU. MySQL runs a thread per connection (9 components x pool 10 + overflow 20).
+PIDS_LIMITS: dict[str, int] = {
+    **{name: 256 for name in c.BANKING_SERVICES},
+    c.FAULT_INJECTOR: 256,
+    c.ALERT_RECEIVER: 256,
+    c.IIS_MOCK: 256,
+    c.LOAD_GENERATOR: 1024,
+    c.DDOS_DETECTOR: 1024,
+    c.BASELINER: 1024,
+    SECRETS_INIT: 64,
+    topology.OTEL_COLLECTOR_NAME: 512,
+    topology.JAEGER_NAME: 512,
+    c.PROMETHEUS: 512,
+    c.ALERTMANAGER: 256,
+    topology.GRAFANA_NAME: 512,
+    topology.MYSQL_NAME: 1024,
+}
+SECRETS_INIT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE")
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
 # The Go runtimes collect garbage before the container limit is reached (the Collector's
 # memory_limiter acts below this).
 GO_MEMORY_LIMITS: dict[str, str] = {topology.OTEL_COLLECTOR_NAME: "400MiB", topology.JAEGER_NAME: "800MiB"}
@@ -135,16 +190,50 @@ def port_variable(name: str, suffix: str = "") -> str:
     return f"{settings.env_key(name)}{suffix}_PORT"
 
 
+def database_user(component: str) -> str:
+    """The component's own MySQL user (rights on its own database only): ``obslab_<name>``."""
+    user = f"obslab_{component.replace('-', '_')}"
+    if len(user) > 32:   # MySQL's limit on user names
+        raise AssertionError(f"{user}: a MySQL user name has at most 32 characters")
+    return user
+
+
 def published_ports() -> dict[str, tuple[str, int]]:
-    """.env variable -> (component, container port) of every port published on the host."""
-    ports = {port_variable(comp.name): (comp.name, comp.port) for comp in project_components()}
-    collector = topology.OTEL_COLLECTOR_NAME
-    ports[port_variable(collector, "_GRPC")] = (collector, topology.OTLP_GRPC_PORT)
-    ports[port_variable(collector, "_HTTP")] = (collector, topology.OTLP_HTTP_PORT)
-    ports[port_variable(collector, "_METRICS")] = (collector, topology.COLLECTOR_PROMETHEUS_PORT)
-    for comp in (topology.JAEGER, topology.PROMETHEUS, topology.ALERTMANAGER, topology.GRAFANA, topology.MYSQL):
-        ports[port_variable(comp.name)] = (comp.name, comp.port)
-    return ports
+    """.env variable -> (component, container port) of every port published on the host (PUBLISHED)."""
+    return {port_variable(name): (name, topology.component(name).port) for name in PUBLISHED}
+
+
+def secret_folders(name: str) -> list[str]:
+    """The folders of the lab's secrets (obslab/secrets.py's layout) that service ``name`` mounts."""
+    def folder(relative_file: str) -> str:
+        return relative_file.rpartition("/")[0]
+
+    if name == topology.MYSQL_NAME:
+        return [folder(secrets.MYSQL_ROOT_PASSWORD_FILE)]          # its root password, every user's
+    if name == topology.GRAFANA_NAME:
+        return [folder(secrets.GRAFANA_PASSWORD_FILE)]
+    if name == c.ALERTMANAGER:
+        return [folder(secrets.token_file(secrets.ALERTMANAGER))]  # its bearer token for the webhooks
+    if name not in {comp.name for comp in project_components()}:
+        return []
+    # Every component verifies the others' service tokens and signs its own.
+    folders = [secrets.PUBLIC_KEYS_DIR, folder(secrets.private_key_file(name))]
+    if name in TOKEN_COMPONENTS:
+        folders.append(folder(secrets.JWT_SECRET_FILE))
+    if name in CONTROL_VERIFIERS:
+        folders.append(folder(secrets.CONTROL_TOKENS_FILE))
+    if name in OPERATOR_CONSOLES:
+        folders.append(folder(secrets.token_file(secrets.OPERATOR)))
+    if name in DATABASE_COMPONENTS:
+        folders.append(folder(secrets.database_password_file(name)))
+    return folders
+
+
+def _secret_mounts(name: str) -> list[dict[str, Any]]:
+    """Read-only, one folder of the volume each, at its place in the layout; nocopy: nothing of
+    the image is ever copied into the secrets volume."""
+    return [{"type": "volume", "source": SECRETS_VOLUME, "target": f"{SECRETS_MOUNT}/{folder}", "read_only": True,
+             "volume": {"subpath": folder, "nocopy": True}} for folder in secret_folders(name)]
 
 
 def _ports(name: str) -> list[str]:
@@ -166,22 +255,48 @@ def _http_probe(component: Component, wget: tuple[str, ...] = ("wget",)) -> list
     return ["CMD", *wget, "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{component.health_path}"]
 
 
-def _depends_on(*names: str) -> dict[str, Any]:
-    return {name: {"condition": "service_healthy"} for name in names}
+def _depends_on(*names: str, secrets_first: bool = False) -> dict[str, Any]:
+    """Start after each of ``names`` is healthy; ``secrets_first``: and after the lab's secrets exist."""
+    first = {SECRETS_INIT: {"condition": "service_completed_successfully"}} if secrets_first else {}
+    return {**first, **{name: {"condition": "service_healthy"} for name in names}}
 
 
 def _common(name: str) -> dict[str, Any]:
     return {
         "networks": [NETWORK],
         "restart": "unless-stopped",
-        "deploy": {"resources": {"limits": {"memory": MEMORY_LIMITS[name]}}},
+        "deploy": {"resources": {"limits": {"memory": MEMORY_LIMITS[name], "pids": PIDS_LIMITS[name]}}},
         "logging": _LOGGING,
     }
+
+
+def _hardening(*, read_only: bool, tmpfs: tuple[str, ...] = (), cap_add: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every container: no capability but ``cap_add`` (Docker grants NET_RAW, MKNOD, SETUID,
+    KILL, ... by default), no privilege to gain (no setuid binary works), and, with
+    ``read_only``, a root filesystem nothing can write except the given tmpfs and its volumes."""
+    return {
+        **({"read_only": True} if read_only else {}),
+        **({"tmpfs": list(tmpfs)} if tmpfs else {}),
+        "cap_drop": ["ALL"],
+        **({"cap_add": list(cap_add)} if cap_add else {}),
+        "security_opt": [NO_NEW_PRIVILEGES],
+    }
+
+
+def _locked_down(tmpfs: str = TMPFS_SMALL) -> dict[str, Any]:
+    """Our image runs as 10001 and binds ports above 1024: it needs no capability at all, and
+    writes only /tmp and its own volume."""
+    return _hardening(read_only=True, tmpfs=(tmpfs,))
+
+
+def _build() -> dict[str, Any]:
+    return {"context": ".", "dockerfile": "Dockerfile", "args": {"PYTHON_IMAGE": "${PYTHON_IMAGE}"}}
 
 
 def _environment(comp: Component) -> dict[str, str]:
     env = {
         "OBSLAB_BIND_HOST": "0.0.0.0",
+        "OBSLAB_SECRETS_DIR": SECRETS_MOUNT,
         "OBSLAB_ENVIRONMENT": "${OBSLAB_ENVIRONMENT}",
         # The committed Prometheus and Alertmanager files are the production profile's.
         "OBSLAB_PROFILE": PRODUCTION.name,
@@ -194,13 +309,11 @@ def _environment(comp: Component) -> dict[str, str]:
     for peer in peers:
         env[f"OBSLAB_{settings.env_key(peer)}_URL"] = _url(topology.component(peer))
     if comp.name in DATABASE_COMPONENTS:
+        # No password in the URL: services/common/db.py takes the component's own from
+        # /run/obslab/secrets/database/<component>/password.
         mysql = topology.MYSQL.address("compose")
         env[f"OBSLAB_{settings.env_key(comp.name)}_DB_URL"] = (
-            f"mysql+pymysql://${{MYSQL_USER}}:${{MYSQL_PASSWORD}}@{mysql}/{database_name(comp.name)}")
-    if comp.name in TOKEN_COMPONENTS:
-        env["OBSLAB_JWT_SECRET"] = "${OBSLAB_JWT_SECRET}"
-    if comp.name == c.GATEWAY:
-        env["OBSLAB_TRUSTED_PROXIES"] = "${LOAD_GENERATOR_IP}/32"
+            f"mysql+pymysql://{database_user(comp.name)}@{mysql}/{database_name(comp.name)}")
     return env
 
 
@@ -211,20 +324,50 @@ def _project_service(comp: Component) -> dict[str, Any]:
     if comp.name in FAULT_FOLLOWERS:
         needs.append(c.FAULT_INJECTOR)
     needs.append(topology.OTEL_COLLECTOR_NAME)
+    volumes: list[Any] = [*_secret_mounts(comp.name)]
+    if comp.name in WRITABLE_VOLUMES:
+        volume, target = WRITABLE_VOLUMES[comp.name]
+        volumes.append(f"{volume}:{target}")
     service = {
         "image": OBSLAB_IMAGE,
-        "build": {"context": ".", "dockerfile": "Dockerfile", "args": {"PYTHON_IMAGE": "${PYTHON_IMAGE}"}},
+        "build": _build(),
         "command": _Inline(["serve", comp.name]),
         "environment": _environment(comp),
+        "volumes": volumes,
         "ports": _ports(comp.name),
         "healthcheck": _healthcheck(["CMD", "obslab-healthcheck", f"http://127.0.0.1:{comp.port}{comp.health_path}"],
                                     start_period="60s" if comp.tier == "ml" else "30s"),
-        "depends_on": _depends_on(*needs),
+        "depends_on": _depends_on(*needs, secrets_first=True),
+        **_locked_down(TMPFS_ML if comp.tier == "ml" else TMPFS_SMALL),
         **_common(comp.name),
     }
-    if comp.name == c.LOAD_GENERATOR:
-        service["networks"] = {NETWORK: {"ipv4_address": "${LOAD_GENERATOR_IP}"}}
+    if not service["ports"]:
+        del service["ports"]
     return service
+
+
+def _secrets_init_service() -> dict[str, Any]:
+    """Generates every missing secret into the volume, then exits; existing ones are kept, so a
+    restarted lab keeps its keys and passwords. Root inside the container, because it gives each
+    folder to the user of the image that reads it (secretscli.COMPOSE_OWNERS): CHOWN for that,
+    DAC_OVERRIDE to write (and, on a later run, read) inside folders that then belong to those
+    users (0700); FOWNER is not needed (it never changes the mode of a file it does not own).
+    Nothing else: no network, a read-only root filesystem, no privilege to gain."""
+    return {
+        "image": OBSLAB_IMAGE,
+        "build": _build(),
+        "command": _Inline(["secrets", "init", "--compose", "--dir", SECRETS_MOUNT]),
+        "environment": {"OBSLAB_SECRETS_DIR": SECRETS_MOUNT},
+        "volumes": [{"type": "volume", "source": SECRETS_VOLUME, "target": SECRETS_MOUNT}],
+        "user": _Quoted("0:0"),
+        **_hardening(read_only=True, tmpfs=(TMPFS_SMALL,), cap_add=SECRETS_INIT_CAPABILITIES),
+        "network_mode": "none",
+        "restart": "no",
+        # The image's HEALTHCHECK probes a server; this container serves nothing and exits.
+        "healthcheck": {"disable": True},
+        "deploy": {"resources": {"limits": {"memory": MEMORY_LIMITS[SECRETS_INIT], "pids": PIDS_LIMITS[SECRETS_INIT]}}},
+        "logging": _LOGGING,
+    }
 
 
 def _probed_service(comp: Component, base_image_variable: str, config: tuple[str, str]) -> dict[str, Any]:
@@ -240,41 +383,67 @@ def _probed_service(comp: Component, base_image_variable: str, config: tuple[str
         "command": _Inline([f"--config={target}"]),
         "environment": {"GOMEMLIMIT": GO_MEMORY_LIMITS[comp.name]},
         "volumes": [f"{source}:{target}:ro"],
-        "ports": _ports(comp.name),
+        **({"ports": ports} if (ports := _ports(comp.name)) else {}),
         "healthcheck": _healthcheck(_http_probe(comp, wget=(BUSYBOX, "wget")), start_period="20s"),
     }
+
+
+# MySQL's entrypoint starts as root: it reads MYSQL_ROOT_PASSWORD_FILE (a file of the mysql
+# user, 0600 in a 0700 folder: DAC_OVERRIDE), chowns the socket directory, a fresh tmpfs, to mysql
+# (CHOWN) and steps down to mysql with gosu (SETUID, SETGID); mysqld itself then runs without
+# any. Everything else Docker grants by default (NET_RAW, MKNOD, KILL, FOWNER, ...) is dropped.
+# Its healthcheck runs as root too and reads the root password file (DAC_OVERRIDE again).
+MYSQL_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID")
+MYSQL_ROOT_PASSWORD_PATH = f"{SECRETS_MOUNT}/{secrets.MYSQL_ROOT_PASSWORD_FILE}"
+GRAFANA_PASSWORD_PATH = f"{SECRETS_MOUNT}/{secrets.GRAFANA_PASSWORD_FILE}"
 
 
 def services() -> dict[str, dict[str, Any]]:
     collector, jaeger = topology.OTEL_COLLECTOR, topology.JAEGER
     out: dict[str, dict[str, Any]] = {
+        SECRETS_INIT: _secrets_init_service(),
         topology.MYSQL_NAME: {
             "image": "${MYSQL_IMAGE}",
-            "environment": {
-                "MYSQL_ROOT_PASSWORD": "${MYSQL_ROOT_PASSWORD}",
-                "MYSQL_USER": "${MYSQL_USER}",
-                "MYSQL_PASSWORD": "${MYSQL_PASSWORD}",
-            },
-            "volumes": ["mysql-data:/var/lib/mysql", "./services/mysql-init:/docker-entrypoint-initdb.d:ro"],
-            "ports": _ports(topology.MYSQL_NAME),
+            # Only root's password: the entrypoint creates no user of its own; the init script
+            # creates one per component (render_mysql_init).
+            "environment": {"MYSQL_ROOT_PASSWORD_FILE": MYSQL_ROOT_PASSWORD_PATH},
+            "volumes": ["mysql-data:/var/lib/mysql", "./services/mysql-init:/docker-entrypoint-initdb.d:ro",
+                        *_secret_mounts(topology.MYSQL_NAME)],
             # Over TCP: the entrypoint's first-start server listens on the socket only, so the
             # service is healthy once the databases exist and the real server is up.
-            "healthcheck": _healthcheck(["CMD-SHELL", 'MYSQL_PWD="$${MYSQL_ROOT_PASSWORD}" mysqladmin ping '
-                                         "--host=127.0.0.1 --user=root --silent"], start_period="90s"),
+            "healthcheck": _healthcheck(["CMD-SHELL", f'MYSQL_PWD="$$(cat {MYSQL_ROOT_PASSWORD_PATH})" '
+                                         "mysqladmin ping --host=127.0.0.1 --user=root --silent"],
+                                        start_period="90s"),
+            "depends_on": _depends_on(secrets_first=True),
+            # mysqld writes its data volume, its socket, pid and lock files (/var/run/mysqld) and
+            # temporary tables (/tmp); the image's other folders (/var/lib/mysql-files) are
+            # already the mysql user's, so the entrypoint changes nothing else.
+            **_hardening(read_only=True, cap_add=MYSQL_CAPABILITIES,
+                         tmpfs=("/var/run/mysqld:rw,nosuid,nodev,noexec,size=1m",
+                                "/tmp:rw,nosuid,nodev,noexec,size=256m")),
             **_common(topology.MYSQL_NAME),
         },
+        # Both run as a non-root user (10001) from the start and bind ports above 1024. Jaeger
+        # keeps its badger files in /tmp/jaeger of its own filesystem (jaeger/config.yaml): not
+        # read-only, so that its traces outlive a restart without being held in memory.
         jaeger.name: {
             **_probed_service(jaeger, "JAEGER_IMAGE", JAEGER_CONFIG),
+            **_hardening(read_only=False),
             **_common(jaeger.name),
         },
         collector.name: {
             **_probed_service(collector, "OTELCOL_IMAGE", COLLECTOR_CONFIG),
             "depends_on": _depends_on(jaeger.name),   # its traces exporter
+            # It keeps nothing on disk (no file_storage in otel-collector/config.yaml).
+            **_hardening(read_only=True),
             **_common(collector.name),
         },
     }
     for comp in project_components():
         out[comp.name] = _project_service(comp)
+    # Prometheus, Alertmanager and Grafana run as their own non-root user from the start, bind
+    # ports above 1024 and write only their data volume (and /tmp): no capability, read-only.
+    third_party = _hardening(read_only=True, tmpfs=(TMPFS_SMALL,))
     out[c.ALERTMANAGER] = {
         "image": "${ALERTMANAGER_IMAGE}",
         "command": [
@@ -284,16 +453,21 @@ def services() -> dict[str, dict[str, Any]]:
             "--cluster.listen-address=",   # one instance: no gossip
             "--log.format=json",
         ],
+        # Its bearer token for the alert-receiver's webhooks: alertmanager.yml's credentials_file.
         "volumes": ["./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
-                    "./alertmanager/templates:/etc/alertmanager/templates:ro"],
+                    "./alertmanager/templates:/etc/alertmanager/templates:ro",
+                    "alertmanager-data:/alertmanager",   # silences and the notification log
+                    *_secret_mounts(c.ALERTMANAGER)],
         "ports": _ports(c.ALERTMANAGER),
         "healthcheck": _healthcheck(_http_probe(topology.ALERTMANAGER)),
-        "depends_on": _depends_on(c.ALERT_RECEIVER),
+        "depends_on": _depends_on(c.ALERT_RECEIVER, secrets_first=True),
+        **third_party,
         **_common(c.ALERTMANAGER),
     }
     out[c.PROMETHEUS] = {
         "image": "${PROMETHEUS_IMAGE}",
-        # The native lab's flags (promconfig.server_flags), with the container's paths.
+        # The native lab's flags (promconfig.server_flags), with the container's paths. No
+        # --web.enable-lifecycle: nobody may stop or reload it over HTTP.
         "command": promconfig.server_flags(PRODUCTION, config_file="/etc/prometheus/prometheus.yml",
                                            tsdb_path="/prometheus", retention_days=RETENTION_DAYS,
                                            external_url="http://localhost:${PROMETHEUS_PORT}"),
@@ -303,30 +477,38 @@ def services() -> dict[str, dict[str, Any]]:
         "ports": _ports(c.PROMETHEUS),
         "healthcheck": _healthcheck(_http_probe(topology.PROMETHEUS)),
         "depends_on": _depends_on(c.ALERTMANAGER),
+        **third_party,
         **_common(c.PROMETHEUS),
     }
     out[topology.GRAFANA_NAME] = {
         "image": "${GRAFANA_IMAGE}",
         "environment": {
             "GF_SECURITY_ADMIN_USER": "${GRAFANA_ADMIN_USER}",
-            "GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD}",
+            # Read by the image's entrypoint; applies when grafana-data is created.
+            "GF_SECURITY_ADMIN_PASSWORD__FILE": GRAFANA_PASSWORD_PATH,
             "GF_SERVER_ROOT_URL": "http://localhost:${GRAFANA_PORT}",
-            # Dashboards readable without logging in; changes need the admin.
-            "GF_AUTH_ANONYMOUS_ENABLED": "true",
-            "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
+            # Every dashboard shows the bank's traffic and customers' activity: log in first.
+            "GF_AUTH_ANONYMOUS_ENABLED": "false",
             "GF_ANALYTICS_REPORTING_ENABLED": "false",
             "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
             "GF_LOG_MODE": "console",
         },
         "volumes": ["./grafana/provisioning:/etc/grafana/provisioning:ro",
                     "./grafana/dashboards:/var/lib/grafana/dashboards:ro",
-                    "grafana-data:/var/lib/grafana"],
+                    "grafana-data:/var/lib/grafana",
+                    *_secret_mounts(topology.GRAFANA_NAME)],
         "ports": _ports(topology.GRAFANA_NAME),
         "healthcheck": _healthcheck(_http_probe(topology.GRAFANA)),
-        "depends_on": _depends_on(c.PROMETHEUS, topology.JAEGER_NAME, c.ALERTMANAGER),
+        "depends_on": _depends_on(c.PROMETHEUS, topology.JAEGER_NAME, c.ALERTMANAGER, secrets_first=True),
+        **third_party,
         **_common(topology.GRAFANA_NAME),
     }
     return out
+
+
+def named_volumes() -> list[str]:
+    return ["mysql-data", "prometheus-data", "alertmanager-data", "grafana-data", SECRETS_VOLUME,
+            *(volume for volume, _ in WRITABLE_VOLUMES.values())]
 
 
 def document() -> dict[str, Any]:
@@ -334,13 +516,17 @@ def document() -> dict[str, Any]:
         "name": PROJECT_NAME,
         "x-logging": _LOGGING,
         "services": services(),
-        "networks": {NETWORK: {"ipam": {"config": [{"subnet": "${BANKING_SUBNET}"}]}}},
-        "volumes": {"mysql-data": {}, "prometheus-data": {}, "grafana-data": {}},
+        "networks": {NETWORK: {}},
+        "volumes": {name: {} for name in named_volumes()},
     }
 
 
 class _Inline(list):
     """A list written on one line (``[CMD, wget, ...]``), as people write commands in compose."""
+
+
+class _Quoted(str):
+    """A string written in double quotes (``"0:0"``: YAML 1.1 would read a base-60 number)."""
 
 
 class _AnchoringDumper(yaml.SafeDumper):
@@ -361,12 +547,15 @@ class _AnchoringDumper(yaml.SafeDumper):
 
 _AnchoringDumper.add_representer(
     _Inline, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+_AnchoringDumper.add_representer(
+    _Quoted, lambda dumper, data: dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"'))
 
 
 def render_compose() -> str:
     dumper = type("_Dumper", (_AnchoringDumper,), {"anchor_names": {id(_LOGGING): LOGGING_ANCHOR}})
     body = yaml.dump(document(), Dumper=dumper, sort_keys=False, default_flow_style=False, width=120)
-    return HEADER + "# Start the lab: `docker compose up -d`; versions, ports and passwords: .env\n" + body
+    return (HEADER + "# Start the lab: `docker compose up -d`; versions and ports: .env. Keys, tokens and passwords\n"
+            + f"# are generated on the first start ({SECRETS_INIT}) into the {SECRETS_VOLUME} volume.\n" + body)
 
 
 def env_values() -> dict[str, str]:
@@ -381,7 +570,10 @@ def render_env() -> str:
     lines = [
         HEADER.rstrip("\n"),
         "# compose reads this file by itself; a variable exported in your shell wins over it.",
-        "# Lab-only passwords and keys: the ports are published on OBSLAB_PUBLISH_ADDRESS (loopback).",
+        "# No secret here: the lab's keys, tokens and passwords are generated on its first start into",
+        f"# the {SECRETS_VOLUME} volume (the {SECRETS_INIT} service). Grafana's admin password:",
+        f"#   docker compose exec {topology.GRAFANA_NAME} cat {GRAFANA_PASSWORD_PATH}",
+        "# Published on OBSLAB_PUBLISH_ADDRESS (loopback): only what a person opens.",
         "",
         "# Images (pinned tags; the obslab image is built from ./Dockerfile)",
         *(f"{key}={value}" for key, value in IMAGES.items()),
@@ -389,27 +581,62 @@ def render_env() -> str:
         "# Settings",
         *(f"{key}={value}" for key, value in SETTINGS.items()),
         "",
-        "# Host ports",
+        "# Host ports (the gateway, the UIs, the alert-receiver's runbooks)",
         *(f"{variable}={port}" for variable, (_, port) in published_ports().items()),
     ]
     return "\n".join(lines) + "\n"
 
 
+def _shell_name(component: str) -> str:
+    return f"obslab_{component.replace('-', '_')}_password"
+
+
 def render_mysql_init() -> str:
+    """One database and one user per component that keeps state; the user has rights on its own
+    database only, with the password secrets-init generated for it (read from the file here,
+    never written into this script)."""
+    users_dir = f"${{OBSLAB_SECRETS_DIR:-{SECRETS_MOUNT}}}/{secrets.mysql_user_password_file('')}"
+    reads = [f'{_shell_name(name)}="$(obslab_password {name})" || return 1' for name in DATABASE_COMPONENTS]
     statements = []
     for name in DATABASE_COMPONENTS:
-        database = database_name(name)
+        database, user = database_name(name), f"'{database_user(name)}'@'%'"
         statements += [f"CREATE DATABASE IF NOT EXISTS {database} CHARACTER SET utf8mb4;",
-                       f"GRANT ALL PRIVILEGES ON {database}.* TO '${{MYSQL_USER}}'@'%';"]
-    return (
-        HEADER
-        + "# shellcheck shell=bash\n"
-        + "# Sourced by the mysql image's entrypoint on the first start (empty data directory), after\n"
-        + "# it created $MYSQL_USER: one database per component that keeps state, for that user only.\n"
-        + "docker_process_sql <<EOSQL\n"
-        + "\n".join(statements)
-        + "\nEOSQL\n"
-    )
+                       f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY '${{{_shell_name(name)}}}';",
+                       f"GRANT ALL ON {database}.* TO {user};"]
+    lines = [
+        HEADER.rstrip("\n"),
+        "# shellcheck shell=bash",
+        "# Sourced by the mysql image's entrypoint on the first start (empty data directory): one",
+        "# database per component that keeps state, and one user per component with rights on its own",
+        "# database only. Each user's password is the one `obslab secrets init --compose` (the",
+        f"# {SECRETS_INIT} service) wrote to {SECRETS_MOUNT}/{secrets.mysql_user_password_file('<component>')};",
+        f"# the component reads the same from {SECRETS_MOUNT}/{secrets.database_password_file('<component>')}.",
+        "",
+        "obslab_password() {",
+        f'\tlocal file="{users_dir}$1" password',
+        '\tif [[ ! -r "$file" ]]; then',
+        f'\t\techo "obslab: $file is missing; the {SECRETS_INIT} service writes it" >&2',
+        "\t\treturn 1",
+        "\tfi",
+        '\tpassword="$(< "$file")"',
+        "\t# URL-safe base64 (secrets.token_urlsafe) and nothing else, so it is safe between SQL quotes.",
+        f'\tif [[ ! "$password" =~ ^[A-Za-z0-9_-]{{{secrets.MIN_SECRET_BYTES},}}$ ]]; then',
+        '\t\techo "obslab: $file does not hold a password obslab generated" >&2',
+        "\t\treturn 1",
+        "\tfi",
+        "\tprintf '%s' \"$password\"",
+        "}",
+        "",
+        *reads,
+        "",
+        "docker_process_sql <<EOSQL",
+        *statements,
+        "EOSQL",
+        "",
+        "unset -f obslab_password",
+        *(f"unset {_shell_name(name)}" for name in DATABASE_COMPONENTS),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def generated_files() -> dict[str, Callable[[], str]]:

@@ -84,7 +84,8 @@ def server_flags(profile: Profile, *, config_file: str, tsdb_path: str, external
         "--enable-feature=exemplar-storage",
         # `obslab history` writes up to 30 days into the past; keep them.
         f"--storage.tsdb.retention.time={retention_days}d",
-        "--web.enable-lifecycle",
+        # No --web.enable-lifecycle: nothing in the lab reloads or stops Prometheus over HTTP, and
+        # with it anybody who reaches the port could (POST /-/quit).
         # How often a firing alert is re-sent to Alertmanager (default 1m; fast: seconds).
         f"--rules.alert.resend-delay={profile.resend_delay_s}s",
         "--log.format=json",
