@@ -56,8 +56,20 @@ class Claim:
     response_body: Any = None
 
 
+def _not_canonical(value: Any) -> Any:
+    raise TypeError(
+        f"a {type(value).__name__} in an idempotency fingerprint could be written in more than one way: "
+        "give amounts in integer minor units and everything else as JSON values")
+
+
 def request_fingerprint(operation: str, payload: dict[str, Any]) -> str:
-    canonical = json.dumps({"operation": operation, "request": payload}, sort_keys=True, default=str)
+    """What makes two requests "the same" for an Idempotency-Key: their canonical JSON, hashed.
+
+    ``payload`` holds JSON values only, amounts as integer minor units (``"2.00"`` and ``"2"`` are
+    one request: 200). A ``Decimal`` is refused rather than turned into text, where ``2`` and
+    ``2.00`` would differ.
+    """
+    canonical = json.dumps({"operation": operation, "request": payload}, sort_keys=True, default=_not_canonical)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

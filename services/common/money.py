@@ -1,15 +1,19 @@
 """Money rules shared by every service: integer minor units inside, decimal strings outside.
 
-Floats never touch an amount: JSON numbers are parsed straight into ``Decimal`` and stored as
-integer minor units (cents). Every supported currency has two decimal places.
+A customer sends an amount as a JSON *string* in one strict grammar (:data:`AMOUNT_PATTERN`):
+plain ASCII digits, no sign, no leading zeros, at most two decimals, nothing else. JSON numbers
+(``1e6``, ``2.50`` as a float), exponents, digit separators (``1_000``), spaces and a bare
+trailing point (``5.``), which Python's ``Decimal`` or pydantic would happily read, are refused.
+Inside, an amount is integer minor units (cents): every supported currency has two decimals.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 from obslab import conventions as c
 
@@ -26,8 +30,47 @@ def _known_currency(code: str) -> str:
 
 
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_known_currency)]
-# Positive, at most 2 decimal places, at most MAX_AMOUNT; accepts a JSON number or a string.
-Amount = Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False)]
+# The one grammar of an amount a customer sends (a JSON string), here and in the public API
+# document. On top of it an amount is greater than 0 and at most MAX_AMOUNT (parse_amount).
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$"
+# The same set of strings as AMOUNT_PATTERN *and* 0 < amount <= MAX_AMOUNT, in one regular
+# expression, for documents that cannot compare numbers in strings (the OpenAPI ``Amount``
+# schema says exactly this; tests/unit/test_money.py proves both definitions agree).
+AMOUNT_SCHEMA_PATTERN = r"^(0\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,5}(\.[0-9]{1,2})?|1000000(\.00?)?)$"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+AMOUNT_RULE = ('a decimal string such as "12.34": digits, optionally a point and one or two decimals; '
+               "no sign, spaces, exponent, separators or leading zeros")
+
+
+def parse_amount(value: Any) -> Decimal:
+    """A customer's amount (the JSON value as sent) as an exact ``Decimal``; ``ValueError`` says why not.
+
+    >>> parse_amount("12.5"), parse_amount("0.01")
+    (Decimal('12.5'), Decimal('0.01'))
+    """
+    if not isinstance(value, str):
+        kind = "a number" if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) \
+            else "null" if value is None else f"a {type(value).__name__}"
+        raise ValueError(f'must be a JSON string such as "12.34", not {kind}')
+    # fullmatch: with match(), "$" would also accept a trailing newline.
+    if _AMOUNT.fullmatch(value) is None:
+        raise ValueError(f"must be {AMOUNT_RULE}")
+    amount = Decimal(value)
+    if amount <= 0:
+        raise ValueError("must be greater than 0")
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"must be at most {MAX_AMOUNT}")
+    return amount
+
+
+# What request models declare: the JSON string in, an exact Decimal inside, "12.50" out again.
+Amount = Annotated[
+    Decimal,
+    PlainValidator(parse_amount),
+    PlainSerializer(lambda amount: to_decimal_string(to_minor(amount)), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": AMOUNT_SCHEMA_PATTERN,
+                    "description": f"greater than 0, at most {MAX_AMOUNT}; {AMOUNT_RULE}"}),
+]
 
 
 def to_minor(amount: Decimal) -> int:

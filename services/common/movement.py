@@ -15,11 +15,13 @@ from typing import Any
 
 from flask import Response, jsonify
 from opentelemetry import trace
+from pydantic import BaseModel
 
 from obslab import conventions as c
 from obslab.conventions import TransactionStatus, TransactionType
 from obslab.services.common.errors import ApiError
 from obslab.services.common.idempotency import ClaimKind, IdempotencyStore, request_fingerprint
+from obslab.services.common.money import to_minor
 from obslab.telemetry import MetricSet
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,14 @@ class Outcome:
     http_status: int
     body: dict[str, Any]
     error_code: str | None = None
+
+
+def fingerprint_payload(body: BaseModel, amount_field: str = "amount") -> dict[str, Any]:
+    """The request as its Idempotency-Key compares it: the validated body, with the amount in
+    integer minor units (``"2.00"`` and ``"2"`` are the same request), everything else as JSON."""
+    payload = body.model_dump(mode="json", exclude={amount_field})
+    payload[f"{amount_field}_minor"] = to_minor(getattr(body, amount_field))
+    return payload
 
 
 def rejected(http_status: int, code: str, message: str, **details: Any) -> Outcome:
@@ -58,6 +68,7 @@ class MovementRunner:
         new_id: Callable[[], str],
         execute: Callable[[str], Outcome],
     ) -> tuple[Response, int]:
+        """``request_payload``: what identifies the request for its key (:func:`fingerprint_payload`)."""
         span = trace.get_current_span()
         span.set_attribute(c.ATTR_TRANSACTION_TYPE, self.kind.value)
         fingerprint = request_fingerprint(self.kind.value, request_payload)

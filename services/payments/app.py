@@ -5,7 +5,7 @@ settlement account -> the external card processor authorizes it. A decline is re
 step's result is stored before the next, so a retry after a technical failure resumes where the
 first attempt stopped instead of charging twice.
 
-Routes (internal; X-Customer-Id set by the gateway):
+Routes (internal; for the customer the gateway's signed assertion names):
   POST /payments {account, merchant, amount, currency}   Idempotency-Key required
   GET  /payments/<id>
 """
@@ -13,11 +13,12 @@ Routes (internal; X-Customer-Id set by the gateway):
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 
 from flask import Flask
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -37,7 +38,7 @@ from obslab.services.common.idempotency import IdempotencyStore, idempotency_tab
 from obslab.services.common.ids import new_id
 from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
 from obslab.services.common.notify import notify_customer
-from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, rejected
+from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
 from obslab.services.payments.processor import CardProcessor
 from obslab.telemetry import mask_account
 
@@ -68,8 +69,12 @@ AUTHORIZED = "authorized"
 REFUNDING = "refunding"
 
 AccountId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")]
-Merchant = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                            pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._&'-]*$")]
+# The form every customer account id has (openapi.yaml, AccountId). A payment naming anything
+# else is answered 404 at once: never recorded, scored or looked up, so never echoed back.
+CUSTOMER_ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
+# As the public API document says (openapi.yaml, Merchant): no stripping, so " Shop" is refused
+# like any other name that does not start with a letter or digit.
+Merchant = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._&'-]*$")]
 
 
 class PaymentRequest(BaseModel):
@@ -78,6 +83,15 @@ class PaymentRequest(BaseModel):
     merchant: Merchant
     amount: Amount
     currency: Currency
+
+    @model_validator(mode="after")
+    def _an_account_that_can_exist(self) -> "PaymentRequest":
+        # After every 400: a well-formed request naming an account that cannot exist is about an
+        # unknown account (404, as the ledger says for one that does not exist), not malformed.
+        # An ApiError, not a ValueError, so that pydantic lets it through as it is.
+        if not CUSTOMER_ACCOUNT_ID.fullmatch(self.account):
+            raise ApiError(404, "account_not_found", "source account not found")
+        return self
 
 
 
@@ -152,8 +166,8 @@ def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
         response = accounts.request("POST", "/movements", json={
             "id": payment_id, "kind": "payment", "debit_account": row["account"],
             "credit_account": c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, currency),
-            "amount_minor": amount_minor, "currency": currency, "owner": customer,
-        })
+            "amount_minor": amount_minor, "currency": currency,
+        }, for_customer=True)
         if response.status_code >= 400:
             error = error_from_response(c.ACCOUNTS, response)
             save(payment_id, status=TransactionStatus.REJECTED.value, error_code=error.code,
@@ -200,7 +214,7 @@ def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
         span.set_attribute(c.ATTR_CURRENCY, body.currency)
         span.set_attribute(c.ATTR_ACCOUNT_MASKED, mask_account(body.account))
         return runner.run(
-            customer, key, body.model_dump(mode="json"), lambda: new_id("pay_"),
+            customer, key, fingerprint_payload(body), lambda: new_id("pay_"),
             lambda payment_id: execute(payment_id, customer, body),
         )
 

@@ -3,16 +3,20 @@
 A transfer: claim the Idempotency-Key -> fraud scores it -> accounts moves the money in one
 ledger transaction (idempotent on the transfer id) -> notifications tells the customer.
 
-Routes (internal; X-Customer-Id set by the gateway):
+Routes (internal; for the customer the gateway's signed assertion names):
   POST /transfers {from_account, to_account, amount, currency}   Idempotency-Key required
-  GET  /transfers?account=ID[&limit=N]                           newest first
+  GET  /transfers?account=ID[&limit=N]                           newest first: the account's own
+                                                                 transfers, and completed incoming
+                                                                 ones with the sender masked
   GET  /transfers/<id>
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from flask import Flask
 from opentelemetry import trace
@@ -38,7 +42,7 @@ from obslab.services.common.idempotency import IdempotencyStore, idempotency_tab
 from obslab.services.common.ids import new_id
 from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
 from obslab.services.common.notify import notify_customer
-from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, rejected
+from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
 from obslab.telemetry import mask_account
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,10 @@ transfers = Table(
 )
 
 AccountId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")]
+# The form every customer account id has (openapi.yaml, AccountId). A transfer naming anything
+# else is answered 404 at once: never recorded, scored or looked up, so never echoed back.
+CUSTOMER_ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
+ACCOUNT_ID = re.compile(r"[a-z0-9_]{1,40}")
 PENDING = "pending"
 
 
@@ -79,6 +87,23 @@ class TransferRequest(BaseModel):
             raise ValueError("from_account and to_account must be different accounts")
         return self
 
+    @model_validator(mode="after")
+    def _accounts_that_can_exist(self) -> "TransferRequest":
+        # After every 400: a well-formed request naming an account that cannot exist is about an
+        # unknown account (404, as the ledger says for one that does not exist), not malformed.
+        # An ApiError, not a ValueError, so that pydantic lets it through as it is.
+        for account, side in ((self.from_account, "source"), (self.to_account, "destination")):
+            if not CUSTOMER_ACCOUNT_ID.fullmatch(account):
+                raise ApiError(404, "account_not_found", f"{side} account not found")
+        return self
+
+
+
+def incoming_transfer(row: Any) -> dict[str, Any]:
+    """A transfer as its recipient sees it: what arrived, from whom (masked); nothing of the
+    sender's risk score or refusals."""
+    return {**public_transfer(row), "from_account": mask_account(row["from_account"]), "risk_score": None,
+            "error": None}
 
 
 def public_transfer(row: Any) -> dict[str, Any]:
@@ -147,8 +172,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         response = accounts.request("POST", "/movements", json={
             "id": transfer_id, "kind": "transfer", "debit_account": body.from_account,
             "credit_account": body.to_account, "amount_minor": amount_minor, "currency": body.currency,
-            "owner": customer,
-        })
+        }, for_customer=True)
         if response.status_code >= 400:  # a business refusal (funds, ownership, currency): final
             error = error_from_response(c.ACCOUNTS, response)
             finish(transfer_id, TransactionStatus.REJECTED.value, error.code, risk_score=risk["score"])
@@ -169,7 +193,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         span.set_attribute(c.ATTR_ACCOUNT_MASKED, mask_account(body.from_account))
         span.set_attribute(c.ATTR_COUNTERPARTY_MASKED, mask_account(body.to_account))
         return runner.run(
-            customer, key, body.model_dump(mode="json"), lambda: new_id("trf_"),
+            customer, key, fingerprint_payload(body), lambda: new_id("trf_"),
             lambda transfer_id: execute(transfer_id, customer, body),
         )
 
@@ -178,15 +202,18 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         customer = require_customer()
         account = require_query("account")
         limit = query_int("limit", 50, 1, 200)
+        if not ACCOUNT_ID.fullmatch(account):
+            raise ApiError(404, "account_not_found", "account not found")
         # Only the owner may read an account's history; accounts answers 404 otherwise.
-        accounts.call("GET", f"/accounts/{account}", params={"owner": customer})
+        accounts.call("GET", f"/accounts/{quote(account, safe='')}", for_customer=True)
         t = transfers
+        incoming = (t.c.to_account == account) & (t.c.status == TransactionStatus.COMPLETED.value)
         with db.connect() as conn:
             rows = conn.execute(
-                select(t).where((t.c.from_account == account) | (t.c.to_account == account))
+                select(t).where((t.c.from_account == account) | incoming)
                 .order_by(t.c.created_ms.desc(), t.c.id).limit(limit)
             ).mappings().all()
-        return [public_transfer(row) for row in rows]
+        return [public_transfer(row) if row["from_account"] == account else incoming_transfer(row) for row in rows]
 
     @app.get("/transfers/<transfer_id>")
     def get_transfer(transfer_id: str):

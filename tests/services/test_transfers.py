@@ -111,8 +111,8 @@ def test_a_large_transfer_from_a_busy_customer_is_refused_by_risk_checks(funded,
     ({"from_account": "acc_x", "to_account": "acc_x", "amount": "1.00", "currency": "EUR"}, "body"),
     ({"from_account": "acc_x", "to_account": "acc_y", "amount": "-1", "currency": "EUR"}, "amount"),
     ({"from_account": "acc_x", "to_account": "acc_y", "amount": "1.001", "currency": "EUR"}, "amount"),
-    ({"from_account": "acc_x", "to_account": "acc_y", "amount": 1, "currency": "XYZ"}, "currency"),
-    ({"from_account": "acc_x", "to_account": "acc_y", "amount": 1, "currency": "EUR", "memo": "x"}, "memo"),
+    ({"from_account": "acc_x", "to_account": "acc_y", "amount": "1", "currency": "XYZ"}, "currency"),
+    ({"from_account": "acc_x", "to_account": "acc_y", "amount": "1", "currency": "EUR", "memo": "x"}, "memo"),
 ])
 def test_invalid_transfers_are_400s_naming_the_problem(funded, body, field):
     alice, _account = funded()
