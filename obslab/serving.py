@@ -17,6 +17,7 @@ import logging
 import os
 import resource
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 CONNECTION_LIMIT = 2000
 CHANNEL_TIMEOUT_SECONDS = 30
 MAX_HEADER_BYTES = 32 * 1024
+SHUTDOWN_SECONDS = 10.0
 
 FACTORIES: dict[str, str] = {
     c.GATEWAY: "obslab.services.gateway.app:create_app",
@@ -126,6 +128,17 @@ def serve(name: str, host: str | None = None, port: int | None = None) -> None:
     try:
         server.run()
     finally:
-        from obslab.telemetry import shutdown_tracing
+        _exit_after_flushing_spans()
 
-        shutdown_tracing()
+
+def _exit_after_flushing_spans() -> None:
+    """Flush the queued spans for a bounded time, then end the process: an exporter retrying
+    against a collector that hangs must not keep a stopping component alive (as gunicorn's
+    graceful timeout did before)."""
+    from obslab.telemetry import shutdown_tracing
+
+    flusher = threading.Thread(target=shutdown_tracing, name="span-flush", daemon=True)
+    flusher.start()
+    flusher.join(timeout=SHUTDOWN_SECONDS)
+    logging.shutdown()
+    os._exit(0)

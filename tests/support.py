@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -70,9 +71,21 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port for a server a test starts later, below the kernel's ephemeral range: port 0
+    would hand out one from that range, which any outgoing connection may take before the server
+    binds it."""
+    from obslab.settings import EPHEMERAL_PORTS_START
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, EPHEMERAL_PORTS_START)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass

@@ -47,10 +47,9 @@ EXTENSION = "obslab.auth"
 # Answers of these routes carry passwords' verdicts and access tokens: no cache may keep them.
 NO_STORE_PATHS = frozenset({"/users", "/tokens"})
 
-Username = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$"),
-]
+# Exactly what the public API document says (openapi.yaml, Username): " bob " or "Bob" is refused
+# rather than quietly registered as another name than the one typed.
+Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{2,31}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 
 

@@ -42,7 +42,7 @@ M = TypeVar("M", bound=BaseModel)
 # The fault poll is operational too: every process asks every second.
 _OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics", POLL_PATH})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _DIGITS = re.compile(r"[0-9]{1,9}")
 # Request bodies: API calls are small JSON objects; components that take more say so.
 API_MAX_BODY_BYTES = 64 * 1024
@@ -353,7 +353,7 @@ def require_idempotency_key() -> str:
         raise ApiError(400, "missing_idempotency_key",
                        f"send an {c.HEADER_IDEMPOTENCY_KEY} header (a unique string per operation, "
                        "e.g. a UUID) so that a retried request cannot move money twice")
-    if not _IDEMPOTENCY_KEY.match(key):
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key",
                        f"{c.HEADER_IDEMPOTENCY_KEY} must be 1-255 printable ASCII characters without spaces")
     return key

@@ -1,5 +1,5 @@
 """Telemetry never breaks the business: with the OTLP endpoint refusing connections or hanging,
-a real gunicorn-served service answers as fast as with telemetry healthy."""
+a real service (`obslab serve`) answers as fast as with telemetry healthy."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from tests.support import free_port
+from obslab import conventions as c
+from tests.support import free_port, service_headers
 
 pytestmark = [pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
@@ -59,6 +60,7 @@ def fraud_service(tmp_path, **otel_env):
 
 def latencies(url: str) -> list[float]:
     session = requests.Session()
+    session.headers.update(service_headers(c.TRANSACTIONS, c.FRAUD))   # fraud answers its callers only
     for _ in range(20):  # warm up connections and code paths
         session.post(f"{url}/assessments", json=BODY, timeout=5)
     samples = []

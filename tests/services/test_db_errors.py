@@ -21,7 +21,7 @@ from obslab.conventions import DbErrorKind
 from obslab.services.common.app import context
 from obslab.services.common.db import Database, report_errors
 from obslab.services.fraud.app import create_app as create_fraud
-from tests.support import MYSQL_SERVER_URL, free_port, mysql_reachable
+from tests.support import MYSQL_SERVER_URL, free_port, mysql_reachable, service_headers
 
 K = DbErrorKind
 
@@ -213,6 +213,7 @@ def test_a_service_shows_every_kind_at_zero_from_start_and_counts_its_errors(tmp
         conn.execute(text("DROP TABLE assessments"))
     response = app.test_client().post("/assessments", json={
         "customer_id": "cus_dberrors", "kind": "transfer", "amount_minor": 1000, "currency": "EUR",
-        "counterparty": "acc_aaaaaaaaaaaaaaaa", "reference": "trf_dberrors"})
+        "counterparty": "acc_aaaaaaaaaaaaaaaa", "reference": "trf_dberrors"},
+        headers=service_headers(c.TRANSACTIONS, c.FRAUD))
     assert response.status_code == 500
     assert db_errors(app) == {**{kind.value: 0.0 for kind in DbErrorKind}, K.OTHER.value: 1.0}
