@@ -30,6 +30,7 @@ from obslab.iis_mock.series import iis_series
 from obslab.iis_mock.simulation import Effects, IisModel
 from obslab.services.common.errors import register_error_handlers
 from obslab.services.common.faults import FaultBoard, process_board
+from obslab.services.common.identity import Signer
 from obslab.telemetry import configure_logging, exposition
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ class IisExporter:
     @classmethod
     def from_environment(cls) -> IisExporter:
         clock = clock_from_environment()
-        return cls(clock=clock, board=process_board(c.IIS_MOCK), seed=seed_from_environment(),
+        board = process_board().authenticate_with(Signer.load(c.IIS_MOCK))
+        return cls(clock=clock, board=board, seed=seed_from_environment(),
                    step_seconds=step_from_environment(clock.speed))
 
     @property

@@ -8,7 +8,13 @@ Every webhook sends Alertmanager's control token (``Authorization: Bearer``, rea
 from ``credentials_file`` on every send, so a token written after the start works): the
 alert-receiver refuses a post without one. The file is ``alertmanager/token`` of the lab's secrets
 (``obslab.secrets``): ``<data dir>/run/secrets/alertmanager/token`` natively,
-``/run/obslab/secrets/alertmanager/token`` in the compose container. The route tree follows DESIGN.md's
+``/run/obslab/secrets/alertmanager/token`` in the compose container.
+
+Alertmanager's own HTTP API (alerts, silences, even ``/-/ready``) answers only basic auth as
+``operator`` (``obslab.secrets.ALERTMANAGER_WEB_USER``): it runs with ``--web.config.file`` =
+``alertmanager-web/web.yml`` of the lab's secrets (:func:`web_config_file`), and whoever talks to
+it sends the password of ``alertmanager-web/password`` (:func:`web_password_file`,
+:func:`client_basic_auth`): Prometheus, amtool, the tests, people. The route tree follows DESIGN.md's
 alerting conventions, the teams come from ``prometheus/spec/teams.yml`` and the alerts a flood
 causes from the spec's ``caused_by_ddos`` (alertmanager/README.md draws the tree):
 
@@ -35,7 +41,7 @@ from typing import Any
 import yaml
 
 from obslab import conventions as c
-from obslab import rules, settings, topology
+from obslab import rules, secrets, settings, topology
 from obslab.profiles import Profile
 from obslab.rules.spec import TeamsSpec
 from obslab.settings import ConfigError
@@ -55,7 +61,7 @@ COMPOSE_TEMPLATES_GLOB = f"/etc/alertmanager/templates/{TEMPLATES_PATTERN}"
 # receiver's name is in the URL, so one process serves every receiver.
 WEBHOOK_PATH = "/webhook/{receiver}"
 # Where the compose stack mounts the lab's secrets folder alertmanager/ (obslab/secrets.py).
-COMPOSE_SECRETS_DIR = "/run/obslab/secrets"
+COMPOSE_SECRETS_DIR = secrets.COMPOSE_SECRETS_DIR
 
 # A notification lists at most this many alerts (the payload's truncatedAlerts counts the rest,
 # Alertmanager's UI shows them all): more than a screenful is not read by anyone.
@@ -104,12 +110,35 @@ def webhook_url(runtime: Runtime, receiver: str, *, offset: int = 0) -> str:
 def token_file(runtime: Runtime, secrets_dir: Path | None = None) -> str:
     """The file holding Alertmanager's control token, as Alertmanager reads it: compose's mount,
     or natively ``<secrets_dir>/alertmanager/token`` (default: this process's lab's secrets)."""
-    from obslab import secrets
-
     relative = secrets.token_file(secrets.ALERTMANAGER)
     if runtime == "compose":
         return f"{COMPOSE_SECRETS_DIR}/{relative}"
     return str((secrets_dir or secrets.secrets_dir()).resolve() / relative)
+
+
+def _secret_file(runtime: Runtime, relative: str, secrets_dir: Path | None) -> str:
+    if runtime == "compose":
+        return f"{COMPOSE_SECRETS_DIR}/{relative}"
+    return str((secrets_dir or secrets.secrets_dir()).resolve() / relative)
+
+
+def web_config_file(runtime: Runtime, secrets_dir: Path | None = None) -> str:
+    """Alertmanager's ``--web.config.file`` (basic auth on its whole HTTP API), as Alertmanager
+    reads it: compose's mount, or natively ``<secrets_dir>/alertmanager-web/web.yml``."""
+    return _secret_file(runtime, secrets.ALERTMANAGER_WEB_CONFIG_FILE, secrets_dir)
+
+
+def web_password_file(runtime: Runtime, secrets_dir: Path | None = None) -> str:
+    """The password of Alertmanager's API, as a client in ``runtime`` reads it (Prometheus in
+    compose mounts the same folder as Alertmanager)."""
+    return _secret_file(runtime, secrets.ALERTMANAGER_WEB_PASSWORD_FILE, secrets_dir)
+
+
+def client_basic_auth(runtime: Runtime, secrets_dir: Path | None = None) -> dict[str, str]:
+    """The ``basic_auth`` of a Prometheus-style http_config that Alertmanager lets in: Prometheus'
+    ``alerting.alertmanagers[]``, ``amtool --http.config.file``. The password is read from its
+    file on every request, never written into a configuration."""
+    return {"username": secrets.ALERTMANAGER_WEB_USER, "password_file": web_password_file(runtime, secrets_dir)}
 
 
 def webhook_config(url: str, credentials_file: str, *, send_resolved: bool = True,

@@ -76,18 +76,6 @@ SETTINGS: dict[str, str] = {
 
 # Which components keep a database (one MySQL database each, `obslab_<name>`).
 DATABASE_COMPONENTS: tuple[str, ...] = (*c.BANKING_SERVICES, c.FAULT_INJECTOR, c.ALERT_RECEIVER)
-# Who calls whom over HTTP (the `peers` of each service's create_app, the load generator's
-# targets, the ML services' Prometheus). Also their start order: a caller waits for its callees.
-CALLS: dict[str, tuple[str, ...]] = {
-    c.GATEWAY: (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS),
-    c.TRANSACTIONS: (c.FRAUD, c.ACCOUNTS, c.NOTIFICATIONS),
-    c.PAYMENTS: (c.FRAUD, c.ACCOUNTS, c.NOTIFICATIONS),
-    c.LOAD_GENERATOR: (c.GATEWAY, c.ACCOUNTS),
-    c.DDOS_DETECTOR: (c.PROMETHEUS,),
-    c.BASELINER: (c.PROMETHEUS,),
-}
-# Components that follow the fault-injector's faults (they poll it).
-FAULT_FOLLOWERS: tuple[str, ...] = (*c.BANKING_SERVICES, c.IIS_MOCK, c.LOAD_GENERATOR)
 TOKEN_COMPONENTS: tuple[str, ...] = (c.AUTH, c.GATEWAY)  # sign and verify access tokens
 # Verify control-plane tokens (the fault-injector's API, the alert-receiver's webhooks).
 CONTROL_VERIFIERS: tuple[str, ...] = (c.FAULT_INJECTOR, c.ALERT_RECEIVER)
@@ -104,7 +92,7 @@ PUBLISHED: tuple[str, ...] = (c.GATEWAY, topology.GRAFANA_NAME, topology.JAEGER_
 # our image into a named volume; every other container mounts only its own folders of it.
 SECRETS_INIT = "secrets-init"
 SECRETS_VOLUME = "lab-secrets"
-SECRETS_MOUNT = "/run/obslab/secrets"    # the same path in every container (OBSLAB_SECRETS_DIR)
+SECRETS_MOUNT = secrets.COMPOSE_SECRETS_DIR    # the same path in every container (OBSLAB_SECRETS_DIR)
 
 # The image's OBSLAB_DATA_DIR (Dockerfile). The root filesystem of our containers is read-only;
 # what a component writes at run time gets a volume of its own: the DDoS detector's model
@@ -213,7 +201,10 @@ def secret_folders(name: str) -> list[str]:
     if name == topology.GRAFANA_NAME:
         return [folder(secrets.GRAFANA_PASSWORD_FILE)]
     if name == c.ALERTMANAGER:
-        return [folder(secrets.token_file(secrets.ALERTMANAGER))]  # its bearer token for the webhooks
+        return [folder(secrets.token_file(secrets.ALERTMANAGER)),   # its bearer token for the webhooks
+                folder(secrets.ALERTMANAGER_WEB_CONFIG_FILE)]        # its web config, the API's password
+    if name == c.PROMETHEUS:
+        return [folder(secrets.ALERTMANAGER_WEB_PASSWORD_FILE)]      # to push alerts to Alertmanager's API
     if name not in {comp.name for comp in project_components()}:
         return []
     # Every component verifies the others' service tokens and signs its own.
@@ -305,8 +296,7 @@ def _environment(comp: Component) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=obslab,deployment.environment.name=${OBSLAB_ENVIRONMENT}",
     }
-    peers = [*CALLS.get(comp.name, ()), *([c.FAULT_INJECTOR] if comp.name in FAULT_FOLLOWERS else [])]
-    for peer in peers:
+    for peer in topology.calls(comp.name):
         env[f"OBSLAB_{settings.env_key(peer)}_URL"] = _url(topology.component(peer))
     if comp.name in DATABASE_COMPONENTS:
         # No password in the URL: services/common/db.py takes the component's own from
@@ -318,18 +308,20 @@ def _environment(comp: Component) -> dict[str, str]:
 
 
 def _project_service(comp: Component) -> dict[str, Any]:
-    needs = [*CALLS.get(comp.name, ())]
-    if comp.name in DATABASE_COMPONENTS:
-        needs.insert(0, topology.MYSQL_NAME)
-    if comp.name in FAULT_FOLLOWERS:
-        needs.append(c.FAULT_INJECTOR)
-    needs.append(topology.OTEL_COLLECTOR_NAME)
+    # A caller waits for its callees (the call graph of obslab/topology.py), the fault poll last.
+    called = topology.calls(comp.name)
+    needs = [*([topology.MYSQL_NAME] if comp.name in DATABASE_COMPONENTS else []),
+             *(name for name in called if name != c.FAULT_INJECTOR),
+             *([c.FAULT_INJECTOR] if c.FAULT_INJECTOR in called else []), topology.OTEL_COLLECTOR_NAME]
     volumes: list[Any] = [*_secret_mounts(comp.name)]
     if comp.name in WRITABLE_VOLUMES:
         volume, target = WRITABLE_VOLUMES[comp.name]
         volumes.append(f"{volume}:{target}")
     service = {
         "image": OBSLAB_IMAGE,
+        # obslab serve flushes spans for at most 10 s after SIGTERM (obslab/serving.py); compose's
+        # default of 10 s would kill it in the middle.
+        "stop_grace_period": "20s",
         "build": _build(),
         "command": _Inline(["serve", comp.name]),
         "environment": _environment(comp),
@@ -396,6 +388,8 @@ def _probed_service(comp: Component, base_image_variable: str, config: tuple[str
 MYSQL_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID")
 MYSQL_ROOT_PASSWORD_PATH = f"{SECRETS_MOUNT}/{secrets.MYSQL_ROOT_PASSWORD_FILE}"
 GRAFANA_PASSWORD_PATH = f"{SECRETS_MOUNT}/{secrets.GRAFANA_PASSWORD_FILE}"
+ALERTMANAGER_WEB_CONFIG_PATH = f"{SECRETS_MOUNT}/{secrets.ALERTMANAGER_WEB_CONFIG_FILE}"
+ALERTMANAGER_WEB_PASSWORD_PATH = f"{SECRETS_MOUNT}/{secrets.ALERTMANAGER_WEB_PASSWORD_FILE}"
 
 
 def services() -> dict[str, dict[str, Any]]:
@@ -451,15 +445,22 @@ def services() -> dict[str, dict[str, Any]]:
             "--storage.path=/alertmanager",
             "--web.external-url=http://localhost:${ALERTMANAGER_PORT}",
             "--cluster.listen-address=",   # one instance: no gossip
+            # Its whole HTTP API (alerts, silences, /-/ready) answers only basic auth: whoever
+            # reaches the port could otherwise plant a page or silence a real one.
+            f"--web.config.file={ALERTMANAGER_WEB_CONFIG_PATH}",
             "--log.format=json",
         ],
-        # Its bearer token for the alert-receiver's webhooks: alertmanager.yml's credentials_file.
+        # Its bearer token for the alert-receiver's webhooks (alertmanager.yml's credentials_file)
+        # and its web config.
         "volumes": ["./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
                     "./alertmanager/templates:/etc/alertmanager/templates:ro",
                     "alertmanager-data:/alertmanager",   # silences and the notification log
                     *_secret_mounts(c.ALERTMANAGER)],
         "ports": _ports(c.ALERTMANAGER),
-        "healthcheck": _healthcheck(_http_probe(topology.ALERTMANAGER)),
+        # The image's busybox wget, with the password in the URL (read from the file at run time).
+        "healthcheck": _healthcheck(["CMD-SHELL", "wget -q -O /dev/null "
+                                     f'"http://{secrets.ALERTMANAGER_WEB_USER}:$$(cat {ALERTMANAGER_WEB_PASSWORD_PATH})'
+                                     f'@127.0.0.1:{topology.ALERTMANAGER.port}{topology.ALERTMANAGER.health_path}"']),
         "depends_on": _depends_on(c.ALERT_RECEIVER, secrets_first=True),
         **third_party,
         **_common(c.ALERTMANAGER),
@@ -471,12 +472,14 @@ def services() -> dict[str, dict[str, Any]]:
         "command": promconfig.server_flags(PRODUCTION, config_file="/etc/prometheus/prometheus.yml",
                                            tsdb_path="/prometheus", retention_days=RETENTION_DAYS,
                                            external_url="http://localhost:${PROMETHEUS_PORT}"),
+        # The password of Alertmanager's API: prometheus.yml's basic_auth password_file.
         "volumes": ["./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
                     "./prometheus/rules:/etc/prometheus/rules:ro",
-                    "prometheus-data:/prometheus"],
+                    "prometheus-data:/prometheus",
+                    *_secret_mounts(c.PROMETHEUS)],
         "ports": _ports(c.PROMETHEUS),
         "healthcheck": _healthcheck(_http_probe(topology.PROMETHEUS)),
-        "depends_on": _depends_on(c.ALERTMANAGER),
+        "depends_on": _depends_on(c.ALERTMANAGER, secrets_first=True),
         **third_party,
         **_common(c.PROMETHEUS),
     }

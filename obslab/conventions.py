@@ -509,6 +509,8 @@ CUSTOMER_ID_PREFIX = "cus_"
 # Collector's redaction processor both apply them.
 ACCOUNT_ID_PATTERN = r"acc_[a-z0-9]{16}"
 CUSTOMER_ID_PATTERN = r"cus_[a-z0-9]{16}"
+TRANSFER_ID_PATTERN = r"trf_[a-z0-9]{16}"
+PAYMENT_ID_PATTERN = r"pay_[a-z0-9]{16}"
 JWT_PATTERN = r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
 CARD_NUMBER_PATTERN = r"(?<!\d)\d{13,19}(?!\d)"
 SECRET_QUERY_PARAMETER_PATTERN = r"\b((?i:password|passwd|token|access_token|secret))=[^&\s]+"

@@ -1,7 +1,10 @@
 """Prometheus configuration for both runtimes, generated from the topology and a time profile.
 
 The compose file is committed (``prometheus/prometheus.yml``); the native one is written into
-the data directory by ``obslab up``. Only the addresses and the rule path differ.
+the data directory by ``obslab up``. Only the addresses, the rule path and where Prometheus reads
+the password of Alertmanager's API differ: Alertmanager answers only basic auth (obslab/amconfig.py),
+so Prometheus sends it, the password read from ``alertmanager-web/password`` of the lab's secrets
+(compose: its read-only mount of that folder) on every push, never written into this file.
 """
 
 from __future__ import annotations
@@ -31,25 +34,35 @@ def _interval(component: Component, profile: Profile) -> int:
 
 
 def config(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int = 0,
-           only: Collection[str] | None = None) -> dict[str, Any]:
+           only: Collection[str] | None = None, secrets_dir: Path | None = None) -> dict[str, Any]:
     """``only``: names of the components that run (a lab without traffic has no load generator
-    to scrape, and a target that is down on purpose would only read as an outage)."""
+    to scrape, and a target that is down on purpose would only read as an outage);
+    ``secrets_dir``: natively, the lab's secrets folder (default: ``obslab.secrets.secrets_dir()``;
+    compose always reads its mount)."""
+    def alertmanager_auth() -> dict[str, str]:
+        from obslab import amconfig   # (lazily: it loads the alerting spec, which nothing else here needs)
+
+        return amconfig.client_basic_auth(runtime, secrets_dir)
+
     jobs = []
     for component in scraped_components(runtime):
         if only is not None and component.name not in only:
             continue
         interval = _interval(component, profile)
         for job_name, port in component.scrape_jobs():
-            jobs.append({
+            job: dict[str, Any] = {
                 "job_name": job_name,
                 "scrape_interval": profile.duration(interval),
                 "scrape_timeout": profile.duration(min(interval, 10)),
                 "metrics_path": "/metrics",
-                "static_configs": [{
-                    "targets": [component.address(runtime, offset=offset, port=port)],
-                    "labels": {"tier": component.tier},
-                }],
-            })
+            }
+            if component is ALERTMANAGER:   # its /metrics is behind the same basic auth as its API
+                job["basic_auth"] = alertmanager_auth()
+            job["static_configs"] = [{
+                "targets": [component.address(runtime, offset=offset, port=port)],
+                "labels": {"tier": component.tier},
+            }]
+            jobs.append(job)
     document: dict[str, Any] = {
         "global": {
             "scrape_interval": profile.duration(profile.scrape_default_s),
@@ -61,6 +74,7 @@ def config(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int =
     }
     if only is None or ALERTMANAGER.name in only:
         document["alerting"] = {"alertmanagers": [{
+            "basic_auth": alertmanager_auth(),
             "static_configs": [{"targets": [ALERTMANAGER.address(runtime, offset=offset)]}],
         }]}
     document["scrape_configs"] = jobs
@@ -68,8 +82,9 @@ def config(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int =
 
 
 def render(runtime: Runtime, profile: Profile, *, rules_glob: str, offset: int = 0,
-           only: Collection[str] | None = None) -> str:
-    body = yaml.safe_dump(config(runtime, profile, rules_glob=rules_glob, offset=offset, only=only),
+           only: Collection[str] | None = None, secrets_dir: Path | None = None) -> str:
+    body = yaml.safe_dump(config(runtime, profile, rules_glob=rules_glob, offset=offset, only=only,
+                                 secrets_dir=secrets_dir),
                           sort_keys=False, default_flow_style=False)
     return GENERATED_HEADER + body
 

@@ -15,6 +15,11 @@ that need it, so a container holds no other component's key)::
     control/tokens.json              SHA-256 of each control-plane token, by principal (verifiers)
     operator/token                   the operator's control token (the CLI, drills)
     alertmanager/token               Alertmanager's bearer token for the alert-receiver's webhooks
+    alertmanager-web/password        the password of Alertmanager's HTTP API (user ``operator``): what
+                                     Prometheus, the tests and people send (basic auth)
+    alertmanager-web/web.yml         Alertmanager's --web.config.file: that password's bcrypt hash
+    keys/load-generator/customer-password   the password of the load generator's simulated customers
+                                     (they hold money: a committed one would let anybody spend it)
     database/<component>/password    compose: the MySQL password of the component's own user
     mysql/root-password              compose: MySQL's root password
     mysql/users/<component>          compose: the same per-component passwords, for MySQL's init
@@ -30,6 +35,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets as _random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +46,8 @@ from obslab import settings
 from obslab.settings import ConfigError
 
 SECRETS_DIR_ENV = "OBSLAB_SECRETS_DIR"
+# Where every container of the compose stack finds its secrets (its own subfolders of the volume).
+COMPOSE_SECRETS_DIR = "/run/obslab/secrets"
 JWT_SECRET_ENV = "OBSLAB_JWT_SECRET"
 CONTROL_TOKEN_ENV = "OBSLAB_CONTROL_TOKEN"
 
@@ -52,20 +60,30 @@ PUBLIC_KEYS_DIR = "keys/public"
 CONTROL_TOKENS_FILE = "control/tokens.json"
 MYSQL_ROOT_PASSWORD_FILE = "mysql/root-password"
 GRAFANA_PASSWORD_FILE = "grafana/admin-password"
+# Grafana's copy of Alertmanager's API password (its Alertmanager datasource): Grafana's user
+# cannot read Alertmanager's folder.
+GRAFANA_ALERTMANAGER_PASSWORD_FILE = "grafana/alertmanager-password"
+# Alertmanager's HTTP API accepts nobody without this user's password (basic auth): its API takes
+# alerts (POST /api/v2/alerts: a fake page, delivered with Alertmanager's valid webhook token)
+# and silences (a real page hidden) from whoever reaches it.
+ALERTMANAGER_WEB_USER = "operator"
+ALERTMANAGER_WEB_PASSWORD_FILE = "alertmanager-web/password"
+ALERTMANAGER_WEB_CONFIG_FILE = "alertmanager-web/web.yml"
+# bcrypt's cost for that hash. The password is 256 random bits, so the cost adds nothing against
+# guessing; it is what Alertmanager pays, one comparison at a time, for every password it has not
+# seen yet (a flood of wrong ones), so it stays at the cost of the exporter-toolkit's own dummy hash
+# for unknown users (10: a wrong user name then takes as long as a wrong password).
+ALERTMANAGER_WEB_BCRYPT_ROUNDS = 10
 
 MIN_SECRET_BYTES = 32
+# What _token() generates (secrets.token_urlsafe), and nothing shorter.
+_URL_SAFE_SECRET = re.compile(rf"[A-Za-z0-9_-]{{{MIN_SECRET_BYTES},}}")
 # Values that were once written in this repository (defaults, examples): a lab that still uses
 # one can have tokens forged by anybody who read the repository.
+# (Shorter published values, like the old MySQL and Grafana passwords, fail the length check.)
 KNOWN_SECRETS = frozenset({
     "obslab-development-secret-do-not-use-outside-the-lab",
     "obslab-compose-lab-secret-change-me",
-    "obslab-root",
-    "obslab",
-    "admin",
-    "changeme",
-    "change-me",
-    "secret",
-    "password",
 })
 
 
@@ -87,6 +105,9 @@ def private_key_file(component: str) -> str:
 
 def public_key_file(component: str) -> str:
     return f"{PUBLIC_KEYS_DIR}/{component}.pem"
+
+
+LOADGEN_PASSWORD_FILE = "keys/load-generator/customer-password"
 
 
 def token_file(principal: str) -> str:
@@ -129,20 +150,38 @@ def write_private(path: Path, data: bytes, owner: tuple[int, int] | None = None)
     """Create ``path`` 0600 with ``data`` unless it exists; True when written.
 
     The mode is given to open(2), so the file is never readable by others, not even for the
-    moment between creating and chmod-ing it.
+    moment between creating and chmod-ing it; the content is written to a temporary file first
+    and linked into place whole, so an interrupted run never leaves an empty or half a secret.
     """
     private_dir(path.parent, owner)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return False
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{_random.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
+        os.fsync(fd)
         if owner is not None:
             os.fchown(fd, *owner)
     finally:
         os.close(fd)
-    return True
+    try:
+        os.link(temporary, path)          # fails if another run got there first: theirs stands
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink()
+
+
+def _own(path: Path, owner: tuple[int, int] | None) -> None:
+    """Give an existing secret (and its folder) to ``owner``: an image user may change between runs."""
+    if owner is None or not path.exists():
+        return
+    for target in (path.parent, path):
+        stat = target.stat()
+        if (stat.st_uid, stat.st_gid) != owner:
+            os.chown(target, *owner)
 
 
 def private_file(path: Path) -> Path:
@@ -191,6 +230,7 @@ def init_secrets(directory: Path, components: Iterable[str], *, database_compone
     def put(relative: str, data: bytes, owner: tuple[int, int] | None = mine) -> None:
         if write_private(directory / relative, data, owner):
             written.append(relative)
+        _own(directory / relative, owner)
 
     private_dir(directory, mine)
     put(JWT_SECRET_FILE, _token().encode())
@@ -200,7 +240,11 @@ def init_secrets(directory: Path, components: Iterable[str], *, database_compone
             key = Ed25519PrivateKey.generate()
             put(private_key_file(component), key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+        try:
+            key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+        except ValueError:
+            raise SecretError(f"the signing key of {component} ({private_path}) is not a PEM key; delete it "
+                              "and run `obslab secrets init` (every component then gets the new public key)") from None
         public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
         public_path = directory / public_key_file(component)
@@ -208,6 +252,7 @@ def init_secrets(directory: Path, components: Iterable[str], *, database_compone
             public_path.unlink(missing_ok=True)
             put(public_key_file(component), public)
 
+    put(LOADGEN_PASSWORD_FILE, _token().encode())
     principal_owner = {OPERATOR: mine, ALERTMANAGER: owners.alertmanager if compose else mine}
     for principal in CONTROL_PRINCIPALS:
         put(token_file(principal), _token().encode(), principal_owner[principal])
@@ -217,17 +262,67 @@ def init_secrets(directory: Path, components: Iterable[str], *, database_compone
         tokens_path.unlink(missing_ok=True)
         put(CONTROL_TOKENS_FILE, json.dumps(digests, indent=2, sort_keys=True).encode())
 
+    # Alertmanager's HTTP API: the password its clients send, and the web config with its hash,
+    # written anew only when it no longer matches the password. Compose: read by Alertmanager and
+    # Prometheus, both the images' nobody (65534).
+    web_owner = owners.alertmanager if compose else mine
+    put(ALERTMANAGER_WEB_PASSWORD_FILE, _token().encode(), web_owner)
+    web_password = (directory / ALERTMANAGER_WEB_PASSWORD_FILE).read_text().strip()
+    if not _URL_SAFE_SECRET.fullmatch(web_password):
+        # It travels in URLs (the compose healthcheck's http://user:password@) and must never be weak.
+        raise SecretError(f"{directory / ALERTMANAGER_WEB_PASSWORD_FILE} does not hold a password obslab "
+                          "generated; delete it and run `obslab secrets init` (then restart Alertmanager)")
+    web_config_path = directory / ALERTMANAGER_WEB_CONFIG_FILE
+    if not _web_config_admits(web_config_path, web_password):
+        web_config_path.unlink(missing_ok=True)
+        put(ALERTMANAGER_WEB_CONFIG_FILE, alertmanager_web_config(web_password).encode(), web_owner)
+
     if compose:
         put(MYSQL_ROOT_PASSWORD_FILE, _token().encode(), owners.mysql)
         for component in sorted(set(database_components)):
-            password = _token()
-            user_copy = directory / mysql_user_password_file(component)
-            if user_copy.exists():
-                password = user_copy.read_text().strip()
+            # Two copies of one password (MySQL's init reads one, the component the other): a copy
+            # that survives is the password; neither, a new one.
+            copies = (directory / mysql_user_password_file(component), directory / database_password_file(component))
+            kept = [path.read_text().strip() for path in copies if path.exists()]
+            password = kept[0] if kept and kept[0] else _token()
             put(mysql_user_password_file(component), password.encode(), owners.mysql)
             put(database_password_file(component), password.encode())
         put(GRAFANA_PASSWORD_FILE, _token().encode(), owners.grafana)
+        grafana_copy = directory / GRAFANA_ALERTMANAGER_PASSWORD_FILE
+        if grafana_copy.exists() and grafana_copy.read_text().strip() != web_password:
+            grafana_copy.unlink()
+        put(GRAFANA_ALERTMANAGER_PASSWORD_FILE, web_password.encode(), owners.grafana)
     return written
+
+
+def alertmanager_web_config(password: str) -> str:
+    """Alertmanager's --web.config.file (the Prometheus exporter-toolkit's format): every request,
+    /-/ready and /-/healthy included, needs basic auth as ALERTMANAGER_WEB_USER with ``password``."""
+    import bcrypt
+    import yaml
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(ALERTMANAGER_WEB_BCRYPT_ROUNDS)).decode()
+    return ("# Written by `obslab secrets init` (obslab/secrets.py): Alertmanager's web server answers\n"
+            f"# only basic auth as {ALERTMANAGER_WEB_USER} with the password in the file beside this one.\n"
+            + yaml.safe_dump({"basic_auth_users": {ALERTMANAGER_WEB_USER: hashed}}, default_flow_style=False))
+
+
+def _web_config_admits(path: Path, password: str) -> bool:
+    """Whether the web config at ``path`` lets exactly ALERTMANAGER_WEB_USER in with ``password``."""
+    import bcrypt
+    import yaml
+
+    try:
+        users = (yaml.safe_load(path.read_text()) or {}).get("basic_auth_users")
+    except (FileNotFoundError, ValueError, AttributeError, yaml.YAMLError):
+        return False
+    if not isinstance(users, dict) or set(users) != {ALERTMANAGER_WEB_USER}:
+        return False
+    hashed = users[ALERTMANAGER_WEB_USER]
+    try:
+        return isinstance(hashed, str) and bcrypt.checkpw(password.encode(), hashed.encode())
+    except ValueError:   # not a bcrypt hash
+        return False
 
 
 def _json_or_none(path: Path) -> object:
@@ -301,6 +396,20 @@ def principal_of(token: str, digests: Mapping[str, str]) -> str | None:
         if hmac.compare_digest(digest, expected):
             found = principal
     return found
+
+
+def loadgen_customer_password() -> str | None:
+    """The lab's password for the load generator's customers, or None outside a lab."""
+    path = secrets_dir() / LOADGEN_PASSWORD_FILE
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def alertmanager_web_password(directory: Path | None = None) -> str:
+    """The password of Alertmanager's HTTP API (user ALERTMANAGER_WEB_USER), from the lab's secrets."""
+    return read(ALERTMANAGER_WEB_PASSWORD_FILE, what="the password of Alertmanager's API", directory=directory)
 
 
 def database_password(component: str) -> str | None:

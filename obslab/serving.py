@@ -35,6 +35,7 @@ CONNECTION_LIMIT = 2000
 CHANNEL_TIMEOUT_SECONDS = 30
 MAX_HEADER_BYTES = 32 * 1024
 SHUTDOWN_SECONDS = 10.0
+BODY_SLACK_BYTES = 1024 * 1024
 
 FACTORIES: dict[str, str] = {
     c.GATEWAY: "obslab.services.gateway.app:create_app",
@@ -85,7 +86,8 @@ def _raise_open_files_limit() -> int:
 
 
 def _stop_on(signum: int, _frame: Any) -> None:
-    # waitress's loop catches SystemExit, closes its sockets and joins its threads.
+    # Raised in the main thread, inside waitress's loop, which catches it and returns after
+    # joining its worker threads (run() then simply returns).
     raise SystemExit(128 + signum)
 
 
@@ -93,14 +95,16 @@ def server_options(app: Flask) -> dict[str, Any]:
     """How waitress serves ``app``: whole requests buffered before a thread sees them, bounded."""
     body_limit = app.config.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     return {
-        "threads": settings.int_setting("OBSLAB_THREADS", 16, minimum=1),
-        "connection_limit": settings.int_setting("OBSLAB_CONNECTION_LIMIT", CONNECTION_LIMIT, minimum=16),
+        "threads": settings.int_setting("OBSLAB_THREADS", 16, minimum=1, maximum=256),
+        "connection_limit": settings.int_setting("OBSLAB_CONNECTION_LIMIT", CONNECTION_LIMIT, minimum=16,
+                                                 maximum=100_000),
         # Idle and stalled connections are dropped; a slow one never held a thread anyway.
         "channel_timeout": CHANNEL_TIMEOUT_SECONDS,
         "cleanup_interval": 5,
         "max_request_header_size": MAX_HEADER_BYTES,
-        # The app answers 413 as JSON up to its own limit; this bounds what waitress buffers for it.
-        "max_request_body_size": body_limit * 16,
+        # The app answers 413 as JSON just above its own limit; far above it, waitress refuses
+        # (plain text) before buffering more than this for a request nobody has authenticated yet.
+        "max_request_body_size": body_limit + max(body_limit, BODY_SLACK_BYTES),
         "asyncore_use_poll": True,   # select() stops at 1024 descriptors
         # The gateway decides itself whom to believe about X-Forwarded-For (services/gateway/edge.py).
         "clear_untrusted_proxy_headers": False,
@@ -125,20 +129,24 @@ def serve(name: str, host: str | None = None, port: int | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop_on)
     signal.signal(signal.SIGINT, _stop_on)
     log.info("serving", extra={"component": name, "address": f"{bind_host}:{bind_port}"})
+    status = 0
     try:
-        server.run()
+        server.run()   # until SIGTERM/SIGINT: waitress turns our SystemExit into an orderly close
+    except BaseException:
+        log.exception("the server stopped unexpectedly")
+        status = 1
     finally:
-        _exit_after_flushing_spans()
+        _exit_after_flushing_spans(status)
 
 
-def _exit_after_flushing_spans() -> None:
+def _exit_after_flushing_spans(status: int) -> None:
     """Flush the queued spans for a bounded time, then end the process: an exporter retrying
-    against a collector that hangs must not keep a stopping component alive (as gunicorn's
-    graceful timeout did before)."""
+    against a collector that hangs must not keep a stopping component alive (compose gives a
+    container 20 s; see obslab/compose.py)."""
     from obslab.telemetry import shutdown_tracing
 
     flusher = threading.Thread(target=shutdown_tracing, name="span-flush", daemon=True)
     flusher.start()
     flusher.join(timeout=SHUTDOWN_SECONDS)
     logging.shutdown()
-    os._exit(0)
+    os._exit(status)

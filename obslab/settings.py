@@ -14,6 +14,7 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -83,7 +84,7 @@ def environment() -> str:
     return os.environ.get("OBSLAB_ENVIRONMENT", DEFAULT_ENVIRONMENT)
 
 
-def int_setting(name: str, default: int, minimum: int = 0) -> int:
+def int_setting(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -91,8 +92,9 @@ def int_setting(name: str, default: int, minimum: int = 0) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
     return value
 
 
@@ -104,6 +106,8 @@ def float_setting(name: str, default: float, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from obslab import conventions as c
+from obslab.secrets import ALERTMANAGER as ALERTMANAGER_PRINCIPAL
+from obslab.secrets import OPERATOR
 
 Runtime = Literal["native", "compose"]
 Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring", "control", "traffic", "storage"]
@@ -121,8 +123,6 @@ def component(name: str) -> Component:
 
 # --- who may call what (DESIGN.md, "Trust model") ----------------------------------------------
 
-OPERATOR = "operator"          # a person, the CLI, a drill (obslab.secrets.OPERATOR)
-ALERTMANAGER_PRINCIPAL = "alertmanager"
 # Anything that is not a component: the public internet at the gateway, a browser, an OTLP exporter.
 Access = Literal["open", "customer", "service", "control"]
 # Served by every component the same way and open to every scraper and probe.
@@ -237,11 +237,30 @@ def endpoints(component_name: str) -> dict[tuple[str, str], Endpoint]:
     return {(e.method, e.rule): e for e in ENDPOINTS.get(component_name, ())}
 
 
+# Calls that are not to an internal endpoint: the load generator uses the public API like any
+# client, the ML services read Prometheus.
+OTHER_CALLS: dict[str, tuple[str, ...]] = {
+    c.LOAD_GENERATOR: (c.GATEWAY,),
+    c.DDOS_DETECTOR: (c.PROMETHEUS,),
+    c.BASELINER: (c.PROMETHEUS,),
+}
+
+
 def callees(caller: str) -> tuple[str, ...]:
-    """The components ``caller`` calls, in the order they first appear in the table."""
+    """The components whose internal endpoints ``caller`` may call, in table order."""
     found = [name for name, table in ENDPOINTS.items()
              if any(e.access == "service" and caller in e.callers for e in table)]
     return tuple(found)
+
+
+def service_peers(caller: str) -> tuple[str, ...]:
+    """The services a service calls per request (its ServiceClients): the fault poll aside."""
+    return tuple(name for name in callees(caller) if name != c.FAULT_INJECTOR)
+
+
+def calls(caller: str) -> tuple[str, ...]:
+    """Everything ``caller`` reaches over the network: compose wires these addresses and start order."""
+    return (*OTHER_CALLS.get(caller, ()), *callees(caller))
 
 
 def scraped_components(runtime: Runtime) -> list[Component]:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from obslab import conventions as c
-from obslab import topology
+from obslab import secrets, topology
 
 PROMETHEUS_UID = "obslab-prometheus"
 JAEGER_UID = "obslab-jaeger"
@@ -100,7 +100,17 @@ def jaeger() -> dict[str, Any]:
     }
 
 
+class FromFile(str):
+    """A value Grafana reads from a file at start-up (``$__file{path}``): written unescaped."""
+
+    def __new__(cls, path: str) -> FromFile:
+        return super().__new__(cls, f"$__file{{{path}}}")
+
+
 def alertmanager() -> dict[str, Any]:
+    """Alertmanager's API answers only its lab user (basic auth, obslab/secrets.py); Grafana's
+    copy of the password is in its own secrets folder."""
+    password = f"{secrets.COMPOSE_SECRETS_DIR}/{secrets.GRAFANA_ALERTMANAGER_PASSWORD_FILE}"
     return {
         "name": "Alertmanager",
         "type": "alertmanager",
@@ -108,7 +118,10 @@ def alertmanager() -> dict[str, Any]:
         "access": "proxy",
         "url": _http_url(c.ALERTMANAGER),
         "editable": False,
+        "basicAuth": True,
+        "basicAuthUser": secrets.ALERTMANAGER_WEB_USER,
         "jsonData": {"implementation": "prometheus", "handleGrafanaManagedAlerts": False},
+        "secureJsonData": {"basicAuthPassword": FromFile(password)},
     }
 
 
@@ -140,6 +153,8 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _escape_dollars(value: Any) -> Any:
+    if isinstance(value, FromFile):
+        return str(value)
     if isinstance(value, str):
         return value.replace("$", "$$")
     if isinstance(value, dict):

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +47,18 @@ class LabComponent:
     name: str
     url: str
     health_url: str
+    # Basic auth for the health probe (Alertmanager answers nobody without it, /-/ready included):
+    # the user and the file holding the password, so that the password is never in the manifest.
+    health_user: str | None = None
+    health_password_file: str | None = None
+
+    def health_auth(self) -> tuple[str, str] | None:
+        if self.health_user is None or self.health_password_file is None:
+            return None
+        try:
+            return self.health_user, Path(self.health_password_file).read_text().strip()
+        except OSError:
+            return None   # the probe then reads "HTTP 401", which says what is wrong
 
 
 @dataclass(frozen=True)
@@ -56,9 +69,10 @@ class ComponentStatus:
     detail: str
 
 
-def check_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> tuple[bool, str]:
+def check_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS,
+                 auth: tuple[str, str] | None = None) -> tuple[bool, str]:
     try:
-        response = requests.get(url, timeout=timeout)
+        response = requests.get(url, timeout=timeout, auth=auth)
     except requests.RequestException as exc:
         reason = "not listening" if isinstance(exc, requests.ConnectionError) else type(exc).__name__
         return False, reason
@@ -144,9 +158,11 @@ class NativeLab:
         config_path = self.data_dir / "prometheus" / "prometheus.yml"
         rules_glob = str(self._write_rules() / "*.yml")
         assert self.profile is not None
+        # Its pushes to Alertmanager carry the lab's basic auth (read from the secrets folder).
         promconfig.write(config_path, promconfig.render("native", self.profile, rules_glob=rules_glob,
                                                         offset=self.offset,
-                                                        only={comp.name for comp in components}))
+                                                        only={comp.name for comp in components},
+                                                        secrets_dir=self.secrets_dir))
         return Program(c.PROMETHEUS, [
             binary,
             *promconfig.server_flags(self.profile, config_file=str(config_path),
@@ -169,10 +185,22 @@ class NativeLab:
             f"--storage.path={directory / 'data'}",
             f"--web.listen-address={address}",
             f"--web.external-url={self._url(topology.ALERTMANAGER)}",
+            # Its whole HTTP API answers only the lab's basic auth: anybody on this machine reaches
+            # loopback, and the API takes alerts (a fake page) and silences (a real one hidden).
+            f"--web.config.file={amconfig.web_config_file('native', self.secrets_dir)}",
             # One instance, on loopback: no gossip port on all interfaces.
             "--cluster.listen-address=",
             "--log.format=json",
         ], priority=850)
+
+    def _health_credentials(self, comp: topology.Component) -> dict[str, str]:
+        """LabComponent's health_user and health_password_file: Alertmanager's basic auth."""
+        if comp is not topology.ALERTMANAGER:
+            return {}
+        from obslab import amconfig
+
+        return {"health_user": secrets.ALERTMANAGER_WEB_USER,
+                "health_password_file": amconfig.web_password_file("native", self.secrets_dir)}
 
     def _components(self, with_prometheus: bool, traffic: bool = True,
                     with_alertmanager: bool = False) -> list[topology.Component]:
@@ -215,6 +243,8 @@ class NativeLab:
         # The lab's files are its user's alone, from their creation (supervisord keeps this umask).
         os.umask(0o077)
         secrets.private_dir(self.data_dir)
+        _make_private(self.data_dir)
+        (self.data_dir / "run" / "jwt-secret").unlink(missing_ok=True)   # before per-lab secrets had a folder
         secrets.init_secrets(self.secrets_dir, secrets.lab_components())
         busy = [f"{comp.name} ({comp.port + self.offset})" for comp in components
                 if port_in_use(comp.port + self.offset)]
@@ -238,7 +268,8 @@ class NativeLab:
             programs.append(self._alertmanager_program(alertmanager_binary))
         if prometheus_binary is not None:
             programs.append(self._prometheus_program(prometheus_binary, components))
-        lab = [LabComponent(comp.name, self._url(comp), self._url(comp) + comp.health_path)
+        lab = [LabComponent(comp.name, self._url(comp), self._url(comp) + comp.health_path,
+                            **self._health_credentials(comp))
                for comp in components]
         self.supervisor.write_config(programs)
         self.say(f"Starting the obslab lab in {self.data_dir} ...")
@@ -284,7 +315,7 @@ class NativeLab:
         interactive = self.out.isatty()
         while pending and time.monotonic() < deadline:
             for name, item in list(pending.items()):
-                if check_health(item.health_url, timeout=1.0)[0]:
+                if check_health(item.health_url, timeout=1.0, auth=item.health_auth())[0]:
                     del pending[name]
             fatal = [name for name, proc in self.supervisor.processes().items()
                      if name in pending and proc.state == "FATAL"]
@@ -316,7 +347,7 @@ class NativeLab:
         processes = self.supervisor.processes()
         result = []
         for item in self.manifest():
-            healthy, detail = check_health(item.health_url)
+            healthy, detail = check_health(item.health_url, auth=item.health_auth())
             proc = processes.get(item.name)
             if not healthy and proc is not None and proc.state != "RUNNING":
                 detail = f"{proc.state.lower()}: {detail}"
@@ -386,6 +417,18 @@ class NativeLab:
         self.manifest_path.unlink(missing_ok=True)
         self.say("Lab stopped.")
         return 0
+
+
+def _make_private(directory: Path) -> None:
+    """Take group and other permissions off what an older lab created under ``directory`` (new
+    files are private from their creation; see the umask in :meth:`NativeLab.up`)."""
+    for path in [directory, *directory.rglob("*")]:
+        try:
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                path.chmod(stat.S_IMODE(mode) & 0o700)
+        except OSError:
+            pass  # a file that went away meanwhile (an old socket, a rotated log)
 
 
 class _StopSignal:

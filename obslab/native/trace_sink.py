@@ -51,6 +51,8 @@ _INPUT_STEP = 64 * 1024
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|µs|ms|s|m|h|d)$")
+_EPOCH_US = re.compile(r"[0-9]{1,17}")
+_MAX_SPAN_NS = 10 * 365 * 86400e9
 _DURATION_UNITS_NS = {"us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9, "d": 86400e9}
 
 
@@ -135,9 +137,17 @@ def _envelope(data: Any, status: int = 200, error: str | None = None) -> tuple[R
 
 def _duration_ns(raw: str, name: str) -> int:
     match = _DURATION.match(raw.strip())
-    if not match:
-        raise ValueError(f"{name} must look like 500ms, 2s, 1h or 2d, got {raw!r}")
-    return int(float(match.group(1)) * _DURATION_UNITS_NS[match.group(2)])
+    nanoseconds = float(match.group(1)) * _DURATION_UNITS_NS[match.group(2)] if match else None
+    if nanoseconds is None or not nanoseconds <= _MAX_SPAN_NS:
+        raise ValueError(f"{name} must look like 500ms, 2s, 1h or 2d (at most 10 years), got {raw[:40]!r}")
+    return int(nanoseconds)
+
+
+def _epoch_us(raw: str, name: str) -> int:
+    """A Jaeger time parameter (microseconds since the epoch) as nanoseconds."""
+    if not _EPOCH_US.fullmatch(raw):
+        raise ValueError(f"{name} must be microseconds since the epoch, got {raw[:40]!r}")
+    return int(raw) * 1000
 
 
 # --- routes -----------------------------------------------------------------------------------
@@ -203,11 +213,8 @@ def _body(cap: int) -> bytes | bytearray:
                           "send smaller batches")
     try:
         data = request.get_data()
-    except RequestEntityTooLarge:
+    except RequestEntityTooLarge:   # chunked bodies too: waitress sets their length once read
         raise too_large from None
-    # A body without Content-Length (chunked) is cut at the limit by Werkzeug, not refused.
-    if request.content_length is None and len(data) >= MAX_BODY_BYTES:
-        raise too_large
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("", "identity"):
         return data
@@ -235,7 +242,8 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     def parse(kind: str, message_type: type) -> Any:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type != PROTOBUF:
-            return None, otlp_error(kind, f"send {PROTOBUF}; this stand-in does not take {content_type or 'no content type'}", 415)
+            given = content_type or "no content type"
+            return None, otlp_error(kind, f"send {PROTOBUF}; this stand-in does not take {given}", 415)
         message = message_type()
         try:
             body = _body(max_inflated)
@@ -286,13 +294,14 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         if not service:
             return _envelope(None, 400, "parameter 'service' is required")
         try:
-            limit = int(request.args.get("limit", "20"))
+            raw_limit = request.args.get("limit", "20")
+            limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) < 6 else 0
             if not 1 <= limit <= 1500:
                 raise ValueError("limit must be between 1 and 1500")
             now_ns = time.time_ns()
-            end_ns = int(request.args["end"]) * 1000 if "end" in request.args else now_ns
+            end_ns = _epoch_us(request.args["end"], "end") if "end" in request.args else now_ns
             if "start" in request.args:
-                start_ns = int(request.args["start"]) * 1000
+                start_ns = _epoch_us(request.args["start"], "start")
             else:
                 start_ns = end_ns - _duration_ns(request.args.get("lookback", "1h"), "lookback")
             min_duration = request.args.get("minDuration")

@@ -27,6 +27,7 @@ from obslab import conventions as c
 from obslab.services.accounts.ledger import CUSTOMER_KINDS, Ledger, LedgerError, MovementKind, metadata
 from obslab.services.common.app import ServiceContext, caller, create_service_app, parse_body, require_customer
 from obslab.services.common.errors import ApiError
+from obslab.services.common.identity import CALLER_NOT_ALLOWED
 from obslab.services.common.money import (
     CURRENCIES,
     MAX_AMOUNT,
@@ -132,7 +133,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     def create_movement():
         body = parse_body(MovementRequest)
         if body.kind not in KINDS_BY_CALLER.get(caller(), frozenset()):
-            raise ApiError(403, "forbidden", f"{caller()} may not ask for {body.kind.value} movements")
+            raise ApiError(403, CALLER_NOT_ALLOWED, f"{caller()} may not ask for {body.kind.value} movements")
         owner = require_customer() if body.kind in CUSTOMER_KINDS else None
         return apply(body.kind, body.id, body.debit_account, body.credit_account, body.amount_minor,
                      body.currency, owner)

@@ -74,6 +74,15 @@ movements = Table(
     Column("created_ms", BigInteger, nullable=False),
 )
 
+# Who asked for each customer movement (the customer the gateway vouched for): the books can then
+# show that every customer debit was the account owner's own doing. A table of its own so that
+# existing databases gain it at start-up (create_all adds tables, never columns).
+movement_actors = Table(
+    "movement_actors", metadata,
+    Column("movement_id", String(64), primary_key=True),
+    Column("customer_id", String(40), nullable=False),
+)
+
 entries = Table(
     "entries", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -294,6 +303,8 @@ class Ledger:
             id=movement_id, kind=kind.value, debit_account=debit_account, credit_account=credit_account,
             amount_minor=amount_minor, currency=currency, created_ms=now,
         ))
+        if kind in CUSTOMER_KINDS:
+            conn.execute(insert(movement_actors).values(movement_id=movement_id, customer_id=owner_id))
         conn.execute(update(accounts).where(accounts.c.id == debit_account)
                      .values(balance_minor=accounts.c.balance_minor - amount_minor))
         conn.execute(update(accounts).where(accounts.c.id == credit_account)
@@ -325,7 +336,8 @@ class Ledger:
         Money is conserved; every balance is the sum of its entries; every movement's ends are
         what its kind allows (so no system account but the funding source changed except through
         internal operations, and customer money grew only by transfers from other customers,
-        refunds of their own payments and deposits); a refund matches its payment.
+        refunds of their own payments and deposits); every customer movement was asked for by the
+        owner of the account it debited; a refund matches its payment.
         """
         problems: list[str] = []
         with self.db.connect() as conn:
@@ -334,6 +346,7 @@ class Ledger:
             sums = dict(conn.execute(
                 select(entries.c.account_id, func.sum(entries.c.amount_minor)).group_by(entries.c.account_id)
             ).all())
+            actors = dict(conn.execute(select(movement_actors.c.movement_id, movement_actors.c.customer_id)).all())
         total = sum(row["balance_minor"] for row in accounts_by_id.values())
         if total != 0:
             problems.append(f"the balances sum to {total}, not 0: money was created or destroyed")
@@ -355,6 +368,12 @@ class Ledger:
                 if account is None or not _end_allowed(required, account, row["currency"]):
                     problems.append(f"movement {row['id']} ({kind.value}): {side} account {account_id} is not "
                                     f"a {required} account")
+            if kind in CUSTOMER_KINDS:
+                debit = accounts_by_id.get(row["debit_account"])
+                actor = actors.get(row["id"])
+                if actor is None or debit is None or debit["owner_id"] != actor:
+                    problems.append(f"movement {row['id']} ({kind.value}): debited {row['debit_account']} for "
+                                    f"{actor or 'nobody recorded'}, not its owner")
             if kind is MovementKind.REFUND:
                 payment = by_id.get(row["id"].removesuffix(REFUND_SUFFIX))
                 if payment is None or payment["id"] == row["id"] or payment["kind"] != MovementKind.PAYMENT.value \

@@ -26,7 +26,7 @@ from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -126,15 +126,11 @@ def _routes(app: Flask, ctx: ServiceContext, state: AuthState) -> None:
     def overloaded(metric) -> ApiError:
         ctx.metrics.count(metric, outcome="overloaded")
         trace.get_current_span().set_attribute(c.ATTR_OUTCOME, "overloaded")
-        g.retry_after = Overloaded.retry_after_seconds
         return ApiError(503, "overloaded", "too many password checks at once; retry in a moment",
                         retry_after_seconds=Overloaded.retry_after_seconds)
 
     @app.after_request
-    def _headers(response: Response) -> Response:
-        retry_after = g.pop("retry_after", None)
-        if retry_after is not None:
-            response.headers["Retry-After"] = str(retry_after)
+    def _no_store(response: Response) -> Response:
         if request.path in NO_STORE_PATHS:
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
@@ -172,7 +168,6 @@ def _routes(app: Flask, ctx: ServiceContext, state: AuthState) -> None:
         if not attempt.allowed:
             ctx.metrics.count(c.LOGINS, outcome="too_many_attempts")
             span.set_attribute(c.ATTR_OUTCOME, "too_many_attempts")
-            g.retry_after = attempt.retry_after_seconds
             raise ApiError(429, "too_many_attempts",
                            f"too many failed logins; try again in {attempt.retry_after_seconds} seconds",
                            retry_after_seconds=attempt.retry_after_seconds)

@@ -19,14 +19,22 @@ from opentelemetry import trace
 from pydantic import BaseModel
 from sqlalchemy import MetaData, event
 
-from obslab import __version__, topology
+from obslab import __version__, secrets, topology
 from obslab import conventions as c
 from obslab.services.common.control import authenticate_control
 from obslab.services.common.db import Database
 from obslab.services.common.errors import ApiError, register_error_handlers
 from obslab.services.common.faults import POLL_PATH, Fault, FaultBoard, injected_delay_seconds, process_board
 from obslab.services.common.http import ServiceClient
-from obslab.services.common.identity import IdentityError, ServiceIdentity
+from obslab.services.common.identity import (
+    CALLER_NOT_ALLOWED,
+    CUSTOMER_ASSERTION_MISSING,
+    INVALID_CUSTOMER_ASSERTION,
+    INVALID_SERVICE_TOKEN,
+    SERVICE_CREDENTIAL_MISSING,
+    IdentityError,
+    ServiceIdentity,
+)
 from obslab.telemetry import (
     MetricSet,
     configure_logging,
@@ -39,8 +47,9 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
-# The fault poll is operational too: every process asks every second.
-_OPERATIONAL_PATHS = frozenset({"/health", "/ready", "/metrics", POLL_PATH})
+# Left out of RED metrics and faults: probes, scrapes, and the fault poll every process makes each second.
+_OPERATIONAL_PATHS = topology.OPERATIONAL_ROUTES | {POLL_PATH}
+_READ_METHODS = frozenset({"GET", "HEAD"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _DIGITS = re.compile(r"[0-9]{1,9}")
@@ -173,17 +182,23 @@ def _register_access_control(app: Flask, ctx: ServiceContext) -> None:
     """Every request to a declared endpoint proves what the topology requires of its caller."""
     table = topology.endpoints(ctx.name)
     verifier = ctx.identity.verifier
+    # Loaded now, so that a component whose control tokens are missing refuses to start.
+    digests = secrets.control_principals() if any(e.access == "control" for e in table.values()) else {}
 
     @app.before_request
     def _authorize():
         rule = request.url_rule
-        if rule is None or rule.rule in topology.OPERATIONAL_ROUTES or request.method == "OPTIONS":
-            return None  # unknown routes answer 404/405; probes and scrapers need nothing
+        if rule is None:
+            return None  # unknown routes answer 404/405
+        if rule.rule in topology.OPERATIONAL_ROUTES and request.method in _READ_METHODS:
+            return None  # probes and scrapers need nothing
+        if request.method == "OPTIONS" and rule.provide_automatic_options:
+            return None  # Flask's own answer: the Allow header, no view runs
         endpoint = table.get((_endpoint_key(request.method), rule.rule))
         if endpoint is None:  # cannot happen for a route checked at start-up; fail closed anyway
-            raise ApiError(403, "forbidden", "this endpoint is not in the lab's topology")
+            raise ApiError(403, CALLER_NOT_ALLOWED, "this endpoint is not in the lab's topology")
         if endpoint.access == "control":
-            g.principal = authenticate_control(endpoint.callers)
+            g.principal = authenticate_control(endpoint.callers, digests)
         elif endpoint.access == "service":
             g.caller = _authenticate_service(verifier, endpoint.callers)
             assertion = request.headers.get(c.HEADER_CUSTOMER_ASSERTION)
@@ -191,7 +206,7 @@ def _register_access_control(app: Flask, ctx: ServiceContext) -> None:
                 try:
                     g.customer = verifier.customer(assertion)
                 except IdentityError as exc:
-                    raise ApiError(401, "invalid_customer_assertion", str(exc)) from None
+                    raise ApiError(401, INVALID_CUSTOMER_ASSERTION, str(exc)) from None
                 g.customer_assertion = assertion
         return None
 
@@ -199,24 +214,28 @@ def _register_access_control(app: Flask, ctx: ServiceContext) -> None:
 def _authenticate_service(verifier, allowed: tuple[str, ...]) -> str:
     token = request.headers.get(c.HEADER_SERVICE_TOKEN)
     if not token:
-        raise ApiError(401, "unauthenticated",
+        raise ApiError(401, SERVICE_CREDENTIAL_MISSING,
                        f"internal endpoint: send the calling service's {c.HEADER_SERVICE_TOKEN}")
     try:
         caller = verifier.caller(token)
     except IdentityError as exc:
-        raise ApiError(401, "invalid_service_token", str(exc)) from None
+        raise ApiError(401, INVALID_SERVICE_TOKEN, str(exc)) from None
     if caller not in allowed:
-        raise ApiError(403, "forbidden", f"{caller} may not call this endpoint")
+        raise ApiError(403, CALLER_NOT_ALLOWED, f"{caller} may not call this endpoint")
     return caller
 
 
 def _check_every_route_is_declared(app: Flask, name: str) -> None:
     declared = topology.endpoints(name)
+
+    def exempt(rule, method: str) -> bool:
+        if method == "HEAD" or (method == "OPTIONS" and rule.provide_automatic_options):
+            return True
+        return rule.rule in topology.OPERATIONAL_ROUTES and method == "GET"
+
     missing = sorted(
-        f"{method} {rule.rule}" for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static" and rule.rule not in topology.OPERATIONAL_ROUTES
-        for method in (rule.methods or ()) if method not in ("HEAD", "OPTIONS")
-        and (method, rule.rule) not in declared
+        f"{method} {rule.rule}" for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+        for method in (rule.methods or ()) if not exempt(rule, method) and (method, rule.rule) not in declared
     )
     if missing:
         raise AssertionError(f"{name}: routes missing from obslab.topology.ENDPOINTS: {', '.join(missing)}")
@@ -337,7 +356,7 @@ def require_customer() -> str:
     """The customer the gateway vouched for (its signed assertion, verified on arrival)."""
     customer = g.get("customer")
     if not customer:
-        raise ApiError(401, "unauthenticated",
+        raise ApiError(401, CUSTOMER_ASSERTION_MISSING,
                        f"this endpoint acts for a customer: send the gateway's {c.HEADER_CUSTOMER_ASSERTION}")
     return customer
 

@@ -283,19 +283,12 @@ _board: FaultBoard | None = None
 _board_lock = threading.Lock()
 
 
-def process_board(component: str | None = None) -> FaultBoard:
-    """The board of this process, reading ``OBSLAB_FAULT_INJECTOR_URL`` (unset: no faults).
-
-    ``component``: who polls (its signing key proves it to the injector); the caller may instead
-    hand the board a signer with :meth:`FaultBoard.authenticate_with`."""
+def process_board() -> FaultBoard:
+    """The board of this process, reading ``OBSLAB_FAULT_INJECTOR_URL`` (unset: no faults). Who
+    polls proves itself with :meth:`FaultBoard.authenticate_with`."""
     global _board
     with _board_lock:
         if _board is None:
             _board = FaultBoard(os.environ.get("OBSLAB_FAULT_INJECTOR_URL") or None,
                                 poll_seconds=settings.float_setting("OBSLAB_FAULT_POLL_SECONDS", 1.0, minimum=0.05))
-        board = _board
-    if component is not None and board.injector_url is not None:
-        from obslab.services.common.identity import Signer
-
-        board.authenticate_with(Signer.load(component))
-    return board
+        return _board

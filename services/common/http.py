@@ -22,7 +22,7 @@ from obslab import conventions as c
 from obslab import settings
 from obslab.services.common.breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from obslab.services.common.errors import ApiError
-from obslab.services.common.identity import Signer
+from obslab.services.common.identity import INTERNAL_AUTH_ERRORS, Signer
 from obslab.telemetry import MetricSet
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ class ServiceClient:
         headers = self.signer.headers(self.peer) if self.signer is not None else {}
         if for_customer:
             assertion = g.get("customer_assertion") if has_request_context() else None
-            if not assertion:
-                raise ApiError(401, "unauthenticated", "no customer context to act for")
+            if not assertion:  # a bug in this service, not the client's fault
+                raise ApiError(500, "internal_error", "no customer context to act for")
             headers[c.HEADER_CUSTOMER_ASSERTION] = assertion
         return headers
 
@@ -167,6 +167,11 @@ def error_from_response(peer: str, response: requests.Response) -> ApiError:
         body = response.json()
     except ValueError:
         body = None
+    if isinstance(body, dict) and body.get("error") in INTERNAL_AUTH_ERRORS:
+        # Our own credentials were refused: a deployment problem (keys, topology), never the client's.
+        log.error("a peer refused this service's credentials",
+                  extra={"peer": peer, "status": response.status_code, "error": body.get("error")})
+        return ApiError(502, "dependency_error", f"{peer} refused this service's call", dependency=peer)
     if isinstance(body, dict) and "error" in body:
         details = {k: v for k, v in body.items() if k not in ("error", "message")}
         if response.status_code >= 500:

@@ -48,6 +48,17 @@ CUSTOMER_TYPE = "customer"
 _CACHE_SIZE = 10_000
 
 
+# Error codes of a refused internal call. A caller that gets one back from a peer has a broken
+# deployment, not a bad request: services/common/http.py answers its own client with a 502.
+SERVICE_CREDENTIAL_MISSING = "service_credential_missing"
+CUSTOMER_ASSERTION_MISSING = "customer_assertion_missing"
+INVALID_SERVICE_TOKEN = "invalid_service_token"
+INVALID_CUSTOMER_ASSERTION = "invalid_customer_assertion"
+CALLER_NOT_ALLOWED = "caller_not_allowed"
+INTERNAL_AUTH_ERRORS = frozenset({SERVICE_CREDENTIAL_MISSING, CUSTOMER_ASSERTION_MISSING, INVALID_SERVICE_TOKEN,
+                                  INVALID_CUSTOMER_ASSERTION, CALLER_NOT_ALLOWED})
+
+
 class IdentityError(Exception):
     """A credential is missing, forged, expired or meant for someone else (a 401)."""
 

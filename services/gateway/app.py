@@ -35,20 +35,18 @@ from obslab.services.common.errors import ApiError
 from obslab.services.common.http import ServiceClient
 from obslab.services.common.identity import IdentityError
 from obslab.services.common.money import Currency
-from obslab.services.gateway.edge import ClientWindow, RateLimiter, client_address, trusted_proxies
+from obslab.services.common.control import bearer_token
+from obslab.services.gateway.edge import ClientWindow, RateLimiter, client_address, client_key, trusted_proxies
 from obslab.telemetry import current_trace_ids
 
 log = logging.getLogger(__name__)
 
 API = c.API_PREFIX
-PUBLIC_PATHS = frozenset({f"{API}/auth/register", f"{API}/auth/login"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Ids a customer may name in a path or query, checked before they go into an internal URL.
 ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
-TRANSFER_ID = re.compile(r"trf_[a-z0-9]{16}")
-PAYMENT_ID = re.compile(r"pay_[a-z0-9]{16}")
-# Credentials and tokens must not stay in a browser's or proxy's cache.
-NO_STORE_PATHS = PUBLIC_PATHS
+TRANSFER_ID = re.compile(c.TRANSFER_ID_PATTERN)
+PAYMENT_ID = re.compile(c.PAYMENT_ID_PATTERN)
 
 metadata = MetaData()
 audit_log = Table(
@@ -79,7 +77,7 @@ def public_account(account: dict) -> dict:
 def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None) -> Flask:
     return create_service_app(
         c.GATEWAY, _routes, metadata=metadata, db_url=db_url,
-        peers=[c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS], peer_urls=peer_urls,
+        peers=topology.service_peers(c.GATEWAY), peer_urls=peer_urls,
         metric_specs=[c.AUDIT_RECORDS, c.GATEWAY_RATE_LIMITED],
     )
 
@@ -102,7 +100,8 @@ def _forward(client: ServiceClient, method: str, path: str, *, customer: bool = 
     data = request.get_data() if method in STATE_CHANGING else None
     upstream = client.request(method, path, data=data, params=params, headers=headers, for_customer=customer)
     response = Response(upstream.content, status=upstream.status_code, content_type="application/json")
-    for header in (c.HEADER_IDEMPOTENT_REPLAYED, "Retry-After"):
+    # Auth marks credentials and tokens no-store; the other answers say how to retry.
+    for header in (c.HEADER_IDEMPOTENT_REPLAYED, "Retry-After", "Cache-Control", "Pragma"):
         value = upstream.headers.get(header)
         if value:
             response.headers[header] = value
@@ -116,6 +115,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     transactions, payments = ctx.peer(c.TRANSACTIONS), ctx.peer(c.PAYMENTS)
     secret = secrets.jwt_secret()
     signer, verifier = ctx.identity.signer, ctx.identity.verifier
+    customer_endpoints = topology.endpoints(c.GATEWAY)
     trusted = trusted_proxies()
     limiter = RateLimiter.from_environment()
     window = ClientWindow()
@@ -139,8 +139,9 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         if not request.path.startswith(API + "/"):
             return None
         forwarded = request.headers.get(c.HEADER_FORWARDED_FOR)
-        client = client_address(request.remote_addr, forwarded, trusted, trust_peer=bool(forwarded) and forwarding_caller())
-        g.client = client
+        address = client_address(request.remote_addr, forwarded, trusted,
+                                 trust_peer=bool(forwarded) and forwarding_caller())
+        client = g.client = client_key(address)
         trace.get_current_span().set_attribute(c.ATTR_CLIENT_ADDRESS, client)
         window.record(client)
         if not limiter.allow(client):
@@ -152,29 +153,23 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.before_request
     def _authenticate():
+        """The customer's access token, on every endpoint the topology marks "customer"."""
         g.identity = None
-        if request.url_rule is None or not request.path.startswith(API + "/") or request.path in PUBLIC_PATHS:
-            return None  # unknown routes answer 404/405, public ones need no token
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        rule = request.url_rule
+        method = "GET" if request.method == "HEAD" else request.method
+        endpoint = None if rule is None else customer_endpoints.get((method, rule.rule))
+        if endpoint is None or endpoint.access != "customer":
+            return None  # unknown routes answer 404/405, open ones need no token
+        token = bearer_token()
+        if token is None:
             raise ApiError(401, "unauthenticated",
                            "send 'Authorization: Bearer <access_token>' (POST /api/v1/auth/login)")
         try:
-            g.identity = tokens.verify(secret, token.strip())
+            g.identity = tokens.verify(secret, token)
         except tokens.InvalidToken as exc:
             raise ApiError(401, "invalid_token", str(exc)) from None
         g.customer_assertion = signer.customer_assertion(g.identity.customer_id)
         return None
-
-    @app.after_request
-    def _retry_after(response: Response) -> Response:
-        if response.status_code == 429:
-            response.headers.setdefault("Retry-After", "1")
-        if request.path in NO_STORE_PATHS:
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["Pragma"] = "no-cache"
-        return response
 
     @app.after_request
     def _audit(response: Response) -> Response:

@@ -78,6 +78,19 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterabl
     return peer
 
 
+def client_key(address: str) -> str:
+    """What limits and backoffs count per client: the address, or for IPv6 its /64 (one host
+    commonly owns a whole /64 and could otherwise rotate through 2**64 "clients").
+
+    >>> client_key("203.0.113.9"), client_key("2001:db8::1:2:3:4")
+    ('203.0.113.9', '2001:db8::/64')
+    """
+    ip = _parse(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
+
+
 @dataclass
 class _Bucket:
     tokens: float

@@ -12,7 +12,7 @@ Environment variables (all optional; ``obslab up`` passes the lab's through):
 ``OBSLAB_LOAD_RETRY_SHARE``        share of transfers sent twice with the same Idempotency-Key (0.05)
 ``OBSLAB_LOAD_TIMEOUT_SECONDS``    client timeout of one request (10)
 ``OBSLAB_LOAD_USER_PREFIX``        usernames are PREFIX + 5 digits (``loadgen-``)
-``OBSLAB_LOAD_PASSWORD``           password of every simulated customer
+``OBSLAB_LOAD_PASSWORD``           password of every simulated customer (default: the lab's own)
 ``OBSLAB_LOAD_FLOOD_THREADS``      sender threads of a DDoS flood (default: from its rps)
 ``OBSLAB_LOAD_FLOOD_RAMP_SECONDS`` how long a flood takes to reach its full rate (20)
 ``OBSLAB_LOAD_FLOOD_LOGIN_RPS``    cap on well-formed junk logins per second in a flood (0.5)
@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from obslab import conventions as c
-from obslab import settings
+from obslab import secrets, settings
 from obslab.services.loadgen.mix import JourneyMix
 from obslab.settings import ConfigError
 
@@ -37,7 +37,15 @@ DEFAULT_SEED = 1
 DEFAULT_RETRY_SHARE = 0.05
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_USER_PREFIX = "loadgen-"
-DEFAULT_PASSWORD = "loadgen-customer-password"
+
+def lab_password() -> str:
+    """The simulated customers' password: the lab's own (generated per deployment; they hold money)."""
+    password = secrets.loadgen_customer_password()
+    if password is None:
+        raise ConfigError("no password for the simulated customers: run the generator inside a lab "
+                          "(its data directory holds one) or set OBSLAB_LOAD_PASSWORD")
+    return password
+
 DEFAULT_FLOOD_RAMP_SECONDS = 20.0
 # Each well-formed login costs the auth service an Argon2 verification (~0.25 s of CPU): an
 # uncapped credential-stuffing share would stop a 2-core lab outright instead of stressing it.
@@ -69,7 +77,7 @@ class LoadConfig:
     retry_share: float = DEFAULT_RETRY_SHARE
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     user_prefix: str = DEFAULT_USER_PREFIX
-    password: str = DEFAULT_PASSWORD
+    password: str = field(default_factory=lab_password)
     flood_threads: int | None = None
     flood_ramp_seconds: float = DEFAULT_FLOOD_RAMP_SECONDS
     flood_login_rps: float = DEFAULT_FLOOD_LOGIN_RPS
@@ -116,7 +124,7 @@ class LoadConfig:
             "retry_share": settings.float_setting("OBSLAB_LOAD_RETRY_SHARE", DEFAULT_RETRY_SHARE),
             "timeout": settings.float_setting("OBSLAB_LOAD_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
             "user_prefix": os.environ.get("OBSLAB_LOAD_USER_PREFIX") or DEFAULT_USER_PREFIX,
-            "password": os.environ.get("OBSLAB_LOAD_PASSWORD") or DEFAULT_PASSWORD,
+            "password": os.environ.get("OBSLAB_LOAD_PASSWORD") or lab_password(),
             "flood_threads": settings.int_setting("OBSLAB_LOAD_FLOOD_THREADS", 0) or None,
             "flood_ramp_seconds": settings.float_setting("OBSLAB_LOAD_FLOOD_RAMP_SECONDS",
                                                          DEFAULT_FLOOD_RAMP_SECONDS),

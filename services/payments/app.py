@@ -13,7 +13,6 @@ Routes (internal; for the customer the gateway's signed assertion names):
 from __future__ import annotations
 
 import logging
-import re
 from typing import Annotated, Any
 
 from flask import Flask
@@ -23,6 +22,7 @@ from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table
 from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
+from obslab import topology
 from obslab.conventions import TransactionStatus, TransactionType
 from obslab.services.common.app import (
     ServiceContext,
@@ -35,7 +35,7 @@ from obslab.services.common.clock import iso_utc, now_ms
 from obslab.services.common.errors import ApiError
 from obslab.services.common.http import error_from_response
 from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
-from obslab.services.common.ids import new_id
+from obslab.services.common.ids import AccountIdField, new_id, require_customer_account
 from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
 from obslab.services.common.notify import notify_customer
 from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
@@ -68,10 +68,6 @@ PENDING = "pending"
 AUTHORIZED = "authorized"
 REFUNDING = "refunding"
 
-AccountId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")]
-# The form every customer account id has (openapi.yaml, AccountId). A payment naming anything
-# else is answered 404 at once: never recorded, scored or looked up, so never echoed back.
-CUSTOMER_ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
 # As the public API document says (openapi.yaml, Merchant): no stripping, so " Shop" is refused
 # like any other name that does not start with a letter or digit.
 Merchant = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._&'-]*$")]
@@ -79,7 +75,7 @@ Merchant = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern
 
 class PaymentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    account: AccountId
+    account: AccountIdField
     merchant: Merchant
     amount: Amount
     currency: Currency
@@ -89,10 +85,8 @@ class PaymentRequest(BaseModel):
         # After every 400: a well-formed request naming an account that cannot exist is about an
         # unknown account (404, as the ledger says for one that does not exist), not malformed.
         # An ApiError, not a ValueError, so that pydantic lets it through as it is.
-        if not CUSTOMER_ACCOUNT_ID.fullmatch(self.account):
-            raise ApiError(404, "account_not_found", "source account not found")
+        require_customer_account(self.account, "source")
         return self
-
 
 
 def public_payment(row: Any) -> dict[str, Any]:
@@ -116,7 +110,7 @@ def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = Non
 
     return create_service_app(
         c.PAYMENTS, routes, metadata=metadata, db_url=db_url,
-        peers=[c.FRAUD, c.ACCOUNTS, c.NOTIFICATIONS], peer_urls=peer_urls,
+        peers=topology.service_peers(c.PAYMENTS), peer_urls=peer_urls,
         metric_specs=[*MOVEMENT_METRICS, c.PROCESSOR_DURATION, c.NOTIFICATIONS_DROPPED],
     )
 

@@ -14,17 +14,17 @@ Routes (internal; for the customer the gateway's signed assertion names):
 from __future__ import annotations
 
 import logging
-import re
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 from flask import Flask
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
+from obslab import topology
 from obslab.conventions import TransactionStatus, TransactionType
 from obslab.services.common.app import (
     ServiceContext,
@@ -39,7 +39,7 @@ from obslab.services.common.clock import iso_utc, now_ms
 from obslab.services.common.errors import ApiError
 from obslab.services.common.http import error_from_response
 from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
-from obslab.services.common.ids import new_id
+from obslab.services.common.ids import AccountIdField, new_id, require_customer_account
 from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
 from obslab.services.common.notify import notify_customer
 from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
@@ -66,18 +66,13 @@ transfers = Table(
     Index("ix_transfers_to", "to_account", "created_ms"),
 )
 
-AccountId = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_]+$")]
-# The form every customer account id has (openapi.yaml, AccountId). A transfer naming anything
-# else is answered 404 at once: never recorded, scored or looked up, so never echoed back.
-CUSTOMER_ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
-ACCOUNT_ID = re.compile(r"[a-z0-9_]{1,40}")
 PENDING = "pending"
 
 
 class TransferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    from_account: AccountId
-    to_account: AccountId
+    from_account: AccountIdField
+    to_account: AccountIdField
     amount: Amount
     currency: Currency
 
@@ -92,11 +87,9 @@ class TransferRequest(BaseModel):
         # After every 400: a well-formed request naming an account that cannot exist is about an
         # unknown account (404, as the ledger says for one that does not exist), not malformed.
         # An ApiError, not a ValueError, so that pydantic lets it through as it is.
-        for account, side in ((self.from_account, "source"), (self.to_account, "destination")):
-            if not CUSTOMER_ACCOUNT_ID.fullmatch(account):
-                raise ApiError(404, "account_not_found", f"{side} account not found")
+        require_customer_account(self.from_account, "source")
+        require_customer_account(self.to_account, "destination")
         return self
-
 
 
 def incoming_transfer(row: Any) -> dict[str, Any]:
@@ -123,7 +116,7 @@ def public_transfer(row: Any) -> dict[str, Any]:
 def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None) -> Flask:
     return create_service_app(
         c.TRANSACTIONS, _routes, metadata=metadata, db_url=db_url,
-        peers=[c.FRAUD, c.ACCOUNTS, c.NOTIFICATIONS], peer_urls=peer_urls,
+        peers=topology.service_peers(c.TRANSACTIONS), peer_urls=peer_urls,
         metric_specs=[*MOVEMENT_METRICS, c.NOTIFICATIONS_DROPPED],
     )
 
@@ -202,18 +195,20 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         customer = require_customer()
         account = require_query("account")
         limit = query_int("limit", 50, 1, 200)
-        if not ACCOUNT_ID.fullmatch(account):
-            raise ApiError(404, "account_not_found", "account not found")
+        require_customer_account(account)
         # Only the owner may read an account's history; accounts answers 404 otherwise.
         accounts.call("GET", f"/accounts/{quote(account, safe='')}", for_customer=True)
         t = transfers
+        # Outgoing: what this customer asked for (a stranger's refused attempt to debit the account
+        # is the stranger's record, not the owner's); incoming: what arrived.
+        outgoing = (t.c.from_account == account) & (t.c.customer_id == customer)
         incoming = (t.c.to_account == account) & (t.c.status == TransactionStatus.COMPLETED.value)
         with db.connect() as conn:
             rows = conn.execute(
-                select(t).where((t.c.from_account == account) | incoming)
-                .order_by(t.c.created_ms.desc(), t.c.id).limit(limit)
+                select(t).where(outgoing | incoming).order_by(t.c.created_ms.desc(), t.c.id).limit(limit)
             ).mappings().all()
-        return [public_transfer(row) if row["from_account"] == account else incoming_transfer(row) for row in rows]
+        return [public_transfer(row) if row["customer_id"] == customer and row["from_account"] == account
+                else incoming_transfer(row) for row in rows]
 
     @app.get("/transfers/<transfer_id>")
     def get_transfer(transfer_id: str):

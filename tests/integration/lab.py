@@ -95,6 +95,21 @@ class RunningLab:
             time.sleep(0.5)
         raise AssertionError(f"trace {trace_id}: only spans of {sorted(seen)} after {timeout} s")
 
+    def alertmanager_auth(self) -> tuple[str, str]:
+        """The basic auth this lab's Alertmanager answers (its API, /-/ready included): the web
+        user and the password `obslab up` generated in the lab's secrets."""
+        from obslab import secrets
+
+        return (secrets.ALERTMANAGER_WEB_USER,
+                secrets.alertmanager_web_password(secrets.secrets_dir(self.data_dir)))
+
+    def alertmanager(self, path: str, **params) -> Any:
+        """GET ``path`` of this lab's Alertmanager, authenticated; its JSON."""
+        response = requests.get(f"{self.url(c.ALERTMANAGER)}{path}", params=params, auth=self.alertmanager_auth(),
+                                timeout=5)
+        response.raise_for_status()
+        return response.json()
+
     def prometheus(self, path: str, **params) -> dict:
         response = requests.get(f"{self.url(c.PROMETHEUS)}{path}", params=params, timeout=10)
         response.raise_for_status()

@@ -60,10 +60,8 @@ def delivered(lab: RunningLab, alertname: str, status: str, *, since: float, **l
 
 
 def alertmanager_alerts(lab: RunningLab, alertname: str) -> list[dict]:
-    response = requests.get(f"{lab.url(c.ALERTMANAGER)}/api/v2/alerts",
-                            params={"filter": f'alertname="{alertname}"'}, timeout=5)
-    response.raise_for_status()
-    return response.json()
+    """Alertmanager's view of ``alertname``, asked with the lab's basic auth (its API wants it)."""
+    return lab.alertmanager("/api/v2/alerts", filter=f'alertname="{alertname}"')
 
 
 class Payer:
@@ -104,6 +102,12 @@ def test_the_lab_runs_alertmanager_and_the_receiver_and_prometheus_notifies_thro
     assert components.get(c.ALERTMANAGER) is True and components.get(c.ALERT_RECEIVER) is True, components
     active = lab.prometheus("/api/v1/alertmanagers")["activeAlertmanagers"]
     assert [am["url"] for am in active] == [f"{lab.url(c.ALERTMANAGER)}/api/v2/alerts"]
+    # Its API answers only the lab's basic auth (`status` above probed /-/ready with it); Prometheus
+    # sends it, or the Watchdog below would never arrive; and it scrapes Alertmanager's metrics with it.
+    for path in ("/api/v2/alerts", "/api/v2/silences", "/-/ready"):
+        assert requests.get(f"{lab.url(c.ALERTMANAGER)}{path}", timeout=5).status_code == 401, path
+    assert lab.alertmanager("/api/v2/status")["cluster"]["status"] in ("disabled", "ready")
+    eventually(lambda: lab.query(f'up{{job="{c.ALERTMANAGER}"}} == 1'), 60, "Prometheus scraping Alertmanager")
     groups = lab.prometheus("/api/v1/rules")["groups"]
     loaded = {rule["name"] for group in groups for rule in group["rules"]}
     assert set(load_catalog().alert_names()) <= loaded

@@ -99,7 +99,10 @@ def test_twenty_simultaneous_guesses_get_no_more_tries_than_five_sequential_ones
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(codes) == [401] * 5 + [429] * 15
+    # Five tries at most. On a loaded machine some of the five may instead wait too long for a
+    # hashing slot and get 503 overloaded: a refusal too, and never a sixth try.
+    assert 1 <= codes.count(401) <= 5 and set(codes) <= {401, 429, 503}, codes
+    assert codes.count(429) >= 15, codes
 
 
 def test_a_brute_force_does_not_open_the_gateways_circuit_to_auth_for_everybody_else(stack, gateway):

@@ -40,6 +40,7 @@ def lab(injector, tmp_path_factory):
         stack = start_stack(lambda name: f"sqlite:///{directory / name}.sqlite3")
     finally:
         faults_module._board = previous
+    stack.board = board
     yield stack
     stack.stop()
     board.stop()
@@ -67,8 +68,11 @@ def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
     raise AssertionError(f"{what} not reached within {timeout} s")
 
 
-def settle() -> None:
-    time.sleep(0.4)  # > poll interval: the boards have seen the change
+def settle(lab, injector: str) -> None:
+    """Until the services' board holds exactly the injector's active faults. A fixed sleep was
+    flaky: on a loaded machine a poll can come later than any sleep one picks."""
+    wanted = {f["id"] for f in control.get(f"{injector}{FAULTS}", timeout=5).json()}
+    wait_until(lambda: {f.id for f in lab.board.active()} == wanted, timeout=10, what="the boards seeing the change")
 
 
 def metric_value(url: str, name: str, labels: dict[str, str]) -> float | None:
@@ -175,20 +179,20 @@ def test_latency_on_a_service_slows_its_requests_and_stops_when_cleared(lab, inj
     accounts = f"{lab.url(c.GATEWAY)}/api/v1/accounts"
     baseline = min(timed_get(accounts, headers=customer.session.headers)[0] for _ in range(3))
     fault = set_fault(injector, kind="latency", target="accounts", latency_ms=300)
-    settle()
+    settle(lab, injector)
     slow, response = timed_get(accounts, headers=customer.session.headers)
     assert response.status_code == 200
     assert slow >= baseline + 0.28
     assert metric_value(lab.url(c.ACCOUNTS), c.FAULT_APPLIED.name, {"fault": "latency"}) >= 1
     control.delete(f"{injector}{FAULTS}/{fault['id']}", timeout=5)
-    settle()
+    settle(lab, injector)
     assert timed_get(accounts, headers=customer.session.headers)[0] < baseline + 0.2
 
 
 def test_error_rate_fails_about_that_share_of_requests_with_a_json_500(lab, injector):
     # On the gateway itself: on auth, the gateway's circuit breaker would soon fail everything.
     set_fault(injector, kind="error_rate", target="gateway", rate=50, route="/api/v1/auth/login")
-    settle()
+    settle(lab, injector)
     codes = []
     for _ in range(80):
         response = requests.post(f"{lab.url(c.GATEWAY)}/api/v1/auth/login",
@@ -203,7 +207,7 @@ def test_error_rate_fails_about_that_share_of_requests_with_a_json_500(lab, inje
 def test_error_rate_on_a_route_leaves_other_routes_alone(lab, injector):
     customer = Customer(lab.url(c.GATEWAY))
     set_fault(injector, kind="error_rate", target="gateway", rate=100, route="/api/v1/transfers")
-    settle()
+    settle(lab, injector)
     assert customer.session.get(f"{lab.url(c.GATEWAY)}/api/v1/accounts", timeout=10).status_code == 200
     response = customer.session.get(f"{lab.url(c.GATEWAY)}/api/v1/transfers?account=acc_x", timeout=10)
     assert response.status_code == 500 and "injected fault" in response.json()["message"]
@@ -214,14 +218,14 @@ def test_an_unavailable_service_answers_503_and_is_not_ready_and_the_transfer_fa
     source, target = customer.open_account(), customer.open_account()
     deposit(lab.url(c.ACCOUNTS), source, 10_000)
     fault = set_fault(injector, kind="unavailable", target="fraud")
-    settle()
+    settle(lab, injector)
     assert requests.get(f"{lab.url(c.FRAUD)}/ready", timeout=5).status_code == 503
     key = uuid.uuid4().hex
     response = customer.transfer(source, target, "10.00", key=key)
     assert response.status_code in (502, 503), response.text
     assert customer.balances()[source] == "100.00"     # nothing moved
     control.delete(f"{injector}{FAULTS}/{fault['id']}", timeout=5)
-    settle()
+    settle(lab, injector)
     assert requests.get(f"{lab.url(c.FRAUD)}/ready", timeout=5).status_code == 200
     retried = customer.transfer(source, target, "10.00", key=key)
     assert retried.status_code == 201, retried.text
@@ -233,7 +237,7 @@ def test_db_slow_delays_every_statement_of_that_service_only(lab, injector):
     accounts = f"{lab.url(c.GATEWAY)}/api/v1/accounts"
     baseline = min(timed_get(accounts, headers=customer.session.headers)[0] for _ in range(3))
     set_fault(injector, kind="db_slow", target="accounts", latency_ms=200)
-    settle()
+    settle(lab, injector)
     slow, response = timed_get(accounts, headers=customer.session.headers)
     assert response.status_code == 200 and slow >= baseline + 0.19
     # fraud's database is not slowed

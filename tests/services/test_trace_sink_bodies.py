@@ -185,3 +185,13 @@ def test_inflating_in_tiny_steps_agrees_with_gzip_and_zlib(monkeypatch, steps):
                 assert exc.status == 400
                 got = None
             assert got == expected, (encoding, cut)
+
+
+@pytest.mark.parametrize("query", [
+    "end=99999999999999999999999", "start=-999999999999999999", "lookback=" + "9" * 400 + "h",
+    "minDuration=" + "9" * 400 + "s", "limit=²", "limit=" + "9" * 50, "end=1e30", "lookback=inf" + "s",
+])
+def test_a_huge_or_odd_time_parameter_is_a_400_not_a_500(sink, query):
+    response = requests.get(f"{sink.url}/api/traces?service=gateway&{query}", timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["msg"]

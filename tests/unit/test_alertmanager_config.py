@@ -4,8 +4,9 @@
 spec defines, with the labels it really carries, to the receiver the routing policy below says
 (written here, independently of obslab/amconfig.py, so a routing mistake fails); ``amtool template
 render`` renders the notification templates from realistic payloads; and a real Alertmanager,
-started with the native fast configuration, delivers to the real alert-receiver over loopback:
-pages, inhibitions, team chat and the Watchdog heartbeat.
+started with the native fast configuration and the lab's web config (its API answers only basic
+auth), delivers to the real alert-receiver over loopback: pages, inhibitions, team chat and the
+Watchdog heartbeat.
 """
 
 from __future__ import annotations
@@ -427,6 +428,11 @@ def test_the_templates_render_every_alert_of_the_spec(tmp_path, template):
 
 # --- a real Alertmanager with the native fast configuration ---------------------------------------
 
+def alertmanager_auth(secrets_dir: Path | None = None) -> tuple[str, str]:
+    """The basic auth Alertmanager's API answers (the lab's web user and its password)."""
+    return secrets.ALERTMANAGER_WEB_USER, secrets.alertmanager_web_password(secrets_dir)
+
+
 @dataclass
 class LiveAlertmanager:
     url: str
@@ -436,12 +442,12 @@ class LiveAlertmanager:
     def post(self, *alerts: dict[str, str]) -> None:
         body = [{"labels": {**labels, **EXTERNAL_LABELS, "runtime": "native"},
                  "annotations": {"summary": f"{labels['alertname']} test alert"}} for labels in alerts]
-        response = requests.post(f"{self.url}/api/v2/alerts", json=body, timeout=5)
+        response = requests.post(f"{self.url}/api/v2/alerts", json=body, auth=alertmanager_auth(), timeout=5)
         assert response.status_code == 200, response.text
 
     def alerts(self, alertname: str) -> list[dict]:
         response = requests.get(f"{self.url}/api/v2/alerts", params={"filter": f'alertname="{alertname}"'},
-                                timeout=5)
+                                auth=alertmanager_auth(), timeout=5)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -481,14 +487,14 @@ def live(tmp_path_factory):
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.path={tmp / 'alertmanager' / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url={url}", "--cluster.listen-address=",
-         "--log.level=warn"],
+         f"--web.config.file={amconfig.web_config_file('native', secrets.secrets_dir())}", "--log.level=warn"],
         stdout=subprocess.DEVNULL, stderr=log,
     )
     try:
         def ready() -> bool:
             assert process.poll() is None, (tmp / "alertmanager.log").read_text()
             try:
-                return requests.get(f"{url}/-/ready", timeout=1).status_code == 200
+                return requests.get(f"{url}/-/ready", auth=alertmanager_auth(), timeout=1).status_code == 200
             except requests.ConnectionError:
                 return False
 

@@ -46,13 +46,16 @@ def test_seed_scrape_intervals_in_the_production_profile():
     assert "trace-sink" not in jobs  # native only
 
 
-def test_native_and_compose_differ_only_in_addresses():
-    native = promconfig.config("native", PRODUCTION, rules_glob="/r/*.yml", offset=100)
+def test_native_and_compose_differ_only_in_addresses(tmp_path):
+    """... and in where Prometheus reads the password of Alertmanager's API (the lab's secrets
+    natively, its mount of the secrets volume in compose)."""
+    native = promconfig.config("native", PRODUCTION, rules_glob="/r/*.yml", offset=100, secrets_dir=tmp_path)
     compose = promconfig.config("compose", PRODUCTION, rules_glob="/r/*.yml")
     compose_jobs = {job["job_name"]: job for job in compose["scrape_configs"]}
     for job in native["scrape_configs"]:
         if job["job_name"] == "trace-sink":
             continue
+        job = json.loads(json.dumps(job).replace(str(tmp_path.resolve()), "/run/obslab/secrets"))
         twin = compose_jobs.pop(job["job_name"])
         assert job["static_configs"][0]["targets"][0].startswith("127.0.0.1:")
         assert {k: v for k, v in job.items() if k != "static_configs"} == \
