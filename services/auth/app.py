@@ -149,7 +149,7 @@ def _routes(app: Flask, ctx: ServiceContext, state: AuthState) -> None:
             if store.by_username(body.username) is not None:
                 raise UsernameTaken(body.username)
             try:
-                with gate.slot():
+                with gate.registration_slot():
                     password_hash = hasher.hash(body.password)
             except Overloaded:
                 raise overloaded(c.REGISTRATIONS) from None

@@ -6,7 +6,8 @@ Every Argon2id hash (registration, login, rehash, and the decoy for unknown user
 ``OBSLAB_AUTH_HASH_MEMORY_MIB // memory_cost`` hashes run at once (2 with the defaults: 128 MiB
 budget, 64 MiB per hash); a request waits at most ``OBSLAB_AUTH_HASH_WAIT_SECONDS`` (2 s) for a
 slot and is then answered 503 ``overloaded`` with ``Retry-After``, never a 500 nor an
-out-of-memory kill.
+out-of-memory kill. Registrations never hold every slot at once (with two or more), so a flood
+of sign-ups, which anyone can send, cannot keep existing customers from logging in.
 
 Settings (environment):
 
@@ -63,6 +64,8 @@ class HashingGate:
         self.slots = slots
         self.wait_seconds = wait_seconds
         self._free = threading.BoundedSemaphore(slots)
+        # One slot stays for logins whenever there is more than one.
+        self._registration_slots = threading.BoundedSemaphore(max(1, slots - 1))
         self._lock = threading.Lock()
         self.in_use = 0
         self.peak = 0
@@ -75,6 +78,19 @@ class HashingGate:
         wait = wait_seconds if wait_seconds is not None else settings.float_setting(
             "OBSLAB_AUTH_HASH_WAIT_SECONDS", DEFAULT_HASH_WAIT_SECONDS)
         return cls(concurrent_hashes(budget, hasher.memory_cost), wait)
+
+    @contextlib.contextmanager
+    def registration_slot(self) -> Iterator[None]:
+        """A slot for a new customer's hash: never the last one free for logins."""
+        if not self._registration_slots.acquire(timeout=self.wait_seconds):
+            with self._lock:
+                self.refused += 1
+            raise Overloaded()
+        try:
+            with self.slot():
+                yield
+        finally:
+            self._registration_slots.release()
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:

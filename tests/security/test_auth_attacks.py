@@ -357,3 +357,20 @@ def test_login_answers_are_never_cached(stack, gateway):
     for answer in answers:
         assert answer.headers.get("Cache-Control") == "no-store", (answer.status_code, answer.headers)
         assert answer.headers.get("Pragma") == "no-cache"
+
+
+def test_a_registration_flood_cannot_take_every_hashing_slot_from_logins():
+    """Anyone can send sign-ups; with two slots, registrations hold at most one of them."""
+    from obslab.services.auth.hashing import HashingGate, Overloaded
+
+    gate = HashingGate(slots=2, wait_seconds=0)
+    with gate.registration_slot():
+        with pytest.raises(Overloaded):
+            with gate.registration_slot():
+                pass
+        with gate.slot():          # a login still gets its hash
+            assert gate.in_use == 2
+    assert gate.in_use == 0
+    single = HashingGate(slots=1, wait_seconds=0)
+    with single.registration_slot():   # one slot cannot be split: registrations may use it
+        assert single.in_use == 1

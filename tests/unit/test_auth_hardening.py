@@ -381,3 +381,4 @@ def test_a_token_lifetime_within_bounds_is_used(argon2_env, ttl, expected):
     if ttl is not None:
         argon2_env.setenv("OBSLAB_TOKEN_TTL_SECONDS", ttl)
     assert token_ttl_seconds() == expected
+
