@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from obslab.services.common.money import to_minor
 
@@ -45,13 +47,24 @@ def _check(response: requests.Response, what: str, *ok: int) -> dict | list:
     return response.json()
 
 
+def patient_session() -> requests.Session:
+    """A session that waits out an overloaded lab: at start the load generator's customers
+    register too, and auth answers 503 with Retry-After once its hashing slots are busy. Every
+    step here is safe to repeat (a taken name is fine, deposits carry fixed ids)."""
+    session = requests.Session()
+    retry = Retry(total=10, connect=3, read=0, status=10, status_forcelist=(429, 502, 503, 504),
+                  allowed_methods=None, backoff_factor=0.5, respect_retry_after_header=True, raise_on_status=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 def seed_demo_data(gateway_url: str, accounts_url: str, password: str | None = None,
                    timeout: float = 10.0, *, deposit_headers: Callable[[], dict[str, str]]) -> dict[str, list[dict]]:
     """Create the demo customers; returns each customer's accounts as the API shows them.
 
     ``deposit_headers``: the operator's credential for the accounts service's internal deposits."""
     password = password or demo_password()
-    session = requests.Session()
+    session = patient_session()
     result: dict[str, list[dict]] = {}
     for username, wanted in DEMO_CUSTOMERS.items():
         credentials = {"username": username, "password": password}

@@ -17,6 +17,7 @@ import requests
 from obslab import conventions as c
 from obslab import settings
 from obslab.native.lab import port_in_use
+from obslab.native.seed import patient_session
 
 
 def eventually(check: Callable[[], Any], timeout: float, what: str | Callable[[], str],
@@ -68,7 +69,9 @@ class RunningLab:
         return obslab(*args, "--data-dir", str(self.data_dir), offset=self.offset, timeout=timeout)
 
     def login(self, username: str, password: str = "demo-password") -> requests.Session:
-        session = requests.Session()
+        # As a person would: an overloaded auth (503 with Retry-After, e.g. while the load
+        # generator signs its customers up) is waited out, not a failed login.
+        session = patient_session()
         response = session.post(f"{self.api}/auth/login", json={"username": username, "password": password},
                                 timeout=10)
         assert response.status_code == 200, response.text
