@@ -79,13 +79,16 @@ class HashingGate:
             "OBSLAB_AUTH_HASH_WAIT_SECONDS", DEFAULT_HASH_WAIT_SECONDS)
         return cls(concurrent_hashes(budget, hasher.memory_cost), wait)
 
-    @contextlib.contextmanager
-    def registration_slot(self) -> Iterator[None]:
-        """A slot for a new customer's hash: never the last one free for logins."""
-        if not self._registration_slots.acquire(timeout=self.wait_seconds):
+    def _acquire(self, semaphore: threading.BoundedSemaphore) -> None:
+        if not semaphore.acquire(timeout=self.wait_seconds):
             with self._lock:
                 self.refused += 1
             raise Overloaded()
+
+    @contextlib.contextmanager
+    def registration_slot(self) -> Iterator[None]:
+        """A slot for a new customer's hash: never the last one free for logins."""
+        self._acquire(self._registration_slots)
         try:
             with self.slot():
                 yield
@@ -94,10 +97,7 @@ class HashingGate:
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        if not self._free.acquire(timeout=self.wait_seconds):
-            with self._lock:
-                self.refused += 1
-            raise Overloaded()
+        self._acquire(self._free)
         with self._lock:
             self.in_use += 1
             self.peak = max(self.peak, self.in_use)

@@ -197,6 +197,7 @@ def _register_access_control(app: Flask, ctx: ServiceContext) -> None:
         endpoint = table.get((_endpoint_key(request.method), rule.rule))
         if endpoint is None:  # cannot happen for a route checked at start-up; fail closed anyway
             raise ApiError(403, CALLER_NOT_ALLOWED, "this endpoint is not in the lab's topology")
+        g.endpoint = endpoint   # a component's own checks read it (the gateway's "customer" ones)
         if endpoint.access == "control":
             g.principal = authenticate_control(endpoint.callers, digests)
         elif endpoint.access == "service":
