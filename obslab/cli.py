@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
 
     from obslab import alertscli, faultcli, history, mlcli, rulescli, secretscli
+    from obslab.drills import cli as drillcli
     from obslab.bench import ml as bench_ml
     from obslab.bench import nab as bench_nab
     from obslab.services.loadgen import cli as loadgen_cli
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_arguments(commands.add_parser(
         "history", help="write N days of past IIS and banking metrics into Prometheus"))
     mlcli.add_arguments(commands.add_parser("ml", help="the ML detectors' models: train"))
+    drillcli.add_arguments(commands.add_parser(
+        "drill", help="incident drills: break the lab on purpose, check who is paged in time, score it"))
     secretscli.add_arguments(commands.add_parser(
         "secrets", help="the lab's per-deployment secrets (keys, tokens, passwords): init"))
 
@@ -164,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
         from obslab.native import doctor
 
         return doctor.run(install_missing=args.install, need_mariadb=args.mariadb)
+    if args.command == "drill":
+        from obslab.drills import cli as drillcli
+
+        return drillcli.run(args)
     if args.command == "secrets":
         from obslab import secretscli
 

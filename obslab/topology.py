@@ -216,6 +216,13 @@ ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
         Endpoint("GET", f"{_API}/notifications", "open"),
         Endpoint("GET", "/runbooks/", "open"),
         Endpoint("GET", "/runbooks/<path:page>", "open"),
+        # Drills (obslab drill run) post reports and start/end events as the operator; people read them.
+        Endpoint("POST", f"{_API}/drills", "control", _CONTROL),
+        Endpoint("POST", f"{_API}/drills/events", "control", _CONTROL),
+        Endpoint("GET", f"{_API}/drills", "open"),
+        Endpoint("GET", f"{_API}/drills/<run_id>", "open"),
+        Endpoint("GET", "/drills", "open"),
+        Endpoint("GET", "/drills/<run_id>", "open"),
     ),
     # Native only, on loopback: OTLP in (as the Collector's receiver is), Jaeger's query API out.
     c.TRACE_SINK: (

@@ -2,6 +2,9 @@
 
 With ``--install`` it fixes what it can: as root on Debian it installs the OS packages, and it
 starts a local MariaDB that is installed but stopped. Otherwise it prints the exact command.
+
+Some packages only the tests need (a headless browser): they are checked and installed only for
+the test suite, i.e. with ``--mariadb`` (what ``make test`` runs), not for ``make up``.
 """
 
 from __future__ import annotations
@@ -22,19 +25,23 @@ class Requirement:
     package: str                 # Debian package that provides it
     binaries: tuple[str, ...]
     needed_for: str
+    tests_only: bool = False     # checked and installed only for the test suite
 
 
 REQUIREMENTS = (
     Requirement("prometheus", ("prometheus", "promtool"), "metrics storage, exemplars, rule checks"),
     Requirement("prometheus-alertmanager", ("prometheus-alertmanager", "amtool"), "alert routing"),
+    Requirement("chromium", ("chromium",), "tests that load drill reports in a headless browser",
+                tests_only=True),
 )
 
 MARIADB_DAEMON = "/usr/sbin/mariadbd"
 MARIADB_START = ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", MARIADB_DAEMON]
 
 
-def missing_requirements() -> list[Requirement]:
-    return [req for req in REQUIREMENTS if any(shutil.which(b) is None for b in req.binaries)]
+def missing_requirements(for_tests: bool = True) -> list[Requirement]:
+    return [req for req in REQUIREMENTS if (for_tests or not req.tests_only)
+            and any(shutil.which(b) is None for b in req.binaries)]
 
 
 def install_command(requirements: list[Requirement]) -> str:
@@ -73,10 +80,14 @@ def start_mariadb(wait_seconds: float = 30.0) -> bool:
     return False
 
 
-def run(*, install_missing: bool, need_mariadb: bool, out=sys.stdout) -> int:
-    """Returns 0 when everything needed is (now) present, 1 otherwise."""
+def run(*, install_missing: bool, need_mariadb: bool, for_tests: bool | None = None, out=sys.stdout) -> int:
+    """Returns 0 when everything needed is (now) present, 1 otherwise.
+
+    ``for_tests``: also what only the tests need; by default when MariaDB is asked for (the test
+    suite's ``obslab doctor --install --mariadb``)."""
     ok = True
-    missing = missing_requirements()
+    for_tests = need_mariadb if for_tests is None else for_tests
+    missing = missing_requirements(for_tests)
     if missing and install_missing and can_install():
         names = ", ".join(req.package for req in missing)
         print(f"doctor: installing {names} ...", file=out, flush=True)
@@ -84,7 +95,7 @@ def run(*, install_missing: bool, need_mariadb: bool, out=sys.stdout) -> int:
             install(missing)
         except (subprocess.CalledProcessError, OSError) as exc:
             print(f"doctor: installing failed ({exc}); run: {install_command(missing)}", file=out)
-        missing = missing_requirements()
+        missing = missing_requirements(for_tests)
     for req in missing:
         ok = False
         print(f"doctor: missing {', '.join(b for b in req.binaries if shutil.which(b) is None)} "

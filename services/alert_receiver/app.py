@@ -13,12 +13,15 @@ It also serves the runbooks, so that every alert's ``runbook_url``
 text/markdown``) returns the markdown itself. The pages are read from ``runbooks/`` of the
 repository, or from ``$OBSLAB_RUNBOOKS_DIR`` (a container image ships them elsewhere).
 
+Drills post their reports and start/end events here too (:mod:`.drills`): ``GET /drills`` lists
+the reports, and the notifications page shows the latest drill events above the notifications.
+
 What it shows is what the on-call acts on, so (security review):
 
 * a webhook post needs a control token (``Authorization: Bearer``; Alertmanager's own, or the
   operator's): a stranger cannot plant a fake page. Refusals count in
   ``alert_receiver_rejected_total`` by reason (``unauthenticated``, ``invalid_token``, ...);
-* a body is at most 1 MiB (413, nothing stored);
+* a body is at most 1 MiB (413, nothing stored); a drill report 2 MiB (that route only);
 * ``runbook_url`` and ``dashboard_url`` are shown only when they point at the lab's own hosts
   (:class:`LinkPolicy`, ``$OBSLAB_LINK_HOSTS`` adds more); a foreign link is shown empty and
   named in the alert's ``links_removed``. The payload is stored as received (the evidence of
@@ -67,6 +70,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
 from obslab import settings
+from obslab.services.alert_receiver import drills
 from obslab.services.alert_receiver import (
     ALERT_RECEIVER,
     ALERT_RECEIVER_NOTIFICATIONS,
@@ -197,6 +201,7 @@ alerts_table = Table(
     Index("ix_notification_alerts_notification", "notification_id"),
     Index("ix_notification_alerts_alertname", "alertname"),
 )
+drill_tables = drills.define_tables(metadata)
 
 
 # --- links: only to the lab's own hosts --------------------------------------------------------
@@ -466,12 +471,23 @@ def create_app(db_url: str | None = None, runbooks_dir: Path | None = None) -> F
 
     def routes(app: Flask, ctx: ServiceContext) -> None:
         app.after_request(_security_headers)
+        app.before_request(_body_limit)
         _routes(app, ctx)
         _runbook_routes(app, directory)
+        drills.register_routes(app, ctx, drill_tables)
 
+    # The app's limit is the largest any route takes (so that waitress, which buffers up to twice
+    # it, leaves every 413 to the app); each request is held to its own route's (_body_limit).
     return create_service_app(ALERT_RECEIVER, routes, metadata=metadata, db_url=db_url,
                               metric_specs=[ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED],
-                              max_body_bytes=MAX_WEBHOOK_BYTES)
+                              max_body_bytes=max(MAX_WEBHOOK_BYTES, drills.MAX_REPORT_BYTES))
+
+
+def _body_limit() -> None:
+    """The webhook's 1 MiB for every request but a drill report's post (2 MiB)."""
+    rule = request.url_rule
+    if rule is None or (request.method, rule.rule) not in drills.LARGE_BODY_ROUTES:
+        request.max_content_length = MAX_WEBHOOK_BYTES
 
 
 def default_runbooks_dir() -> Path:
@@ -598,7 +614,9 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     def page():
         filters = _filters()
         notifications = store.list(**filters, limit=query_int("limit", PAGE_ROWS, 1, 1000))
-        return Response(render_page(notifications, filters, store.links), content_type=HTML_CONTENT_TYPE)
+        drill_events = app.extensions["drill_store"].events(drills.FRONT_PAGE_EVENTS)
+        return Response(render_page(notifications, filters, store.links, drill_events),
+                        content_type=HTML_CONTENT_TYPE)
 
 
 # --- runbooks ---------------------------------------------------------------------------------
@@ -696,7 +714,8 @@ def _when(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def render_page(notifications: list[dict[str, Any]], filters: dict[str, Any], links: LinkPolicy) -> str:
+def render_page(notifications: list[dict[str, Any]], filters: dict[str, Any], links: LinkPolicy,
+                drill_events: list[dict[str, Any]] | None = None) -> str:
     e = html.escape
     rows = []
     for n in notifications:
@@ -718,7 +737,11 @@ def render_page(notifications: list[dict[str, Any]], filters: dict[str, Any], li
 <h1>Alert notifications</h1>
 <p class="muted">Newest first; this page refreshes every {PAGE_REFRESH_SECONDS} s.
 JSON: <a href="{e(NOTIFICATIONS_PATH)}{'?' + e(query) if query else ''}">{e(NOTIFICATIONS_PATH)}</a>;
-runbooks: <a href="{RUNBOOKS_PATH}">{RUNBOOKS_PATH}</a></p>
+runbooks: <a href="{RUNBOOKS_PATH}">{RUNBOOKS_PATH}</a>;
+<a href="{drills.DRILLS_PAGE_PATH}">Drill reports</a></p>
+<h2>Drills</h2>
+{drills.render_events(drill_events or [])}
+<h2>Notifications</h2>
 <form method="get" action="/">
 <label>receiver <input name="receiver" value="{e(filters.get('receiver') or '')}"></label>
 <label>status <select name="status">{status_options}</select></label>

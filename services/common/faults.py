@@ -46,7 +46,8 @@ IIS_APPS = tuple(s.app_name for s in c.IIS_SITES)
 # targets the simulated site in the IIS mock.
 TARGETS: dict[c.FaultKind, tuple[str, ...]] = {
     K.ERROR_RATE: (*c.BANKING_SERVICES, *IIS_SITES),
-    K.LATENCY: (*c.BANKING_SERVICES, *IIS_SITES),
+    # The card processor is the external acquirer payments calls (services/payments/processor.py).
+    K.LATENCY: (*c.BANKING_SERVICES, *IIS_SITES, c.CARD_PROCESSOR),
     K.UNAVAILABLE: c.BANKING_SERVICES,
     K.DB_SLOW: c.BANKING_SERVICES,
     K.EXCEPTION_STORM: IIS_APPS,

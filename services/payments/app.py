@@ -39,6 +39,7 @@ from obslab.services.common.ids import AccountIdField, new_id, require_customer_
 from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
 from obslab.services.common.notify import notify_customer
 from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
+from obslab.services.common.faults import process_board
 from obslab.services.payments.processor import CardProcessor
 from obslab.telemetry import mask_account
 
@@ -106,7 +107,7 @@ def public_payment(row: Any) -> dict[str, Any]:
 def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None,
                processor: CardProcessor | None = None) -> Flask:
     def routes(app: Flask, ctx: ServiceContext) -> None:
-        _routes(app, ctx, processor or CardProcessor())
+        _routes(app, ctx, processor or CardProcessor(board=process_board()))
 
     return create_service_app(
         c.PAYMENTS, routes, metadata=metadata, db_url=db_url,

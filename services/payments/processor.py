@@ -15,6 +15,7 @@ from opentelemetry import trace
 
 from obslab import conventions as c
 from obslab import settings
+from obslab.services.common.faults import FaultBoard, injected_delay_seconds
 
 DECLINE_PREFIX = "test-decline"
 
@@ -28,7 +29,8 @@ class Authorization:
 
 class CardProcessor:
     def __init__(self, *, median_ms: float | None = None, sigma: float = 0.5,
-                 decline_rate: float | None = None, rng: random.Random | None = None) -> None:
+                 decline_rate: float | None = None, rng: random.Random | None = None,
+                 board: FaultBoard | None = None) -> None:
         self.median_ms = median_ms if median_ms is not None else settings.float_setting(
             "OBSLAB_PROCESSOR_LATENCY_MS", 180.0)
         self.sigma = sigma
@@ -38,12 +40,20 @@ class CardProcessor:
             raise settings.ConfigError(f"decline rate must be within 0-1, got {self.decline_rate}")
         self.rng = rng or random.Random()
         self.tracer = trace.get_tracer(__name__)
+        self.board = board
 
     def authorize(self, amount_minor: int, currency: str, merchant: str) -> Authorization:
         with self.tracer.start_as_current_span("card-processor authorize", kind=trace.SpanKind.CLIENT) as span:
             span.set_attribute(c.ATTR_PEER_SERVICE, c.CARD_PROCESSOR)
             span.set_attribute(c.ATTR_CURRENCY, currency)
             latency = self.rng.lognormvariate(0, self.sigma) * self.median_ms / 1000
+            # An injected slowdown of the acquirer (`latency` on card-processor): the third party
+            # is slow, payments itself is not.
+            fault = self.board.find(c.FaultKind.LATENCY, c.CARD_PROCESSOR) if self.board is not None else None
+            if fault is not None:
+                latency += injected_delay_seconds(fault, self.rng)
+                span.add_event(c.EVENT_FAULT_INJECTED, {c.ATTR_FAULT_ID: fault.id, c.ATTR_FAULT_KIND: fault.kind.value,
+                                                        c.ATTR_FAULT_TARGET: fault.target})
             time.sleep(latency)
             declined = merchant.lower().startswith(DECLINE_PREFIX) or self.rng.random() < self.decline_rate
             result = Authorization(not declined, "card_declined" if declined else "approved", latency)
