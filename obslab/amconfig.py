@@ -229,10 +229,13 @@ def inhibit_rules(ddos_caused: list[str]) -> list[dict[str, Any]]:
         # only inhibit a subset of what this one does, so it is not kept. Alertmanager treats a
         # label missing on both sides as equal (both empty); the source must therefore carry a
         # service, or a critical alert without one would silence every warning without one.
+        # The IIS estate is one service with several sites: equal [service, site] keeps a page
+        # for one site from hiding another site's tickets (found by the iis-slow-site drill);
+        # the banking alerts carry no site, so for them it is [service] as before.
         {
             "source_matchers": [_eq(c.L_SEVERITY, c.Severity.CRITICAL.value), f'{c.L_SERVICE}=~".+"'],
             "target_matchers": [_eq(c.L_SEVERITY, c.Severity.WARNING.value)],
-            "equal": [c.L_SERVICE],
+            "equal": [c.L_SERVICE, c.L_SITE],
         },
         # A flood at the edge slows everything behind it: while a DDoS alert fires, the latency,
         # error and SLO alerts it causes anywhere are inhibited (no equal: other services,

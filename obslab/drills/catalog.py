@@ -56,7 +56,7 @@ def diagnosis_queries(runbooks_dir: Path, alert: str) -> list[str]:
 
 # --- routing ----------------------------------------------------------------------------------
 
-def _matching_rules(catalog: Catalog, alert: str, labels: dict[str, str]) -> list[AlertRule]:
+def matching_rules(catalog: Catalog, alert: str, labels: dict[str, str]) -> list[AlertRule]:
     """The alert's rules whose fixed labels agree with ``labels`` (an SLO alert has one per window pair)."""
     rules = [rule for rule in catalog.alerts() if rule.alert == alert]
     agreeing = [rule for rule in rules
@@ -68,7 +68,7 @@ def receivers_for(catalog: Catalog, alert: str, labels: dict[str, str]) -> set[s
     """Where Alertmanager's route tree sends the alert (obslab/amconfig.py): the Watchdog to the
     dead-man receiver, critical to the pager, warning to the owning team's chat, info nowhere."""
     out: set[str] = set()
-    for rule in _matching_rules(catalog, alert, labels):
+    for rule in matching_rules(catalog, alert, labels):
         if rule.alert == c.ALERT_WATCHDOG:
             out.add(c.RECEIVER_DEADMAN)
         elif rule.severity is c.Severity.CRITICAL:
@@ -97,7 +97,7 @@ def floor_seconds(catalog: Catalog, expect: Expect, profile: Profile) -> float:
     evaluation per dependent group + condition + ``for`` + group_wait (the fastest of the
     alert's matching rules). An SLO burn's condition comes from its window and budget."""
     best = float("inf")
-    for rule in _matching_rules(catalog, expect.alert, expect.labels):
+    for rule in matching_rules(catalog, expect.alert, expect.labels):
         condition = timing_seconds(expect.condition, profile)
         slo_name = rule.labels().get(c.L_SLO)
         if slo_name and condition == 0:

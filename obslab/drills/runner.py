@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from obslab import conventions as c
-from obslab.drills.catalog import DrillCatalog, floor_seconds, receivers_for
+from obslab.drills.catalog import DrillCatalog, floor_seconds, matching_rules, receivers_for
 from obslab.drills.lab import DrillError, Lab
 from obslab.drills.model import STOP, Drill, Expect, Step, timing_seconds
 
@@ -264,9 +264,22 @@ class DrillRun:
         # by whether it starts anew (or is notified anew) during the drill.
         out = []
         for e in self.drill.expect:
-            if not e.absent:
-                for alert in self._active(snap, e.alert, e.labels, ("pending", "firing")):
-                    out.append(f"{e.alert}{_show(alert['labels'])} {alert['state']}")
+            if e.absent:
+                continue
+            for alert in self._active(snap, e.alert, e.labels, ("pending", "firing")):
+                out.append(f"{e.alert}{_show(alert['labels'])} {alert['state']}")
+            # A page still firing for the same service (and site) would hold the expected ticket
+            # back in Alertmanager (alertmanager/README.md, inhibition rule 1).
+            for rule in matching_rules(self.catalog.rules, e.alert, e.labels):
+                service = e.labels.get(c.L_SERVICE, rule.service)
+                if rule.severity is not c.Severity.WARNING or not service:
+                    continue
+                for alert in snap.alerts:
+                    labels = alert["labels"]
+                    if alert.get("state") == "firing" and labels.get(c.L_SEVERITY) == "critical" \
+                            and labels.get(c.L_SERVICE) == service \
+                            and labels.get(c.L_SITE, "") == e.labels.get(c.L_SITE, labels.get(c.L_SITE, "")):
+                        out.append(f"{labels.get('alertname')}{_show(labels)} firing would inhibit {e.alert}")
         return sorted(set(out))
 
     def calm_in(self, snap: Snapshot) -> bool:

@@ -560,6 +560,25 @@ def test_live_a_gateway_flood_inhibits_the_slo_pages_it_causes(live):
     assert alert["status"]["inhibitedBy"] == [_only_fingerprint(live, c.ALERT_GATEWAY_FLOOD)]
 
 
+def test_live_a_page_for_one_iis_site_does_not_hide_another_sites_ticket(live):
+    """Found by the iis-slow-site drill: every IIS alert has service=iis, so equal [service]
+    alone let IISSuccessRateLow for MobileAPI swallow OnlineBanking's slow-site ticket."""
+    live.post({"alertname": "IISSuccessRateLow", "severity": "critical", "team": "windows-platform",
+               "service": "iis", "site": "MobileAPI"})
+    eventually(lambda: live.delivered("pager", alertname="IISSuccessRateLow"), WAIT_S,
+               "IISSuccessRateLow did not reach /webhook/pager")
+    # (Not alerts a flood causes: an earlier test's GatewayFloodSuspected may still inhibit those.)
+    live.post({"alertname": "ProbeIisOtherSite", "severity": "warning", "team": "windows-platform",
+               "service": "iis", "site": "OnlineBanking"},
+              {"alertname": "ProbeIisSameSite", "severity": "warning", "team": "windows-platform",
+               "service": "iis", "site": "MobileAPI"})
+    eventually(lambda: live.delivered("chat-windows-platform", alertname="ProbeIisOtherSite"), WAIT_S,
+               "OnlineBanking's ticket was inhibited by MobileAPI's page")
+    time.sleep(1)
+    [same_site] = live.alerts("ProbeIisSameSite")
+    assert same_site["status"]["inhibitedBy"] == [_only_fingerprint(live, "IISSuccessRateLow")]
+
+
 def test_live_a_warning_for_accounts_reaches_the_core_banking_chat(live):
     live.post({"alertname": "DatabaseErrorsHigh", "severity": "warning", "team": "core-banking",
                "service": "accounts"})
