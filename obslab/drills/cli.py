@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from obslab import settings
@@ -22,12 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--data-dir", metavar="DIR",
                          help="the lab's state directory (default: $OBSLAB_DATA_DIR or .obslab/)")
 
+    def drills_dir(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--drills", metavar="DIR", type=Path,
+                         help="a folder of drill files (default: the repository's drills/)")
+
     list_ = actions.add_parser("list", help="the drills of drills/")
     list_.add_argument("--json", action="store_true", help="print JSON")
+    drills_dir(list_)
     show = actions.add_parser("show", help="a drill's story, timeline, expectations and runbooks")
     show.add_argument("name", metavar="NAME")
+    drills_dir(show)
     coverage = actions.add_parser("coverage", help="which drills exercise each alert, fault kind and runbook")
     coverage.add_argument("--json", action="store_true", help="print JSON")
+    drills_dir(coverage)
 
     run = actions.add_parser("run", help="run drills against the running lab and score them")
     run.add_argument("name", nargs="?", metavar="NAME", help="the drill to run (or --all)")
@@ -37,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--parallel", type=int, default=1, metavar="N",
                      help="run up to N drills at once when they cannot disturb each other (default: 1)")
     data_dir(run)
+    drills_dir(run)
 
     start = actions.add_parser("start", help="game day: inject a drill's faults without naming it")
     start.add_argument("name", nargs="?", metavar="NAME")
@@ -44,13 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--blind", action="store_true", help="do not even print the story: work from the page")
     start.add_argument("--ttl", default="30m", help="the faults end by themselves after this (default: 30m)")
     data_dir(start)
+    drills_dir(start)
     answer = actions.add_parser("answer", help="game day: record your diagnosis",
                                 description="Causes: " + "; ".join(f"{k}: {v}" for k, v in CAUSES.items()))
     answer.add_argument("cause", metavar="CAUSE", help="one of: " + ", ".join(CAUSES))
     data_dir(answer)
-    end = actions.add_parser("end", help="game day: clear everything and score the response")
+    end = actions.add_parser("end", help="game day: clear everything and score the response (without a game: "
+                                         "clear what an interrupted drill left behind)")
     end.add_argument("--json", action="store_true", help="print the score as JSON")
     data_dir(end)
+    drills_dir(end)
     history = actions.add_parser("history", help="past drill runs and game days")
     history.add_argument("--json", action="store_true", help="print JSON")
     history.add_argument("--limit", type=int, default=50, help="newest N (default: 50)")
@@ -74,7 +86,7 @@ def _duration(value: Any) -> str:
 def _run(args: argparse.Namespace) -> int:
     action = args.drill_action
     if action == "list":
-        catalog = load_drills()
+        catalog = load_drills(args.drills)
         rows = [{"name": d.name, "title": d.title,
                  "faults": [{"kind": s.kind_name, "target": s.target} for s in d.timeline],
                  "expect": [e.alert for e in d.expect]} for d in catalog.drills]
@@ -86,10 +98,10 @@ def _run(args: argparse.Namespace) -> int:
                  ", ".join(dict.fromkeys(r["expect"]))] for r in rows]))
         return 0
     if action == "show":
-        print(_show(load_drills(), args.name))
+        print(_show(load_drills(args.drills), args.name))
         return 0
     if action == "coverage":
-        catalog = load_drills()
+        catalog = load_drills(args.drills)
         coverage = catalog.coverage()
         gaps = catalog.gaps()
         if args.json:
@@ -118,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     raise DrillError(f"unknown action {action!r}")
 
 
-def _show(catalog: Any, name: str) -> str:
+def _show(catalog: Any, name: str) -> str:  # noqa: C901
     drill = catalog.get(name)
     lines = [f"{drill.name}: {drill.title}", "", drill.story.strip(), "", f"Cause (game answer): {drill.cause}",
              "", "Timeline:"]
@@ -157,7 +169,7 @@ def _run_drills(args: argparse.Namespace) -> int:
         raise DrillError("name one drill, or --all (`obslab drill list` shows them)")
     if args.parallel < 1:
         raise DrillError("--parallel must be 1 or more")
-    catalog = load_drills()
+    catalog = load_drills(args.drills)
     drills = list(catalog.drills) if args.all else [catalog.get(args.name)]
     data_dir = settings.data_dir(args.data_dir)
     lab = Lab.connect(data_dir)

@@ -50,7 +50,7 @@ def _save(lab: Lab, game: dict[str, Any] | None, *, faults: list[str] | None = N
 def start(args: argparse.Namespace) -> int:
     if bool(args.name) == bool(args.random):
         raise DrillError("name a drill, or --random")
-    catalog = load_drills()
+    catalog = load_drills(args.drills)
     lab = Lab.connect(settings.data_dir(args.data_dir))
     if _game(lab):
         raise DrillError("a game is already on; answer it (`obslab drill answer CAUSE`) and `obslab drill end` it")
@@ -107,8 +107,13 @@ def end(args: argparse.Namespace) -> int:
     lab = Lab.connect(data_dir)
     game = _game(lab)
     if not game:
-        raise DrillError("no game is on; start one with `obslab drill start --random`")
-    catalog = load_drills()
+        left = _read_json(active_path(lab)) or {}
+        if left.get("faults") or left.get("stopped"):
+            _save(lab, None, faults=left.get("faults", []), stopped=left.get("stopped", []))
+            repair(lab)
+            return 0
+        raise DrillError("no game is on (and nothing left behind); start one with `obslab drill start --random`")
+    catalog = load_drills(args.drills)
     drill = catalog.get(game["drill"])
     started = game["started_at"]
     ended = time.time()

@@ -173,6 +173,9 @@ class Expect(_Strict):
     # Time the rule's expression needs to cross its threshold once the fault bites (e.g. 5 % of
     # a 5-minute window), in the active profile: part of the theoretical floor (DESIGN.md).
     condition: Timing = "0s"
+    # Which timeline step causes it (its index, from 0): the deadline and the figures count from
+    # that step's start.
+    after: int = Field(default=0, ge=0)
     # The dead-man's switch: the alert (the Watchdog) must stop arriving at ``receiver``; the
     # switch trips when it has missed two heartbeats (see obslab/drills/runner.py).
     absent: bool = False
@@ -277,6 +280,14 @@ class Drill(_Strict):
         if value not in CAUSES:
             raise ValueError(f"cause {value!r} is not in the vocabulary; choose one of: {', '.join(CAUSES)}")
         return value
+
+    @model_validator(mode="after")
+    def _steps(self) -> Drill:
+        for i, expect in enumerate(self.expect):
+            if expect.after >= len(self.timeline):
+                raise ValueError(f"expect.{i}.after: step {expect.after} does not exist "
+                                 f"(the timeline has {len(self.timeline)})")
+        return self
 
     def alerts_named(self) -> set[str]:
         return {e.alert for e in self.expect} | {q.alert for q in self.quiet} | \

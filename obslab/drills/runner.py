@@ -143,6 +143,10 @@ class ExpectState:
     elsewhere: set[str] = field(default_factory=set)       # receivers it reached instead
     last_beat: float | None = None                         # absent: the last heartbeat seen
     beat_at_start: float | None = None
+    origin_s: float = 0.0                                  # the causing step's offset in the timeline
+
+    def since_cause(self, seconds: float | None) -> float | None:
+        return None if seconds is None else seconds - self.origin_s
 
 
 class DrillRun:
@@ -155,7 +159,8 @@ class DrillRun:
         self.profile = profile
         self.steps = [StepState(s, timing_seconds(s.start, profile), timing_seconds(s.duration, profile))
                       for s in drill.timeline]
-        self.expects = [ExpectState(e, floor_seconds(catalog.rules, e, profile), timing_seconds(e.within, profile))
+        self.expects = [ExpectState(e, floor_seconds(catalog.rules, e, profile), timing_seconds(e.within, profile),
+                                    origin_s=self.steps[e.after].start_s)
                         for e in drill.expect]
         for state in self.expects:
             if state.expect.absent:
@@ -327,7 +332,7 @@ class DrillRun:
         met = self._all_met()
         if met and self.met_at is None:
             self.met_at = now
-        last_deadline = max([e.deadline_s for e in self.expects] + [s.start_s for s in self.steps])
+        last_deadline = max([e.origin_s + e.deadline_s for e in self.expects] + [s.start_s for s in self.steps])
         early = everything_started and self.met_at is not None and now - self.met_at >= self.settle_s
         late = elapsed > last_deadline
         for state in self.steps:
@@ -443,14 +448,18 @@ class DrillRun:
                 if note.get("receiver") == e.receiver:
                     if state.notified_at is None or note["received_at"] < state.notified_at:
                         if state.notified_at is None:
-                            self.say(f"[{self.drill.name}] {name} notified at {e.receiver} after "
-                                     f"{note['received_at'] - self.t0:.1f} s (floor {state.floor_s:.1f} s)")
+                            after = note['received_at'] - self.t0 - state.origin_s
+                            self.say(f"[{self.drill.name}] {name} notified at {e.receiver} after {after:.1f} s "
+                                     f"(floor {state.floor_s:.1f} s)")
                         state.notified_at = note["received_at"]
                 else:
                     state.elsewhere.add(note.get("receiver", "?"))
             for i, quiet in enumerate(self.drill.quiet):
+                # An inhibited alert still firing when the page resolves is delivered then, by
+                # design (alertmanager/README.md): only a delivery during the incident counts.
+                until = self.te if quiet.inhibited else (None if self.te is None else self.te + self.settle_s)
                 if name == quiet.alert and _matches(labels, quiet.labels) and alert.get("status") == "firing" \
-                        and self.quiet_notified[i] is None:
+                        and self.quiet_notified[i] is None and (until is None or note["received_at"] <= until):
                     self.quiet_notified[i] = note.get("receiver")
         # Dead-man's switch: the heartbeat stopped arriving.
         for state in self.expects:
@@ -559,7 +568,7 @@ class DrillRun:
                              if r.alert == e.alert and _matches(e.labels, r.labels)), None)
             resolve_deadline = next((self.resolve_deadlines[i] for i, r in enumerate(self.drill.resolve)
                                      if r.alert == e.alert and _matches(e.labels, r.labels)), None)
-            notified = self.rel(state.notified_at)
+            notified = state.since_cause(self.rel(state.notified_at))
             why = ""
             passed = notified is not None and notified <= state.deadline_s
             if notified is None:
@@ -568,7 +577,8 @@ class DrillRun:
                 why = f"notified after {notified:.1f} s, past the {state.deadline_s:.0f} s deadline"
             alerts.append({
                 "alert": e.alert, "labels": e.labels, "receiver": e.receiver,
-                "fired_seconds": _round(self.rel(state.fired_at)), "notified_seconds": _round(notified),
+                "fired_seconds": _round(state.since_cause(self.rel(state.fired_at))),
+                "notified_seconds": _round(notified),
                 "floor_seconds": _round(state.floor_s), "deadline_seconds": _round(state.deadline_s),
                 "ratio": None if notified is None or not state.floor_s else round(notified / state.floor_s, 2),
                 "resolved_seconds": _round(None if resolved is None or self.te is None else resolved - self.te),

@@ -1,0 +1,207 @@
+"""Incident drills against a live fast-profile lab: the whole catalogue passes, a drill that
+cannot be met fails saying what it waited for and what it saw, a quiet alert that fires fails
+its drill, an interrupted drill leaves no fault behind, and a game day is scored.
+
+Every figure of the catalogue run (fired, notified, floor, ratio, resolved) is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from obslab import conventions as c
+from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
+from tests.support import required_binary
+
+pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
+
+# Compatible drills run side by side (obslab/drills/runner.py decides which may).
+PARALLEL = 4
+CATALOGUE_TIMEOUT_S = 1200
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, untraced_client):
+    for binary in ("prometheus", "prometheus-alertmanager"):
+        required_binary(binary)
+    running = start_lab(tmp_path_factory.mktemp("drills") / "data", free_offset(14_000))
+    yield running
+    running.stop()
+
+
+def drill(lab: RunningLab, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`obslab drill ...` against this lab (found through its data directory)."""
+    return lab.run("drill", *args, timeout=timeout)
+
+
+def spawn(lab: RunningLab, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "OBSLAB_PORT_OFFSET": str(lab.offset)}
+    return subprocess.Popen([sys.executable, "-m", "obslab", "drill", *args, "--data-dir", str(lab.data_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def active_faults(lab: RunningLab) -> list[dict]:
+    result = lab.fault("list", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_drill_of_the_catalogue_passes_with_its_figures(lab):
+    started = time.monotonic()
+    result = drill(lab, "run", "--all", "--json", "--keep-going", "--parallel", str(PARALLEL),
+                   timeout=CATALOGUE_TIMEOUT_S)
+    took = time.monotonic() - started
+    assert result.stdout, result.stderr[-3000:]
+    drills = json.loads(result.stdout)["drills"]
+    from obslab.drills.cli import summary
+
+    print(f"\n{len(drills)} drills in {took:.0f} s (up to {PARALLEL} at once, fast profile)\n"
+          + summary([{**d, "unexpected_detail": d.get("unexpected_detail", [])} for d in drills]))
+    names = json.loads(obslab("drill", "list", "--json", offset=lab.offset).stdout)
+    assert [d["name"] for d in drills] == [d["name"] for d in names]
+    for result_ in drills:
+        assert set(result_) >= {"name", "passed", "alerts", "quiet", "diagnose", "unexpected", "report"}
+        for alert in result_["alerts"]:
+            assert set(alert) >= {"alert", "receiver", "fired_seconds", "notified_seconds", "floor_seconds",
+                                  "resolved_seconds", "passed"}
+        assert Path(result_["report"]).exists() and Path(result_["report"]).with_suffix(".html").exists()
+    failed = {d["name"]: d["problems"] for d in drills if not d["passed"]}
+    assert failed == {}, json.dumps(failed, indent=1)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    # The receiver has every report, listed at /drills and linked from its front page.
+    receiver = lab.url(c.ALERT_RECEIVER)
+    stored = {row["run_id"] for row in requests.get(f"{receiver}/api/v1/drills", timeout=10).json()}
+    assert {Path(d["report"]).stem for d in drills} <= stored
+    page = requests.get(f"{receiver}/drills", timeout=10)
+    assert page.status_code == 200 and all(d["name"] in page.text for d in drills)
+    assert 'href="/drills"' in requests.get(f"{receiver}/", timeout=10).text
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    (folder / f"{name}.yml").write_text(textwrap.dedent(text))
+
+
+def test_a_drill_that_cannot_be_met_and_one_whose_quiet_alert_fires_both_fail_saying_why(lab, tmp_path):
+    _write(tmp_path, "impossible-label", """\
+        version: 1
+        name: impossible-label
+        title: Expects a label no alert carries
+        story: The breaker warning for notifications, but on a peer that does not exist.
+        cause: service-down
+        timeline: [{kind: unavailable, target: notifications, duration: 2m}]
+        expect:
+          - alert: CircuitBreakerOpen
+            labels: {service: notifications, peer: nowhere}
+            receiver: chat-platform
+            within: 25s
+        diagnose:
+          - runbook: CircuitBreakerOpen
+            query: max by (service, peer) (circuit_breaker_open) == 1
+            labels: {peer: notifications}
+            shows: "== 1"
+        """)
+    _write(tmp_path, "quiet-fires", """\
+        version: 1
+        name: quiet-fires
+        title: Keeps quiet what the fault must raise
+        story: Fraud stops, and the drill claims no BankingServiceDown may fire for it.
+        cause: service-down
+        timeline: [{kind: stop, target: fraud, duration: 1m}]
+        expect:
+          - alert: BankingServiceDown
+            labels: {job: fraud}
+            receiver: pager
+            within: 60s
+        quiet:
+          - alert: BankingServiceDown
+            labels: {service: fraud}
+        diagnose:
+          - runbook: BankingServiceDown
+            query: up{tier="banking"} == 0
+            labels: {job: fraud}
+            shows: "== 0"
+        """)
+    result = drill(lab, "run", "--all", "--keep-going", "--parallel", "2", "--json", "--drills", str(tmp_path))
+    assert result.returncode == 1, result.stderr[-2000:]
+    by_name = {d["name"]: d for d in json.loads(result.stdout)["drills"]}
+
+    impossible = by_name["impossible-label"]
+    [alert] = impossible["alerts"]
+    assert not impossible["passed"] and not alert["passed"] and alert["notified_seconds"] is None
+    why = alert["why"]
+    print(f"\nimpossible-label: {why}")
+    assert "waited 25 s for a firing notification of CircuitBreakerOpen{peer=nowhere,service=notifications}" in why
+    assert "CircuitBreakerOpen{" in why.split("saw", 1)[1], "the report names what it saw instead"
+    report = json.loads(Path(impossible["report"]).read_text())
+    assert report["problems"] and report["timeline"]["alerts"]
+
+    quiet = by_name["quiet-fires"]
+    print(f"quiet-fires: {quiet['problems']}")
+    assert not quiet["passed"] and quiet["alerts"][0]["passed"]
+    [held] = quiet["quiet"]
+    assert not held["passed"] and ("fired in Prometheus" in held["why"] or "delivered" in held["why"])
+    assert active_faults(lab) == []
+
+
+def test_an_interrupted_drill_clears_its_fault_and_a_killed_one_is_repaired_by_the_next_command(lab):
+    for how in (signal.SIGINT, signal.SIGKILL):
+        process = spawn(lab, "run", "payments-error-storm")
+        try:
+            faults = eventually(lambda: [f for f in active_faults(lab) if "payments-error-storm" in f["reason"]],
+                                120, "the drill's fault set")
+            assert faults[0]["expires_at"] is not None, "a drill's fault carries a TTL"
+            process.send_signal(how)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        if how == signal.SIGINT:
+            assert process.returncode == 130, process.stderr.read()
+            assert "interrupted" in process.stderr.read()
+            assert active_faults(lab) == []
+        else:
+            assert [f["id"] for f in active_faults(lab)] == [faults[0]["id"]], "killed outright: the fault stays"
+            result = drill(lab, "end")
+            assert result.returncode == 0, result.stderr
+            assert f"cleared fault {faults[0]['id']}" in result.stdout
+            assert active_faults(lab) == []
+
+
+def test_a_game_day_is_scored(lab):
+    result = drill(lab, "start", "fraud-crash")
+    assert result.returncode == 0, result.stderr
+    assert "fraud-crash" not in result.stdout, "game mode does not name the drill"
+    started = time.time()
+
+    def paged() -> bool:
+        notes = requests.get(f"{lab.url(c.ALERT_RECEIVER)}/api/v1/notifications",
+                             params={"alertname": "BankingServiceDown", "receiver": c.RECEIVER_PAGER},
+                             timeout=5).json()
+        return any(n["received_at"] >= started - 5 and n["status"] == "firing" for n in notes)
+
+    eventually(paged, 90, "the page for fraud")
+    answered = drill(lab, "answer", "service-down")
+    assert answered.returncode == 0, answered.stderr
+    wrong = drill(lab, "answer", "not-a-cause")
+    assert wrong.returncode == 2 and "choose one of" in wrong.stderr
+    ended = drill(lab, "end", "--json")
+    assert ended.returncode == 0, ended.stderr
+    score = json.loads(ended.stdout)
+    print(f"\ngame day: {score}")
+    assert score["drill"] == "fraud-crash" and score["answer"] == "service-down" and score["answer_correct"]
+    assert 0 < score["first_notification_seconds"] <= score["answer_seconds"]
+    assert score["mitigated_before_clear"] is False
+    history = json.loads(drill(lab, "history", "--json").stdout)
+    assert history[0]["mode"] == "game" and history[0]["name"] == "fraud-crash"
+    eventually(lambda: lab.query('up{job="fraud"} == 1'), 60, "fraud started again by `drill end`")
