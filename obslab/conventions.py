@@ -472,6 +472,19 @@ ALERT_RECEIVER_REJECTED = MetricSpec(
     "Webhook posts refused with a 4xx (nothing stored), by reason.",
     (L_REASON,),
 )
+# Drill start and end, as `obslab drill` tells the receiver (dashboards annotate them).
+L_DRILL = "drill"
+L_RESULT = "result"
+DRILL_ACTIVE = MetricSpec(
+    "drill_active", "gauge",
+    "1 while a drill (or a game day) runs against the lab, 0 after it ended.",
+    (L_DRILL,),
+)
+DRILL_RUNS = MetricSpec(
+    "drill_runs_total", "counter",
+    "Drills that ended, by result (passed, failed, unscored).",
+    (L_DRILL, L_RESULT),
+)
 
 # --- span attributes (banking context; never secrets, tokens or full account numbers) --------
 

@@ -406,6 +406,8 @@ def _annotations() -> list[dict[str, Any]]:
                      title="Fault {{fault}} on {{target}}", color="orange"),
         p.annotation("Critical alerts", _firing(**{c.L_SEVERITY: c.Severity.CRITICAL.value}),
                      title="{{alertname}}", text="{{service}}", color="red"),
+        p.annotation("Drills", f"max by ({c.L_DRILL}) ({c.DRILL_ACTIVE.name}) > 0",
+                     title="Drill {{drill}}", color="purple"),
     ]
 
 

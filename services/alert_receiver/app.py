@@ -479,7 +479,7 @@ def create_app(db_url: str | None = None, runbooks_dir: Path | None = None) -> F
     # The app's limit is the largest any route takes (so that waitress, which buffers up to twice
     # it, leaves every 413 to the app); each request is held to its own route's (_body_limit).
     return create_service_app(ALERT_RECEIVER, routes, metadata=metadata, db_url=db_url,
-                              metric_specs=[ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED],
+                              metric_specs=[ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED, c.DRILL_ACTIVE, c.DRILL_RUNS],
                               max_body_bytes=max(MAX_WEBHOOK_BYTES, drills.MAX_REPORT_BYTES))
 
 

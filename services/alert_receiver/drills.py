@@ -324,6 +324,10 @@ def register_routes(app: Flask, ctx: ServiceContext, tables: DrillTables) -> Dri
         principal = g.principal
         event = _validated(DrillEvent, _json_object("a drill event"))
         store.add_event(event)
+        ctx.metrics.gauge(c.DRILL_ACTIVE).labels(drill=event.drill).set(1 if event.event == "start" else 0)
+        if event.event == "end":
+            result = "unscored" if event.passed is None else ("passed" if event.passed else "failed")
+            ctx.metrics.count(c.DRILL_RUNS, drill=event.drill, result=result)
         log.info("drill event", extra={"run_id": event.run_id, "drill": event.drill, "event": event.event,
                                        "passed": event.passed, "principal": principal})
         return {"run_id": event.run_id, "event": event.event}, 201

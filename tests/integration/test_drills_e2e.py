@@ -87,6 +87,15 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures(lab):
     assert page.status_code == 200 and all(d["name"] in page.text for d in drills)
     assert 'href="/drills"' in requests.get(f"{receiver}/", timeout=10).text
 
+    # Drill start and end are series the dashboards annotate (every dashboard's "Drills").
+    from obslab.grafana import DASHBOARDS, dashboards, queries
+
+    [marker] = {a.expr for d in DASHBOARDS for a in queries.annotation_queries(dashboards.build(d))
+                if c.DRILL_ACTIVE.name in a.expr}
+    now = time.time()
+    marked = lab.prometheus("/api/v1/query_range", query=marker, start=now - took - 60, end=now, step=5)["result"]
+    assert {d["name"] for d in drills} <= {series["metric"]["drill"] for series in marked}
+
 
 def _write(folder: Path, name: str, text: str) -> None:
     (folder / f"{name}.yml").write_text(textwrap.dedent(text))
