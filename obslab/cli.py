@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop a running lab")
     _data_dir_option(down)
 
+    restart = commands.add_parser("restart", help="restart (or start) one component of the running lab: "
+                                                   "a mitigation the runbooks name")
+    _data_dir_option(restart)
+    restart.add_argument("name", help="component name, e.g. fraud, gateway, prometheus")
+
     serve = commands.add_parser("serve", help="run one component in the foreground (what `up` runs)")
     serve.add_argument("name", help="component name, e.g. gateway, accounts, trace-sink")
     serve.add_argument("--host", help="listen address (default: $OBSLAB_BIND_HOST or 127.0.0.1)")
@@ -124,6 +129,34 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(s.healthy for s in statuses) else 1
 
 
+def _restart(args: argparse.Namespace) -> int:
+    """Natively through the lab's supervisor; a compose lab through `docker compose restart`."""
+    lab = _lab(args)
+    if not lab.running():
+        import shutil
+        import subprocess
+
+        docker = shutil.which("docker")
+        if docker is None:
+            raise CliError(f"no lab is running from {lab.data_dir} (and no docker for a compose lab); "
+                           "start one with `obslab up --detach`")
+        return subprocess.run([docker, "compose", "restart", args.name], check=False).returncode
+    from obslab.native.supervisor import SupervisorError
+
+    names = [component.name for component in lab.manifest()]
+    if args.name not in names:
+        raise CliError(f"unknown component {args.name!r}; the lab runs: {', '.join(names)}")
+    try:
+        state = lab.supervisor.processes().get(args.name)
+        if state is not None and state.state == "RUNNING":
+            lab.supervisor.stop_program(args.name)
+        lab.supervisor.start_program(args.name)
+    except (SupervisorError, OSError) as exc:
+        raise CliError(f"could not restart {args.name}: {exc}") from None
+    print(f"restarted {args.name}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "up":
         from obslab.profiles import profile
@@ -134,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         return _status(args)
     if args.command == "down":
         return _lab(args).down()
+    if args.command == "restart":
+        return _restart(args)
     if args.command == "serve":
         from obslab.serving import serve
 

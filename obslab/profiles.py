@@ -7,9 +7,14 @@ configuration uses is taken from the active profile, so the two cannot drift apa
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from obslab.settings import ConfigError, parse_duration
+
+
+_UNITS = r"[0-9]+(?:ms|s|m|h|d|w|y)"
+_RANGE = re.compile(rf"\[(?P<range>(?:{_UNITS})+)(?P<sub>:(?P<step>(?:{_UNITS})+)?)?\]")
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,10 @@ class Profile:
     # SLO burn-rate windows are divided by this (recorded names keep the production window):
     # a fast lab's 1h/5m page pair reads 6m/30s, so a burn fires and resets in a live test.
     slo_window_divisor: int = 1
+    # The range of every rate(), avg_over_time() and subquery in the spec's rules (and in the
+    # runbook queries a drill runs) is divided by this: a fast lab's rate5m reads 30 s, so an
+    # incident shows, and clears, in seconds (recorded names keep the production window).
+    range_divisor: int = 1
     # Alertmanager (production values: the Prometheus/Alertmanager defaults SREs expect).
     group_wait_s: int = 30
     group_interval_s: int = 300
@@ -72,6 +81,25 @@ class Profile:
         hold = parse_duration(self.alert_for(for_)) if for_ else 0.0
         return scrape + self.evaluation_s * (1 + dependent_groups) + condition_s + hold + self.group_wait_s
 
+    def scale_ranges(self, expr: str) -> str:
+        """PromQL with every range selector (and subquery) scaled by ``range_divisor``, never
+        below four scrapes.
+
+        >>> FAST.scale_ranges('rate(x[5m]) / avg_over_time(y[30m:])'), PRODUCTION.scale_ranges('rate(x[5m])')
+        ('rate(x[30s]) / avg_over_time(y[180s:])', 'rate(x[5m])')
+        """
+        if self.range_divisor == 1:
+            return expr
+
+        def scaled(match: re.Match[str]) -> str:
+            window = self._scaled(match.group("range"), self.range_divisor, minimum_s=4 * self.scrape_default_s)
+            if match.group("sub") is None:
+                return f"[{window}]"
+            step = match.group("step")
+            return f"[{window}:{self._scaled(step, self.range_divisor, minimum_s=self.evaluation_s) if step else ''}]"
+
+        return _RANGE.sub(scaled, expr)
+
     def slo_window(self, text: str) -> str:
         """A burn-rate window's range under this profile (at least four scrapes).
 
@@ -84,7 +112,7 @@ class Profile:
 PRODUCTION = Profile("production", scrape_default_s=15, scrape_banking_s=10, scrape_ml_s=15,
                      scrape_iis_s=15, evaluation_s=15)
 FAST = Profile("fast", scrape_default_s=2, scrape_banking_s=2, scrape_ml_s=2, scrape_iis_s=2, evaluation_s=2,
-               for_divisor=10, slo_window_divisor=10, group_wait_s=2, group_interval_s=10, repeat_interval_s=3600,
+               for_divisor=10, slo_window_divisor=10, range_divisor=10, group_wait_s=2, group_interval_s=10, repeat_interval_s=3600,
                watchdog_repeat_s=30, resend_delay_s=2, ml_evaluation_s=2, ddos_signal_window_s=10,
                ddos_baseline_window_s=180, ddos_baseline_lag_s=20, ddos_retrain_s=300, ddos_training_window_s=900,
                ddos_min_training_rows=20,

@@ -217,6 +217,8 @@ def summary(results: list[dict[str, Any]]) -> str:
             lines.append(f"{r['name']}: unexpected alerts: {', '.join(r['unexpected_detail'])}")
         for problem in r["problems"]:
             lines.append(f"{r['name']}: {problem}")
+        for note in r.get("notes", []):
+            lines.append(f"{r['name']}: note: {note}")
         lines.append(f"{r['name']}: report {r.get('report_html') or r.get('report')}")
     passed = sum(1 for r in results if r["passed"])
     lines.append(f"{passed} of {len(results)} drill(s) passed")

@@ -45,11 +45,14 @@ POLL_SECONDS = 1.0
 DIAGNOSE_EVERY_SECONDS = 3.0
 ALERTMANAGER_EVERY_SECONDS = 3.0
 DEADMAN_MISSED_BEATS = 2
-# Components whose loss touches every other drill: a drill that stops one runs alone.
-LAB_WIDE = frozenset({c.PROMETHEUS, c.ALERTMANAGER, c.GATEWAY, c.LOAD_GENERATOR, c.ALERT_RECEIVER})
+# Without these no drill can be observed: a drill that stops one runs alone.
+OBSERVERS = frozenset({c.PROMETHEUS, c.ALERTMANAGER, c.ALERT_RECEIVER})
+# Every banking journey passes these: a drill that acts on one runs beside IIS drills only.
+BANK_WIDE = frozenset({c.GATEWAY, c.LOAD_GENERATOR})
 # An SLO alert's window pair: the same incident whichever pair fires.
 _WINDOW_LABELS = frozenset({c.L_LONG_WINDOW, "short_window"})
 _SITE_OF = {name: site.site for site in c.IIS_SITES for name in (site.app_pool, site.app_name)}
+_SITES = frozenset(site.site for site in c.IIS_SITES)
 # A fault outlives its planned end by this much at most if the CLI dies without clearing it.
 TTL_MARGIN_SECONDS = 30
 
@@ -81,6 +84,15 @@ def _epoch(text: str | None) -> float | None:
     except ValueError:
         return None
     return moment.timestamp()
+
+
+# Labels every alert of the lab carries, or that say nothing a reader of one drill needs.
+_NOISE_LABELS = frozenset({"alertname", c.L_SEVERITY, c.L_TEAM, "instance", "job", "tier", "lab", "profile",
+                           "runtime", "short_window", c.L_SLO})
+
+
+def _shown_labels(labels: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k not in _NOISE_LABELS}
 
 
 def _round(value: float | None) -> float | None:
@@ -170,7 +182,8 @@ class DrillRun:
         self.resolve_waiting: list[str] = [""] * len(drill.resolve)
         # Alertmanager holds an inhibited alert back for good only if it stays held past its
         # first possible delivery: a group_wait and two group intervals after it fires.
-        self.settle_s = profile.group_wait_s + 2 * profile.group_interval_s if drill.quiet else 0
+        self.settle_s = profile.group_wait_s + 2 * profile.group_interval_s \
+            if any(q.inhibited for q in drill.quiet) else 0
         self.calm_timeout_s = calm_timeout_s if calm_timeout_s is not None else max(
             300.0, 3 * profile.group_interval_s + 6 * profile.evaluation_s)
         self.phase = "calm"
@@ -196,12 +209,24 @@ class DrillRun:
         self.partners: list[DrillRun] = []   # drills running beside this one
         self.stopped: list[str] = []
         self.blocked_by = ""
+        self.notes: list[str] = []
 
     # --- bookkeeping --------------------------------------------------------------------------------
 
     @property
     def exclusive(self) -> bool:
-        return any(s.target in LAB_WIDE for s in self.drill.timeline)
+        """Stops what every drill needs to be observed (Prometheus, Alertmanager, the receiver)."""
+        return any(s.target in OBSERVERS for s in self.drill.timeline)
+
+    @property
+    def bank_wide(self) -> bool:
+        """Touches every banking journey (the gateway, all traffic): only the IIS estate may
+        run beside it."""
+        return any(s.target in BANK_WIDE for s in self.drill.timeline)
+
+    @property
+    def iis_only(self) -> bool:
+        return all(s.target in _SITE_OF or s.target in _SITES for s in self.drill.timeline)
 
     def places(self) -> set[str]:
         """Where the drill's steps act: a target, with an IIS app or app pool read as its site."""
@@ -221,6 +246,8 @@ class DrillRun:
         """May run beside ``other``: different places, and neither can cause what the other
         must see or must not see (two drills may share a tolerated side effect)."""
         if self.exclusive or other.exclusive:
+            return False
+        if (self.bank_wide and not other.iis_only) or (other.bank_wide and not self.iis_only):
             return False
         if self.places() & other.places():
             return False
@@ -285,6 +312,12 @@ class DrillRun:
                             and labels.get(c.L_SERVICE) == service \
                             and labels.get(c.L_SITE, "") == e.labels.get(c.L_SITE, labels.get(c.L_SITE, "")):
                         out.append(f"{labels.get('alertname')}{_show(labels)} firing would inhibit {e.alert}")
+            # A flood alert still firing holds back everything a flood causes (inhibition rule 2).
+            if e.alert in self.catalog.rules.ddos_caused():
+                for alert in snap.alerts:
+                    name = alert["labels"].get("alertname")
+                    if alert.get("state") == "firing" and name in (c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED):
+                        out.append(f"{name} firing would inhibit {e.alert}")
         return sorted(set(out))
 
     def calm_in(self, snap: Snapshot) -> bool:
@@ -312,6 +345,7 @@ class DrillRun:
         for i, diagnose in enumerate(self.drill.diagnose):
             self.diag_before[i] = self._diagnose_value(i)
         self.baseline = {(a["labels"].get("alertname", ""), _key(a["labels"])) for a in snap.alerts}
+        self.notes = self._unclean_windows()
         for state in self.expects:
             if state.expect.absent:
                 state.beat_at_start = state.last_beat = self._last_beat(snap, state.expect)
@@ -321,6 +355,26 @@ class DrillRun:
         self.lab.post_receiver(f"{c.API_PREFIX}/drills/events", {
             "run_id": self.run_id, "drill": self.drill.name, "event": "start", "at": self.t0, "passed": None})
         self._steps(self.t0)
+
+    def _unclean_windows(self) -> list[str]:
+        """An SLO page's long window may still hold an earlier incident although the alert has
+        resolved (its short window cleared): a page then comes sooner than a clean start allows.
+        Such figures are marked, not hidden."""
+        notes = []
+        for state in self.expects:
+            for rule in matching_rules(self.catalog.rules, state.expect.alert, state.expect.labels):
+                slo, window = rule.labels().get(c.L_SLO), rule.labels().get(c.L_LONG_WINDOW)
+                if not slo or not window:
+                    continue
+                try:
+                    result = self.lab.query(f'slo:burn_rate:ratio_rate{window}{{slo="{slo}"}}')
+                except DrillError:
+                    continue
+                burn = max((float(r["value"][1]) for r in result), default=0.0)
+                if burn >= 1:
+                    notes.append(f"{state.expect.alert}: the {window} window of {slo} still held an earlier "
+                                 f"incident at the start (burn rate {burn:.1f}); its figures are not a clean start")
+        return notes
 
     def _steps(self, now: float) -> None:
         assert self.t0 is not None
@@ -411,8 +465,12 @@ class DrillRun:
             if name == c.ALERT_WATCHDOG:
                 continue
             ident = (name, _key(labels))
-            relevant = self._explained(name, labels) or ident not in self.baseline
-            if not relevant:
+            # The picture shows the drill's own alerts and whatever started during it, not every
+            # alert that was already firing in the lab.
+            own = any(name == alert and _matches(labels, {k: v for k, v in wanted.items()
+                                                            if k not in _WINDOW_LABELS})
+                      for alert, wanted in self.claims() + self.watches())
+            if not own and ident in self.baseline:
                 continue
             self.interval_labels[ident] = labels
             spans = self.intervals.setdefault((*ident, alert["state"]), [])
@@ -500,7 +558,8 @@ class DrillRun:
         of ``shows`` (the largest for '>' conditions, the smallest for '<')."""
         diagnose = self.drill.diagnose[i]
         try:
-            result = self.lab.query(diagnose.query)
+            # Read as the lab's profile reads its rules: a fast lab's 5m is 30 s.
+            result = self.lab.query(self.profile.scale_ranges(diagnose.query))
         except DrillError:
             return None
         values = []
@@ -606,7 +665,8 @@ class DrillRun:
             passed = before_ok and self.diag_seen[i]
             why = "" if passed else ("already showed the cause before the fault" if not before_ok
                                      else "never showed the cause during the incident")
-            diagnose.append({"runbook": d.runbook, "query": d.query, "labels": d.labels, "condition": d.shows,
+            diagnose.append({"runbook": d.runbook, "query": d.query, "query_run": self.profile.scale_ranges(d.query),
+                             "labels": d.labels, "condition": d.shows,
                              "before": before, "during": self.diag_during[i], "passed": passed, "why": why})
         resolves = []
         for i, r in enumerate(self.drill.resolve):
@@ -627,7 +687,7 @@ class DrillRun:
                     label = row.get("alert") or row.get("query")
                     problems.append(f"{what}: {label}{_show(row.get('labels') or {})}: {row['why']}")
         timeline_alerts = [
-            {"alert": name, "labels": self.interval_labels.get((name, key), dict(key)), "state": state,
+            {"alert": name, "labels": _shown_labels(self.interval_labels.get((name, key), dict(key))), "state": state,
              "from_s": round(span[0], 1), "to_s": round(span[1], 1)}
             for (name, key, state), spans in sorted(self.intervals.items()) for span in spans]
         notifications = []
@@ -645,7 +705,7 @@ class DrillRun:
             "alerts": alerts, "quiet": quiet, "diagnose": diagnose, "resolve": resolves,
             "unexpected": sorted({name for name, _ in self.unexpected}),
             "unexpected_detail": sorted(f"{name}{_show(labels)}" for (name, _), labels in self.unexpected.items()),
-            "problems": problems,
+            "problems": problems, "notes": self.notes,
             "timeline": {"alerts": timeline_alerts, "notifications": notifications,
                          "series": [{"name": f"{d.runbook}: {d.query[:80]}", "query": d.query,
                                      "condition": d.shows, "points": self.series[i]}
@@ -669,7 +729,8 @@ class DrillRun:
             ident = (note.get("id"), name, alert.get("status"))
             if ident not in seen:
                 seen.add(ident)
-                self._notes_seen.append({"id": note.get("id"), "alert": name, "labels": alert.get("labels", {}),
+                self._notes_seen.append({"id": note.get("id"), "alert": name,
+                                         "labels": _shown_labels(alert.get("labels", {})),
                                          "receiver": note.get("receiver"), "status": alert.get("status"),
                                          "at_s": round(note["received_at"] - self.t0, 1)})
 

@@ -129,7 +129,7 @@ def _rules_file(name: str, spec: RulesSpec, teams: TeamsSpec, source: str) -> Sp
                 except ValueError as exc:
                     raise ConfigError(f"{source}: {exc}") from None
         try:
-            groups.append(RuleGroup(group.name, tuple(rules), group.interval))
+            groups.append(RuleGroup(group.name, tuple(rules), group.interval, scale_ranges=True))
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     return SpecFile(name, tuple(groups), {name: cases}, {name: "1m"}, frozenset(ddos), tuple(index))

@@ -150,6 +150,9 @@ class RuleGroup:
     name: str
     rules: tuple[Rule, ...]
     interval: str | None = None
+    # The spec's rule groups scale their ranges with the profile (Profile.scale_ranges); the SLO
+    # groups are built for a profile already and keep theirs.
+    scale_ranges: bool = False
 
     def __post_init__(self) -> None:
         if not self.rules:
@@ -175,4 +178,7 @@ class RuleGroup:
         if self.interval is not None:
             out["interval"] = self.interval
         out["rules"] = [rule.to_dict(profile) for rule in self.rules]
+        if self.scale_ranges:
+            for rule in out["rules"]:
+                rule["expr"] = profile.scale_ranges(rule["expr"])
         return out
