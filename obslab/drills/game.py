@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from typing import Any
 
@@ -22,29 +23,18 @@ from obslab.drills.catalog import load_drills
 from obslab.drills.lab import DrillError, Lab
 from obslab.drills.model import CAUSES, STOP, timing_seconds
 from obslab.drills.reports import history, write_report
-from obslab.drills.runner import _read_json, active_path, new_run_id, repair
+from obslab.drills.runner import new_run_id, read_active, repair, undo, write_active
 from obslab.labapi import text_table
 
 
 def _game(lab: Lab) -> dict[str, Any] | None:
-    data = _read_json(active_path(lab)) or {}
-    return data.get("game")
+    return read_active(lab).get("game")
 
 
-def _save(lab: Lab, game: dict[str, Any] | None, *, faults: list[str] | None = None,
-          stopped: list[str] | None = None) -> None:
-    path = active_path(lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = _read_json(path) or {"faults": [], "stopped": []}
+def _save(lab: Lab, game: dict[str, Any] | None) -> None:
+    data = read_active(lab)
     data["game"] = game
-    if faults is not None:
-        data["faults"] = faults
-    if stopped is not None:
-        data["stopped"] = stopped
-    data["pid"] = None      # a game outlives the command that started it: nothing to repair by pid
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_active(lab, data)
 
 
 def start(args: argparse.Namespace) -> int:
@@ -58,28 +48,30 @@ def start(args: argparse.Namespace) -> int:
     drill = random.SystemRandom().choice(catalog.drills) if args.random else catalog.get(args.name)
     ttl = settings.parse_duration(args.ttl)
     run_id = new_run_id("game")
-    faults, stopped = [], []
     started = time.time()
+    game: dict[str, Any] = {"run_id": run_id, "drill": drill.name, "started_at": started, "blind": args.blind,
+                            "answers": [], "ttl_seconds": ttl, "faults": [], "stopped": []}
+    _save(lab, game)
     try:
         for step in drill.timeline:
             if step.kind == STOP:
+                game["stopped"].append(step.target)     # remembered before acting
+                _save(lab, game)
                 lab.stop(step.target)
-                stopped.append(step.target)
             else:
                 fault = lab.set_fault({"kind": step.kind.value, "target": step.target, **step.params,
                                        "ttl_seconds": int(ttl), "reason": f"game day {run_id}"})
-                faults.append(fault["id"])
-            _save(lab, None, faults=faults, stopped=stopped)
+                game["faults"].append(fault["id"])
+                _save(lab, game)
     except BaseException:
-        _save(lab, None, faults=faults, stopped=stopped)
-        repair(lab)
+        undo(lab, game, print, "a game that could not start")
+        _save(lab, None)
         raise
-    _save(lab, {"run_id": run_id, "drill": drill.name, "started_at": started, "blind": args.blind,
-                "answers": [], "ttl_seconds": ttl}, faults=faults, stopped=stopped)
     lab.post_receiver("/api/v1/drills/events", {"run_id": run_id, "drill": "game-day", "event": "start",
                                                 "at": started, "passed": None})
-    print(f"Game on ({run_id}), started {time.strftime('%H:%M:%S', time.localtime(started))}; the faults end "
-          f"by themselves after {args.ttl}.")
+    print(f"Game on ({run_id}), started {time.strftime('%H:%M:%S', time.localtime(started))}; its faults end "
+          f"by themselves after {args.ttl}" + (" (a stopped component waits for `obslab drill end`)."
+                                              if game["stopped"] else "."))
     if not args.blind:
         print(f"\nWhat the on-call sees first:\n  {drill.story.strip()}\n")
     print(f"Work from the page (`obslab alerts`, {lab.urls.get('alert-receiver', '')}/) and its runbook.\n"
@@ -107,30 +99,32 @@ def end(args: argparse.Namespace) -> int:
     lab = Lab.connect(data_dir)
     game = _game(lab)
     if not game:
-        left = _read_json(active_path(lab)) or {}
-        if left.get("faults") or left.get("stopped"):
-            _save(lab, None, faults=left.get("faults", []), stopped=left.get("stopped", []))
-            repair(lab)
+        if repair(lab):
             return 0
-        raise DrillError("no game is on (and nothing left behind); start one with `obslab drill start --random`")
+        raise DrillError("no game is on and no drill left anything behind; start a game with "
+                         "`obslab drill start --random`")
     catalog = load_drills(args.drills)
     drill = catalog.get(game["drill"])
     started = game["started_at"]
     ended = time.time()
     expected = {e.alert for e in drill.expect if not e.absent}
-    # Mitigated: what the drill raises fired, and had stopped firing before the faults were cleared.
+    # Mitigated: what the drill raises fired, and had stopped firing while its faults were still
+    # on (cleared by a mitigation, not by the faults' own expiry). Unknown when Prometheus or the
+    # receiver cannot say.
+    mitigated: bool | None
     try:
         firing_now = {a["labels"].get("alertname") for a in lab.prometheus_alerts() if a.get("state") == "firing"}
-    except DrillError:
-        firing_now = set()
-    notes = [n for n in lab.notifications() if n.get("received_at", 0) >= started]
+        notes = [n for n in lab.notifications() if n.get("received_at", 0) >= started]
+        still_on = not game["faults"] or bool(set(game["faults"]) & {f["id"] for f in lab.active_faults()})
+    except DrillError as exc:
+        print(f"obslab: cannot score the mitigation: {exc}", file=sys.stderr)
+        firing_now, notes, still_on = set(), [], False
     pages = sorted(n["received_at"] for n in notes
                    for a in n.get("alerts", []) if a.get("alertname") in expected and a.get("status") == "firing")
-    fired = bool(pages)
-    mitigated = fired and not (expected & firing_now)
-    repair_data = _read_json(active_path(lab)) or {}
-    _save(lab, None, faults=repair_data.get("faults", []), stopped=repair_data.get("stopped", []))
-    repair(lab)
+    mitigated = (bool(pages) and not (expected & firing_now) and still_on) if notes or firing_now else None
+    say = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    left = undo(lab, game, say, "the game")
+    _save(lab, None if not (left["faults"] or left["stopped"]) else {**game, **left})
     answers = game.get("answers", [])
     first = answers[0] if answers else None
     score = {
@@ -170,7 +164,8 @@ def end(args: argparse.Namespace) -> int:
         print(f"  your answer: {first['cause']} at +{score['answer_seconds']:.0f} s ({verdict})")
     else:
         print("  no answer recorded")
-    print(f"  mitigated before the faults were cleared: {'yes' if mitigated else 'no'}")
+    print("  mitigated before the faults were cleared: " +
+          {True: "yes", False: "no", None: "unknown (Prometheus or the receiver did not answer)"}[mitigated])
     print(f"  report: {path.with_suffix('.html')}")
     return 0
 

@@ -25,6 +25,7 @@ from obslab.profiles import PROFILES, Profile
 from obslab.settings import ConfigError, parse_duration
 
 START_HINT = "start one with `obslab up --detach --profile fast`"
+COMPOSE_SERVICES = {c.TRACE_SINK: "otel-collector"}
 
 
 class DrillError(Exception):
@@ -37,8 +38,8 @@ class Lab:
     urls: dict[str, str]
     profile: Profile
     runtime: str                                  # "native" or "compose"
-    operator_token: str
-    alertmanager_auth: tuple[str, str] | None
+    operator_token: str = field(repr=False)
+    alertmanager_auth: tuple[str, str] | None = field(repr=False)
     session: requests.Session = field(default_factory=requests.Session)
 
     # --- finding it --------------------------------------------------------------------------
@@ -86,7 +87,12 @@ class Lab:
         """The manifest's profile, else the one whose evaluation interval Prometheus runs at."""
         if recorded in PROFILES:
             return PROFILES[recorded]
-        config = self.prometheus("/api/v1/status/config")["yaml"]
+        try:
+            config = self.prometheus("/api/v1/status/config")["yaml"]
+        except DrillError:
+            # Prometheus down (a drill stopped it): commands that only clean up still work; a
+            # run finds out soon enough that it cannot observe anything.
+            return PROFILES["production"]
         for line in config.splitlines():
             if line.strip().startswith("evaluation_interval:"):
                 seconds = parse_duration(line.split(":", 1)[1].strip())
@@ -106,7 +112,10 @@ class Lab:
                              f"(`obslab status`; {START_HINT})") from None
         if response.status_code >= 400:
             raise DrillError(f"{component} answered HTTP {response.status_code} to {path}: {response.text[:200]}")
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise DrillError(f"{component} answered {path} with something that is not JSON") from None
 
     def prometheus(self, path: str, **params: Any) -> Any:
         body = self._get(c.PROMETHEUS, path, params=params)
@@ -140,9 +149,10 @@ class Lab:
                 from None
         if response.status_code >= 400:
             try:
-                message = response.json().get("message")
+                body = response.json()
             except ValueError:
-                message = response.text[:200]
+                body = None
+            message = body.get("message") if isinstance(body, dict) else response.text[:200]
             raise DrillError(f"{component} refused {method} {path}: {message} (HTTP {response.status_code})")
         return response.json() if response.content else None
 
@@ -195,8 +205,10 @@ class Lab:
         docker = shutil.which("docker")
         if docker is None:
             raise DrillError(f"cannot {action} {component}: no docker command for the compose lab")
-        result = subprocess.run([docker, "compose", action, component], capture_output=True, text=True,
-                                timeout=120, check=False)
+        # The Collector stands where the native lab's trace sink does (docker-compose.yml).
+        service = COMPOSE_SERVICES.get(component, component)
+        result = subprocess.run([docker, "compose", "-f", str(settings.repo_root() / "docker-compose.yml"),
+                                 action, service], capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             raise DrillError(f"docker compose {action} {component} failed: {result.stderr.strip()[:200]}")
 

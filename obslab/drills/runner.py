@@ -155,7 +155,8 @@ class ExpectState:
     elsewhere: set[str] = field(default_factory=set)       # receivers it reached instead
     last_beat: float | None = None                         # absent: the last heartbeat seen
     beat_at_start: float | None = None
-    origin_s: float = 0.0                                  # the causing step's offset in the timeline
+    origin_s: float = 0.0                                  # the causing step's offset (actual once started)
+    period_s: float = 0.0                                  # absent: when the switch trips after a beat
 
     def since_cause(self, seconds: float | None) -> float | None:
         return None if seconds is None else seconds - self.origin_s
@@ -176,7 +177,7 @@ class DrillRun:
                         for e in drill.expect]
         for state in self.expects:
             if state.expect.absent:
-                state.floor_s = float(DEADMAN_MISSED_BEATS * profile.watchdog_repeat_s)
+                state.floor_s = state.period_s = float(DEADMAN_MISSED_BEATS * profile.watchdog_repeat_s)
         self.resolve_deadlines = [timing_seconds(r.within, profile) for r in drill.resolve]
         self.resolved_at: list[float | None] = [None] * len(drill.resolve)
         self.resolve_waiting: list[str] = [""] * len(drill.resolve)
@@ -403,35 +404,43 @@ class DrillRun:
         state.started_at = time.time()
         try:
             if step.kind == STOP:
-                self.lab.stop(step.target)
+                # Remembered before acting: a CLI killed during the stop still knows to start it again.
                 self.stopped.append(step.target)
+                _LEFT["stopped"].add(step.target)
+                record_active(self.lab)
+                self.lab.stop(step.target)
             else:
                 body = {"kind": step.kind.value, "target": step.target, **step.params,
                         "ttl_seconds": max(1, math.ceil(state.duration_s + TTL_MARGIN_SECONDS)),
                         "reason": f"drill {self.drill.name} ({self.run_id})"}
                 state.fault_id = self.lab.set_fault(body)["id"]
-            record_active(self.lab, self)
+                _LEFT["faults"].add(state.fault_id)
+                record_active(self.lab)
         except DrillError as exc:
             self.problems.append(f"could not start {step.describe()}: {exc}")
-            state.ended_at = time.time()
+            self._end_step(state)
             return
         self.say(f"[{self.drill.name}] +{state.started_at - (self.t0 or state.started_at):.0f} s "
                  f"{step.describe()} for up to {state.duration_s:.0f} s")
 
     def _end_step(self, state: StepState) -> None:
         step = state.step
+        state.ended_at = time.time()
         try:
             if step.kind == STOP:
                 self.lab.start(step.target)
+                if not self.lab.wait_healthy(step.target):
+                    self.problems.append(f"{step.target} did not become healthy again after the drill started it")
                 if step.target in self.stopped:
                     self.stopped.remove(step.target)
-                self.lab.wait_healthy(step.target)
+                _LEFT["stopped"].discard(step.target)
             elif state.fault_id:
                 self.lab.clear_fault(state.fault_id)
+                _LEFT["faults"].discard(state.fault_id)
         except DrillError as exc:
+            # Kept in active.json: the next drill command tries again.
             self.problems.append(f"could not end {step.describe()}: {exc}")
-        state.ended_at = time.time()
-        record_active(self.lab, self)
+        record_active(self.lab)
 
     def abort(self) -> None:
         """Clear what this drill injected and restart what it stopped (Ctrl-C, an error)."""
@@ -448,6 +457,14 @@ class DrillRun:
             all(self.diag_seen[i] for i in range(len(self.drill.diagnose)))
 
     # --- observing ----------------------------------------------------------------------------------
+
+    def _cause_started(self, state: ExpectState) -> float | None:
+        """When the step that causes ``state``'s alert started (None: not yet); the figures count
+        from there."""
+        started = self.steps[state.expect.after].started_at
+        if started is not None and self.t0 is not None:
+            state.origin_s = started - self.t0
+        return started
 
     def _last_beat(self, snap: Snapshot, expect: Expect) -> float | None:
         beats = [note["received_at"] for note, alert in _notified_alerts(snap, 0)
@@ -482,6 +499,9 @@ class DrillRun:
             if alert["state"] != "firing":
                 continue
             for state in self.expects:
+                cause = self._cause_started(state)
+                if cause is None or (_epoch(alert.get("activeAt")) or now) < cause - 1:
+                    continue     # not this step's doing: it fired before the step that causes it
                 if state.fired_at is None and not state.expect.absent and name == state.expect.alert \
                         and _matches(labels, state.expect.labels):
                     state.fired_at = now
@@ -502,6 +522,9 @@ class DrillRun:
             for state in self.expects:
                 e = state.expect
                 if e.absent or name != e.alert or not _matches(labels, e.labels) or alert.get("status") != "firing":
+                    continue
+                cause = self._cause_started(state)
+                if cause is None or (_epoch(alert.get("starts_at")) or note["received_at"]) < cause - 1:
                     continue
                 if note.get("receiver") == e.receiver:
                     if state.notified_at is None or note["received_at"] < state.notified_at:
@@ -526,9 +549,11 @@ class DrillRun:
             beat = self._last_beat(snap, state.expect)
             if beat is not None and (state.last_beat is None or beat > state.last_beat):
                 state.last_beat = beat
+            # The switch trips two heartbeats after the last one heard, wherever that fell (after
+            # Prometheus stops, Alertmanager may still deliver one it already had).
             since = state.last_beat if state.last_beat is not None else self.t0
-            trips = since + state.floor_s
-            if state.notified_at is None and now >= trips and (state.last_beat or 0) <= self.t0 + 1:
+            trips = since + state.period_s
+            if state.notified_at is None and now >= trips:
                 state.notified_at = now
                 state.floor_s = max(0.0, trips - self.t0)
                 self.say(f"[{self.drill.name}] dead-man's switch tripped: no {state.expect.alert} at "
@@ -760,32 +785,39 @@ class DrillRun:
 # --- crash recovery: what a killed drill left behind ---------------------------------------------
 
 _RUNNING: list[DrillRun] = []
+# What this process injected or stopped and has not undone yet (mirrored in active.json).
+_LEFT: dict[str, set[str]] = {"faults": set(), "stopped": set()}
 
 
 def active_path(lab: Lab) -> Path:
     return lab.data_dir / "drills" / "active.json"
 
 
-def record_active(lab: Lab, run: DrillRun | None = None) -> None:
-    """Remember every fault and stopped component of the drills running now (``active.json``)."""
-    faults = [s.fault_id for r in _RUNNING for s in r.steps
-              if s.fault_id and s.started_at is not None and s.ended_at is None]
-    stopped = [t for r in _RUNNING for t in r.stopped]
+def read_active(lab: Lab) -> dict:
+    return _read_json(active_path(lab)) or {}
+
+
+def write_active(lab: Lab, data: dict) -> None:
     path = active_path(lab)
     path.parent.mkdir(parents=True, exist_ok=True)
-    previous = _read_json(path) or {}
-    data = {"pid": os.getpid(), "faults": faults, "stopped": stopped,
-            "game": previous.get("game")}
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)
 
 
+def record_active(lab: Lab, run: DrillRun | None = None) -> None:  # noqa: ARG001
+    """Remember what the drills of this process left on (``active.json``, key ``run``)."""
+    data = read_active(lab)
+    data["run"] = {"pid": os.getpid(), "faults": sorted(_LEFT["faults"]), "stopped": sorted(_LEFT["stopped"])}
+    write_active(lab, data)
+
+
 def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _alive(pid: int) -> bool:
@@ -796,22 +828,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def repair(lab: Lab, say: Callable[[str], None] = print) -> None:
-    """Clear the faults and restart the components a drill killed outright left behind."""
-    path = active_path(lab)
-    data = _read_json(path)
-    if not data or (data.get("pid") and data["pid"] != os.getpid() and _alive(data["pid"])):
-        return
-    for fault_id in data.get("faults", []):
-        lab.clear_fault(fault_id)
-        say(f"cleared fault {fault_id}, left behind by an interrupted drill")
-    for component in data.get("stopped", []):
-        lab.start(component)
-        lab.wait_healthy(component)
-        say(f"started {component} again, stopped by an interrupted drill")
-    data.update({"faults": [], "stopped": [], "pid": None})
-    path.write_text(json.dumps(data))
+def undo(lab: Lab, entry: dict, say: Callable[[str], None], why: str) -> dict:
+    """Clear ``entry``'s faults and start its stopped components, best effort; what could not be
+    undone stays in the returned entry."""
+    left = {"faults": [], "stopped": []}
+    for fault_id in entry.get("faults", []):
+        try:
+            lab.clear_fault(fault_id)
+            say(f"cleared fault {fault_id}, left behind by {why}")
+        except DrillError as exc:
+            left["faults"].append(fault_id)
+            say(f"could not clear fault {fault_id}: {exc}")
+    for component in entry.get("stopped", []):
+        try:
+            lab.start(component)
+            healthy = lab.wait_healthy(component)
+            say(f"started {component} again, stopped by {why}" + ("" if healthy else " (not healthy yet)"))
+        except DrillError as exc:
+            left["stopped"].append(component)
+            say(f"could not start {component}: {exc}")
+    return left
 
+
+def repair(lab: Lab, say: Callable[[str], None] = print) -> bool:
+    """Undo what a drill run that is no longer alive left behind (a game is ended by `end` only).
+    True when something was left."""
+    data = read_active(lab)
+    run = data.get("run") or {}
+    pid = run.get("pid")
+    if not (run.get("faults") or run.get("stopped")) or (pid and pid != os.getpid() and _alive(pid)):
+        return False
+    left = undo(lab, run, say, "an interrupted drill")
+    data = read_active(lab)
+    data["run"] = {"pid": None, **left}
+    write_active(lab, data)
+    return True
 
 # --- running several ----------------------------------------------------------------------------
 
@@ -825,6 +876,20 @@ class DrillInterrupted(Exception):
 
 def _terminate(signum: int, frame: Any) -> None:  # noqa: ARG001
     raise KeyboardInterrupt
+
+
+class _signals_held:
+    """A second Ctrl-C must not cut the cleanup of the first short (restarting a component
+    takes seconds): interrupts are ignored while faults are cleared."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> None:
+        self.previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in self.SIGNALS}
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def new_run_id(name: str) -> str:
@@ -870,32 +935,37 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
             for run in list(running):
                 run.tick(snap)
                 run.record_notifications(snap)
-                if run.phase == "done":
-                    running.remove(run)
-                    finished.append(run)
-                    record_active(lab)
-                    if run.t0 is not None:
-                        lab.post_receiver(f"{c.API_PREFIX}/drills/events", {
-                            "run_id": run.run_id, "drill": run.drill.name, "event": "end",
-                            "at": run.finished_at, "passed": run.result()["passed"]})
-                    if not keep_going and not run.result()["passed"]:
+                if run.phase != "done":
+                    continue
+                running.remove(run)
+                finished.append(run)
+                record_active(lab)
+                if run.t0 is not None:
+                    lab.post_receiver(f"{c.API_PREFIX}/drills/events", {
+                        "run_id": run.run_id, "drill": run.drill.name, "event": "end",
+                        "at": run.finished_at, "passed": run.result()["passed"]})
+                if not keep_going and not run.result()["passed"]:
+                    with _signals_held():
                         for other in running:
                             other.abort()
-                        finished.extend(running)
-                        running.clear()
-                        pending.clear()
+                    finished.extend(running)
+                    running.clear()
+                    pending.clear()
+                    break
             time.sleep(max(0.0, POLL_SECONDS - (time.time() - now)))
     except KeyboardInterrupt:
-        for run in running:
-            run.abort()
+        with _signals_held():
+            for run in running:
+                run.abort()
         finished.extend(running)
         running.clear()
         record_active(lab)
         by_run = {id(run): run for run in finished}
         raise DrillInterrupted([by_run[id(r)].result() for r in order if id(r) in by_run]) from None
     except BaseException:
-        for run in running:
-            run.abort()
+        with _signals_held():
+            for run in running:
+                run.abort()
         record_active(lab)
         raise
     finally:
