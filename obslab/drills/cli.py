@@ -173,6 +173,7 @@ def _run_drills(args: argparse.Namespace) -> int:
     drills = list(catalog.drills) if args.all else [catalog.get(args.name)]
     data_dir = settings.data_dir(args.data_dir)
     lab = Lab.connect(data_dir)
+    lab.check()
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else \
         (lambda text: print(text, flush=True))
     say(f"Running {len(drills)} drill(s) against the {lab.runtime} lab in {data_dir} "

@@ -42,6 +42,7 @@ def start(args: argparse.Namespace) -> int:
         raise DrillError("name a drill, or --random")
     catalog = load_drills(args.drills)
     lab = Lab.connect(settings.data_dir(args.data_dir))
+    lab.check()
     if _game(lab):
         raise DrillError("a game is already on; answer it (`obslab drill answer CAUSE`) and `obslab drill end` it")
     repair(lab)

@@ -101,6 +101,13 @@ class Lab:
                         return profile
         return PROFILES["production"]
 
+    def check(self) -> None:
+        """Every component a drill watches answers; else one line that says how to start a lab."""
+        self.prometheus("/api/v1/status/buildinfo")
+        self.notifications(limit=1)
+        self.alertmanager_alerts()
+        self.active_faults()
+
     # --- HTTP ----------------------------------------------------------------------------------
 
     def _get(self, component: str, path: str, **kwargs: Any) -> Any:
