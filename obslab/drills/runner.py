@@ -185,6 +185,7 @@ class DrillRun:
         # first possible delivery: a group_wait and two group intervals after it fires.
         self.settle_s = profile.group_wait_s + 2 * profile.group_interval_s \
             if any(q.inhibited for q in drill.quiet) else 0
+        self.quiet_gap_s = max(60.0, 3 * profile.group_interval_s)
         self.calm_timeout_s = calm_timeout_s if calm_timeout_s is not None else max(
             300.0, 3 * profile.group_interval_s + 6 * profile.evaluation_s)
         self.phase = "calm"
@@ -258,9 +259,37 @@ class DrillRun:
 
         for one, two in ((self, other), (other, self)):
             causes = one.claims() + one.side_effects()
-            if overlap(causes, two.claims()) or overlap(causes, two.watches()):
+            if overlap(causes, two.claims()) or overlap(causes, two.watches()) or one.would_inhibit(two):
                 return False
         return True
+
+    def _pages(self) -> list[tuple[str, str]]:
+        """(service, site) of every critical alert this drill may cause."""
+        out = []
+        for name, labels in self.claims() + self.side_effects():
+            for rule in matching_rules(self.catalog.rules, name, labels):
+                service = labels.get(c.L_SERVICE, rule.service)
+                if rule.severity is c.Severity.CRITICAL and service:
+                    out.append((service, labels.get(c.L_SITE, "")))
+        return out
+
+    def would_inhibit(self, other: DrillRun) -> bool:
+        """Alertmanager would hold back what ``other`` expects while this drill's alerts fire: a
+        page for the same service (and site), or a flood alert over what a flood causes."""
+        names = {name for name, _ in self.claims() + self.side_effects()}
+        flood = bool(names & {c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED})
+        pages = self._pages()
+        for e in other.drill.expect:
+            if flood and e.alert in self.catalog.rules.ddos_caused():
+                return True
+            for rule in matching_rules(self.catalog.rules, e.alert, e.labels):
+                service = e.labels.get(c.L_SERVICE, rule.service)
+                if rule.severity is c.Severity.WARNING and service and any(
+                        page_service == service and (not page_site or not e.labels.get(c.L_SITE)
+                                                     or page_site == e.labels[c.L_SITE])
+                        for page_service, page_site in pages):
+                    return True
+        return False
 
     def _explained(self, name: str, labels: dict[str, str]) -> bool:
         """Caused by a drill running now: one of its alerts, or another window pair of it (an SLO
@@ -301,6 +330,10 @@ class DrillRun:
                 continue
             for alert in self._active(snap, e.alert, e.labels, ("pending", "firing")):
                 out.append(f"{e.alert}{_show(alert['labels'])} {alert['state']}")
+        out += self.quiet_recently_fired(snap)
+        for e in self.drill.expect:
+            if e.absent:
+                continue
             # A page still firing for the same service (and site) would hold the expected ticket
             # back in Alertmanager (alertmanager/README.md, inhibition rule 1).
             for rule in matching_rules(self.catalog.rules, e.alert, e.labels):
@@ -323,6 +356,18 @@ class DrillRun:
 
     def calm_in(self, snap: Snapshot) -> bool:
         return not snap.errors and not self.busy(snap)
+
+    def quiet_recently_fired(self, snap: Snapshot) -> list[str]:
+        """A quiet alert that fired moments ago (a detector still settling after an earlier
+        drill) would be blamed on this one: wait until it has been quiet a while."""
+        out = []
+        for q in self.drill.quiet:
+            if q.inhibited:
+                continue
+            for (name, key), seen in _RECENTLY_FIRING.items():
+                if name == q.alert and _matches(dict(key), q.labels) and snap.at - seen < self.quiet_gap_s:
+                    out.append(f"{name}{_show(dict(key))} fired {snap.at - seen:.0f} s ago")
+        return out
 
     def _calm(self, snap: Snapshot) -> None:
         if snap.errors:
@@ -785,6 +830,8 @@ class DrillRun:
 # --- crash recovery: what a killed drill left behind ---------------------------------------------
 
 _RUNNING: list[DrillRun] = []
+# When each alert (name, labels) was last seen firing, across the drills of this process.
+_RECENTLY_FIRING: dict[tuple[str, tuple], float] = {}
 # What this process injected or stopped and has not undone yet (mirrored in active.json).
 _LEFT: dict[str, set[str]] = {"faults": set(), "stopped": set()}
 
@@ -901,6 +948,7 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
                calm_timeout_s: float | None = None) -> list[dict[str, Any]]:
     """Run ``drills`` (up to ``parallel`` at once when compatible); their results, in order."""
     repair(lab, say)
+    _RECENTLY_FIRING.clear()
     pending = [DrillRun(d, catalog, lab, run_id=new_run_id(d.name), say=say, calm_timeout_s=calm_timeout_s)
                for d in drills]
     for run in pending:
@@ -932,6 +980,9 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
             if with_am:
                 last_am = now
             snap = last = take_snapshot(lab, with_alertmanager=with_am)
+            for alert in snap.alerts:
+                if alert.get("state") == "firing":
+                    _RECENTLY_FIRING[(alert["labels"].get("alertname", ""), _key(alert["labels"]))] = snap.at
             for run in list(running):
                 run.tick(snap)
                 run.record_notifications(snap)

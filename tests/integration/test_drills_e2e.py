@@ -56,53 +56,10 @@ def active_faults(lab: RunningLab) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def test_every_drill_of_the_catalogue_passes_with_its_figures(lab):
-    started = time.monotonic()
-    result = drill(lab, "run", "--all", "--json", "--keep-going", "--parallel", str(PARALLEL),
-                   timeout=CATALOGUE_TIMEOUT_S)
-    took = time.monotonic() - started
-    assert result.stdout, result.stderr[-3000:]
-    drills = json.loads(result.stdout)["drills"]
-    from obslab.drills.cli import summary
-
-    print(f"\n{len(drills)} drills in {took:.0f} s (up to {PARALLEL} at once, fast profile)\n"
-          + summary([{**d, "unexpected_detail": d.get("unexpected_detail", [])} for d in drills]))
-    names = json.loads(obslab("drill", "list", "--json", offset=lab.offset).stdout)
-    assert [d["name"] for d in drills] == [d["name"] for d in names]
-    for result_ in drills:
-        assert set(result_) >= {"name", "passed", "alerts", "quiet", "diagnose", "unexpected", "report"}
-        for alert in result_["alerts"]:
-            assert set(alert) >= {"alert", "receiver", "fired_seconds", "notified_seconds", "floor_seconds",
-                                  "resolved_seconds", "passed"}
-        assert Path(result_["report"]).exists() and Path(result_["report"]).with_suffix(".html").exists()
-    failed = {d["name"]: d["problems"] for d in drills if not d["passed"]}
-    assert failed == {}, json.dumps(failed, indent=1)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-    # The receiver has every report, listed at /drills and linked from its front page.
-    receiver = lab.url(c.ALERT_RECEIVER)
-    stored = {row["run_id"] for row in requests.get(f"{receiver}/api/v1/drills", timeout=10).json()}
-    assert {Path(d["report"]).stem for d in drills} <= stored
-    page = requests.get(f"{receiver}/drills", timeout=10)
-    assert page.status_code == 200 and all(d["name"] in page.text for d in drills)
-    assert 'href="/drills"' in requests.get(f"{receiver}/", timeout=10).text
-
-    # Drill start and end are series the dashboards annotate (every dashboard's "Drills").
-    from obslab.grafana import DASHBOARDS, dashboards, queries
-
-    [marker] = {a.expr for d in DASHBOARDS for a in queries.annotation_queries(dashboards.build(d))
-                if c.DRILL_ACTIVE.name in a.expr}
-    now = time.time()
-    marked = lab.prometheus("/api/v1/query_range", query=marker, start=now - took - 60, end=now, step=5)["result"]
-    assert {d["name"] for d in drills} <= {series["metric"]["drill"] for series in marked}
-
-
-def _write(folder: Path, name: str, text: str) -> None:
-    (folder / f"{name}.yml").write_text(textwrap.dedent(text))
-
-
-def test_a_drill_that_cannot_be_met_and_one_whose_quiet_alert_fires_both_fail_saying_why(lab, tmp_path):
-    _write(tmp_path, "impossible-label", """\
+# Two drills that must fail, run with the catalogue (side by side with it where they may): one
+# expects a label no alert carries, one keeps quiet what its own fault raises.
+BROKEN = {
+    "impossible-label": """\
         version: 1
         name: impossible-label
         title: Expects a label no alert carries
@@ -119,8 +76,8 @@ def test_a_drill_that_cannot_be_met_and_one_whose_quiet_alert_fires_both_fail_sa
             query: max by (service, peer) (circuit_breaker_open) == 1
             labels: {peer: notifications}
             shows: "== 1"
-        """)
-    _write(tmp_path, "quiet-fires", """\
+        """,
+    "quiet-fires": """\
         version: 1
         name: quiet-fires
         title: Keeps quiet what the fault must raise
@@ -140,27 +97,73 @@ def test_a_drill_that_cannot_be_met_and_one_whose_quiet_alert_fires_both_fail_sa
             query: up{tier="banking"} == 0
             labels: {job: fraud}
             shows: "== 0"
-        """)
-    result = drill(lab, "run", "--all", "--keep-going", "--parallel", "2", "--json", "--drills", str(tmp_path))
-    assert result.returncode == 1, result.stderr[-2000:]
-    by_name = {d["name"]: d for d in json.loads(result.stdout)["drills"]}
+        """,
+}
 
+
+def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_fail_saying_why(lab, tmp_path):
+    from obslab.settings import repo_root
+
+    for path in (repo_root() / "drills").glob("*.yml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    for name, text in BROKEN.items():
+        (tmp_path / f"{name}.yml").write_text(textwrap.dedent(text))
+    started = time.monotonic()
+    result = drill(lab, "run", "--all", "--json", "--keep-going", "--parallel", str(PARALLEL),
+                   "--drills", str(tmp_path), timeout=CATALOGUE_TIMEOUT_S)
+    took = time.monotonic() - started
+    assert result.stdout, result.stderr[-3000:]
+    drills = json.loads(result.stdout)["drills"]
+    from obslab.drills.cli import summary
+
+    print(f"\n{len(drills)} drills in {took:.0f} s (up to {PARALLEL} at once, fast profile)\n" + summary(drills))
+    names = [d["name"] for d in json.loads(obslab("drill", "list", "--json", offset=lab.offset).stdout)]
+    assert sorted(d["name"] for d in drills) == sorted([*names, *BROKEN])
+    for result_ in drills:
+        assert set(result_) >= {"name", "passed", "alerts", "quiet", "diagnose", "unexpected", "report"}
+        for alert in result_["alerts"]:
+            assert set(alert) >= {"alert", "receiver", "fired_seconds", "notified_seconds", "floor_seconds",
+                                  "resolved_seconds", "passed"}
+        assert Path(result_["report"]).exists() and Path(result_["report"]).with_suffix(".html").exists()
+    failed = {d["name"]: d["problems"] for d in drills if not d["passed"] and d["name"] not in BROKEN}
+    assert failed == {}, json.dumps(failed, indent=1)
+    assert result.returncode == 1, "the broken drills fail the run"
+
+    by_name = {d["name"]: d for d in drills}
     impossible = by_name["impossible-label"]
     [alert] = impossible["alerts"]
-    assert not impossible["passed"] and not alert["passed"] and alert["notified_seconds"] is None
-    why = alert["why"]
-    print(f"\nimpossible-label: {why}")
-    assert "waited 25 s for a firing notification of CircuitBreakerOpen{peer=nowhere,service=notifications}" in why
-    assert "CircuitBreakerOpen{" in why.split("saw", 1)[1], "the report names what it saw instead"
-    report = json.loads(Path(impossible["report"]).read_text())
-    assert report["problems"] and report["timeline"]["alerts"]
-
+    assert not impossible["passed"] and alert["notified_seconds"] is None
+    assert "waited 25 s for a firing notification of CircuitBreakerOpen{peer=nowhere,service=notifications}" \
+        in alert["why"], alert["why"]
+    assert "CircuitBreakerOpen{" in alert["why"].split("saw", 1)[1], "the report names what it saw instead"
     quiet = by_name["quiet-fires"]
-    print(f"quiet-fires: {quiet['problems']}")
-    assert not quiet["passed"] and quiet["alerts"][0]["passed"]
+    assert quiet["alerts"][0]["passed"]
     [held] = quiet["quiet"]
-    assert not held["passed"] and ("fired in Prometheus" in held["why"] or "delivered" in held["why"])
+    assert not held["passed"] and ("fired in Prometheus" in held["why"] or "delivered" in held["why"]), held
     assert active_faults(lab) == []
+
+    # The page's runbook link resolves to its page at the receiver.
+    receiver = lab.url(c.ALERT_RECEIVER)
+    pages = requests.get(f"{receiver}/api/v1/notifications", timeout=10,
+                         params={"alertname": "PaymentAvailabilityBudgetBurn", "receiver": c.RECEIVER_PAGER}).json()
+    runbook = pages[0]["alerts"][0]["runbook_url"]
+    assert requests.get(runbook, timeout=10).status_code == 200
+
+    # The receiver has every report, listed at /drills and linked from its front page.
+    stored = {row["run_id"] for row in requests.get(f"{receiver}/api/v1/drills", timeout=10).json()}
+    assert {Path(d["report"]).stem for d in drills} <= stored
+    page = requests.get(f"{receiver}/drills", timeout=10)
+    assert page.status_code == 200 and all(d["name"] in page.text for d in drills)
+    assert 'href="/drills"' in requests.get(f"{receiver}/", timeout=10).text
+
+    # Drill start and end are series the dashboards annotate (every dashboard's "Drills").
+    from obslab.grafana import DASHBOARDS, dashboards, queries
+
+    [marker] = {a.expr for d in DASHBOARDS for a in queries.annotation_queries(dashboards.build(d))
+                if c.DRILL_ACTIVE.name in a.expr}
+    now = time.time()
+    marked = lab.prometheus("/api/v1/query_range", query=marker, start=now - took - 60, end=now, step=5)["result"]
+    assert {d["name"] for d in drills} <= {series["metric"]["drill"] for series in marked}
 
 
 def test_an_interrupted_drill_clears_its_fault_and_a_killed_one_is_repaired_by_the_next_command(lab):
@@ -217,4 +220,5 @@ def test_a_game_day_is_scored(lab):
     assert score["mitigated_before_clear"] is True
     history = json.loads(drill(lab, "history", "--json").stdout)
     assert history[0]["mode"] == "game" and history[0]["name"] == "fraud-crash"
-    eventually(lambda: lab.query('up{job="fraud"} == 1'), 60, "fraud started again by `drill end`")
+    state = json.loads((lab.data_dir / "drills" / "active.json").read_text())
+    assert state["game"] is None, "the game is over and nothing of it is left to repair"

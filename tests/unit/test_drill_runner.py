@@ -232,11 +232,12 @@ def test_which_drills_may_run_side_by_side():
     def drill_run(name: str) -> runner.DrillRun:
         return runner.DrillRun(CATALOG.get(name), CATALOG, ScriptedLab(Path("/nonexistent"), Clock()), run_id=name)
 
-    iis, ddos, dark = drill_run("iis-slow-site"), drill_run("ddos-at-peak"), drill_run("telemetry-dark")
+    iis, ddos, dark = drill_run("iis-app-pool-crash"), drill_run("ddos-at-peak"), drill_run("telemetry-dark")
     payments, transfers = drill_run("payments-error-storm"), drill_run("transfer-errors")
     accounts, slow_db = drill_run("accounts-latency"), drill_run("slow-database")
     assert iis.compatible(ddos) and ddos.compatible(iis), "the IIS estate does not pass the gateway"
     assert not dark.compatible(iis), "without Prometheus nothing can be observed"
+    assert not ddos.compatible(drill_run("iis-slow-site")), "a flood alert inhibits the slow-site ticket"
     assert not ddos.compatible(payments)
     assert payments.compatible(transfers), "different services, side effects scoped to each"
     assert not accounts.compatible(slow_db), "slow accounts burns the transfer latency SLO slow-database expects"
