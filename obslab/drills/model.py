@@ -300,12 +300,14 @@ class Drill(_Strict):
         return list(dict.fromkeys(step.kind_name for step in self.timeline))
 
 
+# Union members report as e.g. "within.str" / "within.PerProfile.fast": keep the field path readable.
+_UNION_MEMBERS = re.compile(r"\.(str|PerProfile|function-after\[[^\]]*\])")
+
+
 def _problem(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-    # Union members report as e.g. "within.str" / "within.PerProfile.fast": keep the field path readable.
-    where = re.sub(r"\.(str|PerProfile|function-after\[[^\]]*\])", "", where)
-    return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+    from obslab.rules.spec import validation_problem
+
+    return validation_problem(exc, hidden=_UNION_MEMBERS)
 
 
 def load_text(text: str, source: str) -> Drill:

@@ -238,10 +238,17 @@ SpecDocument = Union[RulesSpec, SlosSpec, TeamsSpec]
 _KINDS: dict[str, type[BaseModel]] = {"rules": RulesSpec, "slos": SlosSpec, "teams": TeamsSpec}
 
 
-def _problem(exc: ValidationError) -> str:
+def validation_problem(exc: ValidationError, *, hidden: re.Pattern[str] | None = None) -> str:
+    """The first problem pydantic found, as ``field.path: what is wrong`` (``hidden`` removes
+    parts of the path that name a model rather than a field, e.g. a union member)."""
     err = exc.errors(include_url=False)[0]
     where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    if hidden is not None:
+        where = hidden.sub("", where)
     return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+
+
+_problem = validation_problem
 
 
 def load_text(text: str, source: str) -> SpecDocument:
