@@ -179,13 +179,23 @@ def _run_drills(args: argparse.Namespace) -> int:
     say(f"Running {len(drills)} drill(s) against the {lab.runtime} lab in {data_dir} "
         f"(profile {lab.profile.name}, up to {args.parallel} at once)")
     interrupted = False
+    written: dict[str, dict] = {}
+
+    def report(result: dict) -> None:
+        write_report(data_dir, result, lab)
+        written[result["run_id"]] = result
+
     try:
         results = run_drills(drills, catalog, lab, parallel=args.parallel, keep_going=args.keep_going or not args.all,
-                             say=say)
+                             say=say, on_result=report)
     except DrillInterrupted as exc:
         results, interrupted = exc.results, True
     for result in results:
-        write_report(data_dir, result, lab)
+        if result["run_id"] in written:
+            result.update(report=written[result["run_id"]]["report"],
+                          report_html=written[result["run_id"]]["report_html"])
+        else:
+            write_report(data_dir, result, lab)
     if args.json:
         print(json.dumps({"drills": [_public(r) for r in results]}))
     else:

@@ -945,8 +945,17 @@ def new_run_id(name: str) -> str:
 
 def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel: int = 1,
                keep_going: bool = True, say: Callable[[str], None] = print,
-               calm_timeout_s: float | None = None) -> list[dict[str, Any]]:
-    """Run ``drills`` (up to ``parallel`` at once when compatible); their results, in order."""
+               calm_timeout_s: float | None = None,
+               on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run ``drills`` (up to ``parallel`` at once when compatible); their results, in order.
+    ``on_result`` gets each result as its drill ends (a report on disk before the next starts)."""
+    def done(run: DrillRun) -> None:
+        if on_result is not None:
+            try:
+                on_result(run.result())
+            except OSError as exc:
+                say(f"[{run.drill.name}] could not write its report: {exc}")
+
     repair(lab, say)
     _RECENTLY_FIRING.clear()
     pending = [DrillRun(d, catalog, lab, run_id=new_run_id(d.name), say=say, calm_timeout_s=calm_timeout_s)
@@ -991,6 +1000,7 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
                 running.remove(run)
                 finished.append(run)
                 record_active(lab)
+                done(run)
                 if run.t0 is not None:
                     lab.post_receiver(f"{c.API_PREFIX}/drills/events", {
                         "run_id": run.run_id, "drill": run.drill.name, "event": "end",
@@ -999,6 +1009,7 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
                     with _signals_held():
                         for other in running:
                             other.abort()
+                            done(other)
                     finished.extend(running)
                     running.clear()
                     pending.clear()
@@ -1008,6 +1019,7 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
         with _signals_held():
             for run in running:
                 run.abort()
+                done(run)
         finished.extend(running)
         running.clear()
         record_active(lab)

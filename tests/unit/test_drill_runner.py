@@ -185,8 +185,11 @@ def test_a_quiet_alert_that_fires_fails_the_drill(tmp_path, clock):
 
 def test_without_keep_going_a_failure_stops_the_rest_and_clears_every_fault(tmp_path, clock):
     lab = ScriptedLab(tmp_path, clock)
-    results = run(lab, "accounts-latency", "iis-slow-site", "payments-error-storm", parallel=2, keep_going=False)
+    reported: list[str] = []
+    results = run(lab, "accounts-latency", "iis-slow-site", "payments-error-storm", parallel=2, keep_going=False,
+                  on_result=lambda result: reported.append(result["name"]))
     assert [r["name"] for r in results] == ["accounts-latency", "iis-slow-site"]
+    assert sorted(reported) == ["accounts-latency", "iis-slow-site"], "each result is handed over as it ends"
     assert not any(r["passed"] for r in results)
     assert lab.faults == {}
 
