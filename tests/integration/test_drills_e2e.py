@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untr
 
 # Compatible drills run side by side (obslab/drills/runner.py decides which may).
 PARALLEL = 4
-CATALOGUE_TIMEOUT_S = 1200
+CATALOGUE_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.timeout(CATALOGUE_TIMEOUT_S + 120)   # the whole catalogue: minutes, not the suite's default
 def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_fail_saying_why(lab, tmp_path):
     from obslab.settings import repo_root
 
