@@ -102,7 +102,8 @@ BROKEN = {
 
 
 @pytest.mark.timeout(CATALOGUE_TIMEOUT_S + 120)   # the whole catalogue: minutes, not the suite's default
-def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_fail_saying_why(lab, tmp_path):
+def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_fail_saying_why(lab, tmp_path,
+                                                                                              capsys):
     from obslab.settings import repo_root
 
     for path in (repo_root() / "drills").glob("*.yml"):
@@ -117,7 +118,8 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
     drills = json.loads(result.stdout)["drills"]
     from obslab.drills.cli import summary
 
-    print(f"\n{len(drills)} drills in {took:.0f} s (up to {PARALLEL} at once, fast profile)\n" + summary(drills))
+    with capsys.disabled():     # the figures belong in `make test`'s output, passed or not
+        print(f"\n{len(drills)} drills in {took:.0f} s (up to {PARALLEL} at once, fast profile)\n" + summary(drills))
     names = [d["name"] for d in json.loads(obslab("drill", "list", "--json", offset=lab.offset).stdout)]
     assert sorted(d["name"] for d in drills) == sorted([*names, *BROKEN])
     for result_ in drills:
