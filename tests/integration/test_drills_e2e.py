@@ -70,7 +70,7 @@ BROKEN = {
           - alert: CircuitBreakerOpen
             labels: {service: notifications, peer: nowhere}
             receiver: chat-platform
-            within: 25s
+            within: 60s
         diagnose:
           - runbook: CircuitBreakerOpen
             query: max by (service, peer) (circuit_breaker_open) == 1
@@ -110,6 +110,11 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
         (tmp_path / path.name).write_text(path.read_text())
     for name, text in BROKEN.items():
         (tmp_path / f"{name}.yml").write_text(textwrap.dedent(text))
+    # As on any lab: drills start once the DDoS detector has learned the lab's normal traffic and
+    # judges it normal (a detector still learning flags anything; several drills keep it quiet).
+    steady = []
+    eventually(lambda: steady.append(bool(lab.query("max(ddos_binary_prediction) == 0"))) or steady[-6:] == [True] * 6,
+               300, "the DDoS detector judging the lab's traffic normal for 30 s", interval=5)
     started = time.monotonic()
     result = drill(lab, "run", "--all", "--json", "--keep-going", "--parallel", str(PARALLEL),
                    "--drills", str(tmp_path), timeout=CATALOGUE_TIMEOUT_S)
@@ -136,9 +141,9 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
     impossible = by_name["impossible-label"]
     [alert] = impossible["alerts"]
     assert not impossible["passed"] and alert["notified_seconds"] is None
-    assert "waited 25 s for a firing notification of CircuitBreakerOpen{peer=nowhere,service=notifications}" \
+    assert "waited 60 s for a firing notification of CircuitBreakerOpen{peer=nowhere,service=notifications}" \
         in alert["why"], alert["why"]
-    assert "CircuitBreakerOpen{" in alert["why"].split("saw", 1)[1], "the report names what it saw instead"
+    assert "(saw CircuitBreakerOpen{" in alert["why"], f"the report names what it saw instead: {alert['why']}"
     quiet = by_name["quiet-fires"]
     assert quiet["alerts"][0]["passed"]
     [held] = quiet["quiet"]
