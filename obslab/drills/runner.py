@@ -987,6 +987,9 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
             for run in list(pending):
                 if len(running) >= max(1, parallel) or any(r.exclusive for r in running):
                     break
+                # Drills that disturb the lab for minutes wait until every gentler one is done.
+                if any(other.disturbance() < run.disturbance() for other in (*pending, *running)):
+                    continue
                 if all(run.compatible(other) for other in running) and (not running and not any(
                         p is not run and p.calm_in(last) and all(p.compatible(o) for o in running)
                         for p in pending) or run.calm_in(last)):

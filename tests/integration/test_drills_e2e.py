@@ -63,19 +63,19 @@ BROKEN = {
         version: 1
         name: impossible-label
         title: Expects a label no alert carries
-        story: The breaker warning for notifications, but on a peer that does not exist.
+        story: Fraud stops; the drill waits for its page on an instance that does not exist.
         cause: service-down
-        timeline: [{kind: unavailable, target: notifications, duration: 2m}]
+        timeline: [{kind: stop, target: fraud, duration: 1m}]
         expect:
-          - alert: CircuitBreakerOpen
-            labels: {service: notifications, peer: nowhere}
-            receiver: chat-platform
-            within: 60s
+          - alert: BankingServiceDown
+            labels: {service: fraud, instance: "nowhere:1"}
+            receiver: pager
+            within: 30s
         diagnose:
-          - runbook: CircuitBreakerOpen
-            query: max by (service, peer) (circuit_breaker_open) == 1
-            labels: {peer: notifications}
-            shows: "== 1"
+          - runbook: BankingServiceDown
+            query: up{tier="banking"} == 0
+            labels: {job: fraud}
+            shows: "== 0"
         """,
     "quiet-fires": """\
         version: 1
@@ -141,9 +141,9 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
     impossible = by_name["impossible-label"]
     [alert] = impossible["alerts"]
     assert not impossible["passed"] and alert["notified_seconds"] is None
-    assert "waited 60 s for a firing notification of CircuitBreakerOpen{peer=nowhere,service=notifications}" \
+    assert "waited 30 s for a firing notification of BankingServiceDown{instance=nowhere:1,service=fraud}" \
         in alert["why"], alert["why"]
-    assert "(saw CircuitBreakerOpen{" in alert["why"], f"the report names what it saw instead: {alert['why']}"
+    assert "(saw BankingServiceDown{" in alert["why"], f"the report names what it saw instead: {alert['why']}"
     quiet = by_name["quiet-fires"]
     assert quiet["alerts"][0]["passed"]
     [held] = quiet["quiet"]
