@@ -368,12 +368,17 @@ class DrillRun:
         """A quiet alert that fired moments ago (a detector still settling after an earlier
         drill) would be blamed on this one: wait until it has been quiet a while."""
         out = []
+        firing_now = {(a["labels"].get("alertname", ""), _key(a["labels"])) for a in snap.alerts
+                      if a.get("state") == "firing"}
         for q in self.drill.quiet:
             if q.inhibited:
                 continue
             for (name, key), seen in _RECENTLY_FIRING.items():
-                if name == q.alert and _matches(dict(key), q.labels) and snap.at - seen < self.quiet_gap_s:
-                    out.append(f"{name}{_show(dict(key))} fired {snap.at - seen:.0f} s ago")
+                # One firing all along started before the drill and is not counted against it;
+                # one that stopped moments ago may start again (flap) during it.
+                if name == q.alert and _matches(dict(key), q.labels) and (name, key) not in firing_now \
+                        and snap.at - seen < self.quiet_gap_s:
+                    out.append(f"{name}{_show(dict(key))} stopped firing {snap.at - seen:.0f} s ago")
         return out
 
     def _calm(self, snap: Snapshot) -> None:
