@@ -11,7 +11,7 @@ from typing import Any
 from obslab import settings
 from obslab.drills.catalog import load_drills
 from obslab.drills.lab import DrillError, Lab
-from obslab.drills.model import CAUSES, timing_seconds
+from obslab.drills.model import CAUSES
 from obslab.labapi import text_table
 from obslab.profiles import FAST, PRODUCTION
 
@@ -234,7 +234,3 @@ def summary(results: list[dict[str, Any]]) -> str:
     passed = sum(1 for r in results if r["passed"])
     lines.append(f"{passed} of {len(results)} drill(s) passed")
     return "\n".join(lines)
-
-
-def within_seconds(value: Any, profile: Any) -> float:
-    return timing_seconds(value, profile)

@@ -21,7 +21,7 @@ from typing import Any
 from obslab import settings
 from obslab.drills.catalog import load_drills
 from obslab.drills.lab import DrillError, Lab
-from obslab.drills.model import CAUSES, STOP, timing_seconds
+from obslab.drills.model import CAUSES, STOP
 from obslab.drills.reports import history, write_report
 from obslab.drills.runner import new_run_id, read_active, repair, undo, write_active
 from obslab.labapi import text_table
@@ -184,5 +184,3 @@ def show_history(args: argparse.Namespace) -> int:
          "pass" if r["passed"] else "FAIL", r["report"]] for r in rows]))
     return 0
 
-
-__all__ = ["start", "answer", "end", "show_history", "timing_seconds"]

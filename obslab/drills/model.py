@@ -19,7 +19,8 @@ from obslab.profiles import PROFILES, Profile
 from obslab.settings import ConfigError, parse_duration
 
 DRILL_VERSION = 1
-_SLUG = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+# A drill name (and its file name); the alert-receiver checks the reports it stores by it.
+DRILL_NAME = re.compile(r"[a-z][a-z0-9-]{1,62}")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SELECTOR = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\{\s*[a-zA-Z_][a-zA-Z0-9_]*=[^,{}=]+(\s*,\s*[a-zA-Z_][a-zA-Z0-9_]*=[^,{}=]+)*\s*\})?$")
 _CONDITION = re.compile(r"^\s*(>|>=|<|<=|==|!=)\s*(-?[0-9]+(\.[0-9]+)?)\s*$")
@@ -270,7 +271,7 @@ class Drill(_Strict):
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG.match(value):
+        if not DRILL_NAME.fullmatch(value):
             raise ValueError(f"name {value!r} must be lower-case words joined by '-' (2-63 characters)")
         return value
 
@@ -288,10 +289,6 @@ class Drill(_Strict):
                 raise ValueError(f"expect.{i}.after: step {expect.after} does not exist "
                                  f"(the timeline has {len(self.timeline)})")
         return self
-
-    def alerts_named(self) -> set[str]:
-        return {e.alert for e in self.expect} | {q.alert for q in self.quiet} | \
-               {r.alert for r in self.resolve} | {name for name, _ in self.tolerated()}
 
     def runbooks(self) -> list[str]:
         return list(dict.fromkeys([*(e.alert for e in self.expect), *(d.runbook for d in self.diagnose)]))

@@ -154,7 +154,6 @@ class ExpectState:
     notified_at: float | None = None
     elsewhere: set[str] = field(default_factory=set)       # receivers it reached instead
     last_beat: float | None = None                         # absent: the last heartbeat seen
-    beat_at_start: float | None = None
     origin_s: float = 0.0                                  # the causing step's offset (actual once started)
     period_s: float = 0.0                                  # absent: when the switch trips after a beat
 
@@ -406,7 +405,7 @@ class DrillRun:
         self.notes = self._unclean_windows()
         for state in self.expects:
             if state.expect.absent:
-                state.beat_at_start = state.last_beat = self._last_beat(snap, state.expect)
+                state.last_beat = self._last_beat(snap, state.expect)
         self.t0 = time.time()
         self.phase = "running"
         self.say(f"[{self.drill.name}] started (profile {self.profile.name})")

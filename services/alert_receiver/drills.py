@@ -50,6 +50,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
 from obslab import settings
+from obslab.drills.model import DRILL_NAME
 from obslab.drills.report_html import render_index, render_report, report_path
 from obslab.services.common.app import ServiceContext, query_int
 from obslab.services.common.clock import now_ms
@@ -76,7 +77,6 @@ _HTML = "text/html; charset=utf-8"
 
 RUN_ID = re.compile(r"[A-Za-z0-9T:._-]{1,120}")       # fullmatch: "$" would let "x\n" through
 # A drill's name, as the drill files spell it (obslab/drills/model.py).
-DRILL_NAME = re.compile(r"[a-z][a-z0-9-]{1,62}")
 
 
 # --- what is posted -----------------------------------------------------------------------------
