@@ -17,9 +17,10 @@ knowledge instead of hoping the window had them:
   minutes still yields a model that tolerates ordinary jitter and the occasional failed login
   it has not seen yet.
 - *Backend incidents*: our own services failing or slowing down (5xx shares up to 100 %, p95
-  and requests in flight up to 8x) while the traffic itself is unchanged. They are incidents,
-  but not attacks: the SLO and service alerts own them, and a DDoS verdict there would be worse
-  than useless, because DDoSAttackSuspected inhibits exactly those alerts.
+  and requests in flight up to 8x) while the customers are the same (failing fast, they send
+  up to twice the requests). They are incidents, but not attacks: the SLO and service alerts
+  own them, and a DDoS verdict there would be worse than useless, because
+  DDoSAttackSuspected inhibits exactly those alerts.
 - *Busy customers*: one client sending up to 60 % of the requests while staying under the
   per-client rate limit (a business customer's batch, a support tool, a test driver). A single
   client is not a *distributed* attack; a few noisy bots show as rate limiting, failed
@@ -49,6 +50,10 @@ GROWTH = [F[name] for name in GROWTH_FEATURES]
 DEMAND_FACTORS = (1 / 3, 3.5)
 AUGMENT_COPIES = 8
 BACKEND_SLOWDOWN = 8.0
+# Failures answered fast bring the same customers back sooner (retries, the next journey
+# started early): live, every payment failing raised the gateway's requests x1.3-1.6 from
+# the same clients. Up to this factor, with no new client.
+RETRY_GROWTH = 2.0
 BUSY_CLIENT_SHARE = 0.6
 INCIDENT_SHARE = 0.35       # of the widened rows: during a backend incident
 BUSY_SHARE = 0.3            # of the widened rows: with one busy customer
@@ -107,11 +112,15 @@ def demand_changes(rows: np.ndarray, rng: np.random.Generator, copies: int = AUG
 
 
 def backend_incidents(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``rows`` as if a backend failed (5xx), slowed down, or both, with the same traffic."""
+    """``rows`` as if a backend failed (5xx), slowed down, or both, with the same customers
+    (who send more requests while failures come back fast)."""
     out = rows.copy()
     kind = rng.integers(0, 3, size=len(out))           # 0 failing, 1 slow, 2 both
     failing, slow = kind != 1, kind != 0
     out[:, F["server_error_share"]] = np.where(failing, rng.uniform(0.0, 1.0, len(out)), out[:, F["server_error_share"]])
+    retries = np.where(failing, np.log2(rng.uniform(1.0, RETRY_GROWTH, len(out))), 0.0)
+    out[:, F["volume_ratio"]] += retries
+    out[:, F["requests_per_client_ratio"]] += retries
     slower = np.log2(rng.uniform(1.0, BACKEND_SLOWDOWN, len(out)))
     out[:, F["latency_ratio"]] += np.where(slow, slower, 0.0)
     # Slower answers hold more requests in flight (Little's law), up to the same factor.

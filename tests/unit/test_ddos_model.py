@@ -176,6 +176,28 @@ def test_a_failing_or_slow_backend_is_an_incident_but_not_an_attack(which, reque
     assert model.predict(flood[None, :])[0]
 
 
+@pytest.mark.parametrize("which", ["trained", "fresh"])
+def test_at_unchanged_volume_nothing_is_an_attack_however_unusual(which, request):
+    """Rows seen live on a fast-profile lab that scored 0.57-0.66 against a 0.57 threshold (a
+    slow accounts service; the lab's first minutes), then the extremes of a backend incident:
+    with no more requests than the baseline, the verdict stays normal whatever the score."""
+    model = request.getfixturevalue(which)[0]
+    live_and_extreme = {
+        # volume, clients, per client, 401/403, 429, 5xx, top client, p95, in flight
+        "accounts 1.5 s slower": [0.0, 0.0, 0.18, 0.0, 0.0, 0.0, 0.05, 1.31, 0.43],
+        "lab warming up": [0.0, 1.27, 0.0, 0.05, 0.0, 0.0, 0.02, 0.0, 0.0],
+        "everything fails slowly": [0.0, 0.0, 0.3, 0.3, 0.0, 1.0, 0.6, 4.0, 4.0],
+        "just under the flood line": [0.3, 0.0, 0.3, 0.5, 0.3, 1.0, 0.6, 4.0, 4.0],
+    }
+    rows = np.array(list(live_and_extreme.values()))
+    assert model.scores(rows[2:]).min() >= model.threshold     # odd enough to have been a verdict
+    assert not model.predict(rows).any()
+    assert not any(model.verdict(row).attack for row in rows)
+    flood = rows[3].copy()
+    flood[F["volume_ratio"]] = np.log2(1.3)                     # the mildest flood it must catch
+    assert model.predict(flood[None, :])[0] and model.verdict(flood).attack
+
+
 def test_too_few_normal_rows_is_a_clear_error():
     rows = _observed_normal(np.random.default_rng(0), 10)
     with pytest.raises(NotEnoughData, match="only 10 usable normal rows"):
