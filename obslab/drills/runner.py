@@ -133,6 +133,20 @@ def _notified_alerts(snapshot: Snapshot, since: float) -> Iterable[tuple[dict, d
                 yield note, alert
 
 
+def _held_by(alertmanager: list[dict], name: str, labels: dict[str, str]) -> set[str]:
+    """Why Alertmanager suppresses alert ``name``: "inhibited by <alert>" or "silenced"."""
+    names = {a.get("fingerprint"): a["labels"].get("alertname", "?") for a in alertmanager}
+    out = set()
+    for alert in alertmanager:
+        if alert["labels"].get("alertname") != name or not _matches(alert["labels"], labels):
+            continue
+        status = alert.get("status", {})
+        out |= {f"inhibited by {names.get(fp, fp)}" for fp in status.get("inhibitedBy") or ()}
+        if status.get("silencedBy"):
+            out.add("silenced")
+    return out
+
+
 # --- one drill ------------------------------------------------------------------------------------
 
 @dataclass
@@ -153,6 +167,7 @@ class ExpectState:
     fired_at: float | None = None
     notified_at: float | None = None
     elsewhere: set[str] = field(default_factory=set)       # receivers it reached instead
+    held_by: set[str] = field(default_factory=set)         # what Alertmanager held it back with
     last_beat: float | None = None                         # absent: the last heartbeat seen
     origin_s: float = 0.0                                  # the causing step's offset (actual once started)
     period_s: float = 0.0                                  # absent: when the switch trips after a beat
@@ -356,8 +371,9 @@ class DrillRun:
             if e.alert in self.catalog.rules.ddos_caused():
                 for alert in snap.alerts:
                     name = alert["labels"].get("alertname")
-                    if alert.get("state") == "firing" and name in (c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED):
-                        out.append(f"{name} firing would inhibit {e.alert}")
+                    # Pending too: it fires within its `for` and holds the page back all the same.
+                    if name in (c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED):
+                        out.append(f"{name} {alert.get('state')} would inhibit {e.alert}")
         return sorted(set(out))
 
     def calm_in(self, snap: Snapshot) -> bool:
@@ -614,8 +630,12 @@ class DrillRun:
                 state.floor_s = max(0.0, trips - self.t0)
                 self.say(f"[{self.drill.name}] dead-man's switch tripped: no {state.expect.alert} at "
                          f"{state.expect.receiver} since +{since - self.t0:.1f} s")
-        # Alertmanager's view: an inhibited quiet alert must be held (suppressed) there.
+        # Alertmanager's view: an inhibited quiet alert must be held (suppressed) there, and an
+        # expected one that is held back says by what (the reason a page never came).
         if snap.alertmanager is not None:
+            for state in self.expects:
+                if state.notified_at is None and not state.expect.absent:
+                    state.held_by |= _held_by(snap.alertmanager, state.expect.alert, state.expect.labels)
             for i, quiet in enumerate(self.drill.quiet):
                 for alert in snap.alertmanager:
                     if alert["labels"].get("alertname") == quiet.alert and _matches(alert["labels"], quiet.labels) \
@@ -832,6 +852,8 @@ class DrillRun:
                         (f" (saw {', '.join(similar)})" if similar else ""))
         if state.elsewhere:
             seen.append(f"it was delivered to {', '.join(sorted(state.elsewhere))} instead")
+        if state.held_by:
+            seen.append(f"Alertmanager held it back ({', '.join(sorted(state.held_by))})")
         routed = receivers_for(self.catalog.rules, e.alert, e.labels)
         waited_text = f"{waited:.0f} s" if isinstance(waited, float) else waited
         return (f"waited {waited_text} for a firing notification of {e.alert}{_show(e.labels)} at "

@@ -42,7 +42,8 @@ class ScriptedLab:
     """Answers like a lab would at the clock's time: ``script(t, t0)`` -> (alerts, notifications),
     ``t0`` being when the first fault was set."""
 
-    def __init__(self, tmp_path: Path, clock: Clock, script=None, *, interrupt_after: float | None = None) -> None:
+    def __init__(self, tmp_path: Path, clock: Clock, script=None, *, interrupt_after: float | None = None,
+                 alertmanager=None) -> None:
         self.data_dir = tmp_path
         self.profile = FAST
         self.urls: dict[str, str] = {}
@@ -53,6 +54,7 @@ class ScriptedLab:
         self.ids = itertools.count()
         self.t0: float | None = None
         self.interrupt_after = interrupt_after
+        self.alertmanager = alertmanager or (lambda t, t0: [])
 
     def _now(self) -> tuple[list, list]:
         if self.interrupt_after is not None and self.t0 is not None and self.clock.t - self.t0 > self.interrupt_after:
@@ -66,7 +68,7 @@ class ScriptedLab:
         return self._now()[1]
 
     def alertmanager_alerts(self):
-        return []
+        return self.alertmanager(self.clock.t, self.t0)
 
     def query(self, promql: str):
         return []
@@ -141,6 +143,38 @@ def test_a_page_that_never_comes_fails_saying_what_was_waited_for_and_what_was_s
     assert not result["passed"] and not alert["passed"] and alert["notified_seconds"] is None
     assert "waited 60 s for a firing notification of BankingServiceDown{service=fraud} at pager" in alert["why"]
     assert "it fired in Prometheus" in alert["why"] and "delivered to chat-fraud instead" in alert["why"]
+
+
+def test_a_page_held_back_in_alertmanager_fails_naming_what_inhibited_it(tmp_path, clock):
+    page = {"alertname": "PaymentAvailabilityBudgetBurn", "service": "payments", "long_window": "1h"}
+
+    def script(t, t0):
+        return ([{"labels": page, "state": "firing", "activeAt": None}] if t0 and t > t0 + 5 else []), []
+
+    def alertmanager(t, t0):
+        if not t0 or t < t0 + 5:
+            return []
+        return [{"fingerprint": "a1", "labels": {"alertname": "DDoSAttackSuspected", "service": "gateway"},
+                 "status": {"state": "active", "inhibitedBy": [], "silencedBy": []}},
+                {"fingerprint": "b2", "labels": page,
+                 "status": {"state": "suppressed", "inhibitedBy": ["a1"], "silencedBy": []}}]
+
+    [result] = run(ScriptedLab(tmp_path, clock, script, alertmanager=alertmanager), "payments-error-storm")
+    [alert] = result["alerts"]
+    assert not alert["passed"] and "Alertmanager held it back (inhibited by DDoSAttackSuspected)" in alert["why"]
+
+
+def test_a_pending_flood_verdict_keeps_back_a_drill_whose_page_it_would_inhibit(tmp_path, clock):
+    start = clock.t
+
+    def script(t, t0):
+        pending = {"labels": {"alertname": "DDoSAttackSuspected", "service": "gateway"}, "state": "pending",
+                   "activeAt": None}
+        return ([pending] if t < start + 30 else []), []
+
+    lab = ScriptedLab(tmp_path, clock, script)
+    run(lab, "payments-error-storm")
+    assert lab.t0 is not None and lab.t0 >= start + 30
 
 
 def test_evidence_from_before_the_causing_step_does_not_count(tmp_path, clock):
