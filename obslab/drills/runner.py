@@ -199,7 +199,8 @@ class DrillRun:
         # first possible delivery: a group_wait and two group intervals after it fires.
         self.settle_s = profile.group_wait_s + 2 * profile.group_interval_s \
             if any(q.inhibited for q in drill.quiet) else 0
-        self.quiet_gap_s = max(60.0, 3 * profile.group_interval_s)
+        # Long enough for an alert to flap back: a few Alertmanager cycles and rule evaluations.
+        self.quiet_gap_s = max(3 * profile.group_interval_s, 15 * profile.evaluation_s)
         self.calm_timeout_s = calm_timeout_s if calm_timeout_s is not None else max(
             300.0, 3 * profile.group_interval_s + 6 * profile.evaluation_s)
         self.phase = "calm"

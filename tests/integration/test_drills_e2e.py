@@ -121,6 +121,7 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
                    "--drills", str(tmp_path), timeout=CATALOGUE_TIMEOUT_S)
     took = time.monotonic() - started
     assert result.stdout, result.stderr[-3000:]
+    print(result.stderr)        # the run's progress (what each drill waited for), shown if this fails
     drills = json.loads(result.stdout)["drills"]
     from obslab.drills.cli import summary
 
