@@ -997,7 +997,10 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
     # Drills that upset the ML detectors for minutes after they end (a flood in their baselines,
     # gaps in every rate after Prometheus restarts) go last, so that no drill that keeps
     # DDoSAttackSuspected quiet runs in their wake.
-    pending.sort(key=lambda run: run.disturbance())
+    # Among equals, a drill that keeps quiet what others cause goes before them: after them it
+    # would wait for their alerts to be quiet a while.
+    wary = {id(run): _wary_of(run, list(pending)) for run in pending}
+    pending.sort(key=lambda run: (run.disturbance(), -wary[id(run)]))
     for run in pending:
         run._notes_seen = []
     order = list(pending)
@@ -1077,6 +1080,13 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
             signal.signal(sig, handler)
     by_run = {id(run): run for run in finished}
     return [by_run[id(run)].result() for run in order if id(run) in by_run]
+
+
+def _wary_of(run: DrillRun, others: list[DrillRun]) -> int:
+    """How many of ``others`` cause an alert that ``run`` keeps quiet."""
+    quiet = {q.alert for q in run.drill.quiet if not q.inhibited}     # held back, not silent: no wait
+    return sum(1 for other in others if other is not run
+               and quiet & {name for name, _ in other.claims() + other.side_effects()})
 
 
 def log_line(text: str) -> None:

@@ -265,6 +265,16 @@ def test_a_fault_that_cannot_be_cleared_stays_remembered(tmp_path, clock):
     assert runner.read_active(lab)["run"]["faults"] == list(lab.faults)
 
 
+def test_a_drill_that_keeps_quiet_what_another_causes_runs_first(tmp_path, clock):
+    """card-processor-slowdown keeps TransferLatencyBudgetBurn quiet, which slow-database pages
+    with: run after it, it would wait for that page to have been quiet a while."""
+    lab = ScriptedLab(tmp_path, clock)
+    order = []
+    lab.set_fault = lambda body: order.append(body["target"]) or {"id": f"flt_{len(order)}"}
+    run(lab, "slow-database", "card-processor-slowdown", parallel=1)
+    assert order == ["card-processor", "accounts"]
+
+
 def test_which_drills_may_run_side_by_side():
     def drill_run(name: str) -> runner.DrillRun:
         return runner.DrillRun(CATALOG.get(name), CATALOG, ScriptedLab(Path("/nonexistent"), Clock()), run_id=name)
