@@ -119,28 +119,36 @@ def repo_root() -> Path:
     return Path(override).resolve() if override else Path(__file__).resolve().parent.parent
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms]?)")
-_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+# The lab's one duration syntax, Prometheus' own (a rule's ``for:``, a range, an interval):
+# one or more <number><unit>, units ms s m h d w y. People may also write a bare number of
+# seconds or a decimal (``90``, ``2.5m``); what Prometheus is given is checked against
+# PROMETHEUS_DURATION, which takes integers with a unit only.
+PROMETHEUS_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|[ywdhms]?)")
+_UNIT_SECONDS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0,
+                 "ms": 0.001, "": 1.0}
 
 
-def parse_duration(text: str) -> float:
-    """``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"``, ``"1d"`` -> seconds (what a person types).
+def parse_duration(text: str, *, allow_zero: bool = False) -> float:
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"``, ``"1w"``, ``"500ms"`` -> seconds.
 
-    >>> parse_duration("1h30m"), parse_duration("45"), parse_duration("2.5m")
-    (5400.0, 45.0, 150.0)
+    >>> parse_duration("1h30m"), parse_duration("45"), parse_duration("2.5m"), parse_duration("1w")
+    (5400.0, 45.0, 150.0, 604800.0)
+    >>> parse_duration("0s", allow_zero=True)
+    0.0
     """
     raw = text.strip().lower()
     position, total = 0, 0.0
     while position < len(raw):
         match = _DURATION_PART.match(raw, position)
-        if match is None:
+        if match is None or match.end() == position:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
         if not match.group(2):
             break  # a bare number only stands alone
     if not raw or position != len(raw):
-        raise ConfigError(f"duration {text!r} is not understood; write e.g. 90s, 10m or 1h30m")
-    if total <= 0:
+        raise ConfigError(f"duration {text!r} is not understood; write e.g. 90s, 10m, 1h30m or 1w")
+    if total < 0 or (total == 0 and not allow_zero):
         raise ConfigError(f"duration must be above zero, got {text!r}")
     return total

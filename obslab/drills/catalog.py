@@ -14,12 +14,12 @@ from pathlib import Path
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.drills.model import Drill, Expect, duration_seconds, load_file, timing_seconds
+from obslab.drills.model import Drill, Expect, load_file, timing_seconds
 from obslab.profiles import Profile
 from obslab.rules import load_catalog
 from obslab.rules.build import Catalog
 from obslab.rules.model import AlertRule
-from obslab.settings import ConfigError
+from obslab.settings import ConfigError, parse_duration
 
 DRILLS_DIR = "drills"
 RUNBOOKS_DIR = "runbooks"
@@ -200,7 +200,7 @@ def _check(drill: Drill, source: str, rules: Catalog, runbooks_dir: Path) -> Non
         for name, value in (("start", step.start), ("duration", step.duration)):
             for profile_name in ("production", "fast"):
                 text = value if isinstance(value, str) else getattr(value, profile_name)
-                if name == "duration" and duration_seconds(text) < 1:
+                if name == "duration" and parse_duration(text, allow_zero=True) < 1:
                     raise fail(f"timeline.{i}.duration", "a fault lasts at least 1 s")
 
 

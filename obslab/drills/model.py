@@ -60,16 +60,9 @@ def parse_selector(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), {k.strip(): v.strip() for k, v in labels.items()}
 
 
-def duration_seconds(text: str) -> float:
-    """``parse_duration`` that also takes zero (an offset of ``0s``)."""
-    if re.fullmatch(r"\s*0+(\.0*)?\s*[smhd]?\s*", text):
-        return 0.0
-    return parse_duration(text)
-
-
 def seconds(text: str, where: str = "") -> float:
     try:
-        return duration_seconds(text)
+        return parse_duration(text, allow_zero=True)
     except ConfigError as exc:
         raise ValueError(f"{where}: {exc}" if where else str(exc)) from None
 
@@ -95,7 +88,7 @@ Timing = Union[str, PerProfile]
 
 
 def timing_seconds(value: Timing, profile: Profile) -> float:
-    return duration_seconds(value if isinstance(value, str) else getattr(value, profile.name))
+    return parse_duration(value if isinstance(value, str) else getattr(value, profile.name), allow_zero=True)
 
 
 def _check_timing(value: Timing) -> Timing:

@@ -14,11 +14,11 @@ from typing import Any, Union
 
 from obslab import conventions as c
 from obslab.profiles import PRODUCTION, Profile
+from obslab.settings import PROMETHEUS_DURATION
 
 # level:metric:operations; the level may be empty for an aggregate over everything.
 _RECORD_NAME = re.compile(r"^[a-z_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 _ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]+$")
-_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = frozenset({c.L_SEVERITY, c.L_TEAM, c.L_SERVICE, "alertname"})
 
@@ -92,7 +92,7 @@ class AlertRule:
             raise ValueError(f"alert {self.alert!r}: name must be UpperCamelCase")
         _check_expr(self.alert, self.expr)
         # SLO burn-rate alerts carry no `for:` (the short window is their confirmation).
-        if self.for_ is not None and not _DURATION.match(self.for_):
+        if self.for_ is not None and not PROMETHEUS_DURATION.match(self.for_):
             raise ValueError(f"alert {self.alert}: for_ {self.for_!r} is not a Prometheus duration (e.g. 5m)")
         if not isinstance(self.severity, c.Severity):
             raise ValueError(f"alert {self.alert}: severity must be one of "
@@ -157,7 +157,7 @@ class RuleGroup:
     def __post_init__(self) -> None:
         if not self.rules:
             raise ValueError(f"rule group {self.name!r} has no rules")
-        if self.interval is not None and not _DURATION.match(self.interval):
+        if self.interval is not None and not PROMETHEUS_DURATION.match(self.interval):
             raise ValueError(f"rule group {self.name!r}: interval {self.interval!r} is not a duration")
         # One alert name may have several rules (an SLO's window pairs) told apart by labels.
         seen: set[tuple[str, tuple]] = set()

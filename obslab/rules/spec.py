@@ -37,16 +37,15 @@ from pydantic import (
 )
 
 from obslab import conventions as c
-from obslab.settings import ConfigError
+from obslab.settings import PROMETHEUS_DURATION, ConfigError
 
 SPEC_VERSION = 1
-_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 _SLUG = re.compile(r"^[a-z][a-z0-9-]*$")
 # The value a spec gives ``team`` to mean "the team that owns the alert's ``service`` label".
 TEAM_BY_SERVICE = "by_service"
 
 
-Duration = Annotated[str, Field(pattern=_DURATION.pattern)]
+Duration = Annotated[str, Field(pattern=PROMETHEUS_DURATION.pattern)]
 
 
 class _Strict(BaseModel):

@@ -22,7 +22,8 @@ def _clean_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5m", 150)])
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5m", 150),
+                                           ("1w", 604800), ("1y", 31536000), ("500ms", 0.5), ("1m30s", 90)])
 def test_durations_read_like_a_person_writes_them(text, seconds):
     assert parse_duration(text) == seconds
 

@@ -343,3 +343,13 @@ def test_every_slo_window_pair_has_a_firing_a_reset_and_a_quiet_case():
             assert len(names) == 3, names
             assert any("fires" in n for n in names) and any("stopped" in n for n in names) \
                 and any("quiet" in n for n in names)
+
+
+@pytest.mark.parametrize("duration, fast", [("1w", "60480s"), ("90s", "9s"), ("1h30m", "540s"), ("1y", "3153600s")])
+def test_every_duration_the_spec_accepts_renders_under_the_fast_profile(duration, fast):
+    """One parser: a duration valid in the spec (Prometheus' syntax) is one the fast profile can
+    scale, where `1w` used to pass validation and then fail to render."""
+    from obslab.profiles import FAST
+
+    assert settings.PROMETHEUS_DURATION.match(duration)
+    assert FAST.scale_ranges(f"rate(x[{duration}])") == f"rate(x[{fast}])"
