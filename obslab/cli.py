@@ -12,10 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from obslab import __version__, settings
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line, exit status 2."""
+from obslab.errors import CliError
 
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +122,7 @@ def _status(args: argparse.Namespace) -> int:
             {"name": s.name, "url": s.url, "healthy": s.healthy} for s in statuses
         ]}))
     else:
-        lab._print_table(statuses)
+        lab.print_table(statuses)
     return 0 if all(s.healthy for s in statuses) else 1
 
 

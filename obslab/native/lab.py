@@ -295,7 +295,7 @@ class NativeLab:
         unhealthy = self._wait_until_healthy(lab, timeout)
         statuses = self.statuses()
         if unhealthy:
-            self._print_table(statuses)
+            self.print_table(statuses)
             for name in unhealthy:
                 self._print_log_tail(name)
             self.say(f"\nNot healthy after {timeout:.0f} s: {', '.join(unhealthy)}. "
@@ -303,7 +303,7 @@ class NativeLab:
             return 1
         if seed:
             self._seed()
-        self._print_table(statuses)
+        self.print_table(statuses)
         self._print_next_steps()
         if detach:
             return 0
@@ -354,7 +354,7 @@ class NativeLab:
             result.append(ComponentStatus(item.name, item.url, healthy, detail))
         return result
 
-    def _print_table(self, statuses: list[ComponentStatus]) -> None:
+    def print_table(self, statuses: list[ComponentStatus]) -> None:
         color = self.out.isatty()
         width = max((len(s.name) for s in statuses), default=4) + 2
         url_width = max((len(s.url) for s in statuses), default=3) + 2

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from obslab import conventions as c
 from obslab import settings
+from obslab.errors import CliError
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.mix import JOURNEYS, JourneyMix
 from obslab.services.loadgen.transport import HttpClient, TransportError
@@ -85,8 +86,6 @@ def config_from_arguments(args: argparse.Namespace) -> LoadConfig:
 
 
 def _check_gateway(url: str) -> None:
-    from obslab.cli import CliError
-
     client = HttpClient(url, timeout=3.0)
     try:
         for attempt in range(3):
@@ -121,7 +120,6 @@ def _fault_board(url: str | None) -> FaultBoard:
 
 
 def _metrics_server(port_text: str | None, generator: LoadGenerator) -> MetricsServer | None:
-    from obslab.cli import CliError
     from obslab.services.loadgen.runner import health
     from obslab.services.loadgen.server import MetricsServer
 
@@ -140,7 +138,6 @@ def _metrics_server(port_text: str | None, generator: LoadGenerator) -> MetricsS
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from obslab.cli import CliError
     from obslab.services.loadgen.generator import LoadGenerator
     from obslab.services.loadgen.runner import current_status
     from obslab.services.loadgen.status import summary

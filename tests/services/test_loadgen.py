@@ -254,7 +254,7 @@ def test_obslab_load_runs_a_bounded_run_and_prints_a_summary(stack):
 
 
 def test_obslab_load_says_in_one_line_when_the_gateway_cannot_be_reached():
-    from obslab.cli import CliError
+    from obslab.errors import CliError
 
     parser = argparse.ArgumentParser()
     loadgen_cli.add_arguments(parser)
