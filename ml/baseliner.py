@@ -43,7 +43,6 @@ from obslab.profiles import Profile
 from obslab.services.common.app import ServiceContext
 
 log = logging.getLogger(__name__)
-DETECTOR = c.BASELINER
 ENSEMBLE = "ensemble"   # obslab.ml.baselining.Ensemble.name
 # Fewer points than this and no algorithm's band means anything yet.
 MIN_HISTORY_POINTS = 20
@@ -134,7 +133,7 @@ class Baseliner:
         self.algorithms = list(algorithms or ALGORITHMS)
         # The ensemble is the median of the members' bands: combined from their forecasts, not refitted.
         self.ensemble = ensemble()
-        self.freshness = Freshness(DETECTOR, ctx.metrics)
+        self.freshness = Freshness(c.BASELINER, ctx.metrics)
         self._lock = threading.Lock()
         self._fit: Fit | None = None
         self._scores: dict[str, SeriesScore] = {}
@@ -223,7 +222,7 @@ class Baseliner:
         fit = self._fit
         scores = self.snapshot()
         return {
-            "detector": DETECTOR, "profile": self.profile.name, **self.freshness.describe(),
+            "detector": c.BASELINER, "profile": self.profile.name, **self.freshness.describe(),
             "algorithms": [{"name": a.name, "summary": a.summary} for a in (*self.algorithms, self.ensemble)],
             "last_fit": None if fit is None else {"at": fit.at, "duration_seconds": round(fit.duration_s, 4)},
             "series": {
@@ -270,7 +269,7 @@ class BaselineCollector:
 def create_app(prometheus: PrometheusClient | None = None, profile: Profile | None = None,
                targets: tuple[Target, ...] | None = None, start: bool = True) -> Flask:
     return create_ml_app(
-        DETECTOR,
+        c.BASELINER,
         lambda ctx: Baseliner(ctx, prometheus or prometheus_client(), profile or profiles.active(),
                               targets or load_targets()),
         collector=BaselineCollector, step=lambda b: b.score, interval_s=lambda b: b.profile.ml_evaluation_s,

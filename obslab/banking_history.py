@@ -30,7 +30,6 @@ from obslab.sampling import Streams, fixed_value_bucket, lognormal_buckets, logn
 from obslab.services.common.faults import Fault
 
 K = c.FaultKind
-API = c.API_PREFIX
 BOUNDS = np.array(c.LATENCY_BUCKETS)
 
 # Requests per second through the gateway at base load (seasonality multiplies it).
@@ -67,13 +66,13 @@ class Route:
 
 
 MOVEMENTS: tuple[Movement, ...] = (
-    Movement(TransactionType.TRANSFER, c.TRANSACTIONS, f"{API}/transfers", 0.20, 0.045, {
+    Movement(TransactionType.TRANSFER, c.TRANSACTIONS, f"{c.API_PREFIX}/transfers", 0.20, 0.045, {
         (Status.COMPLETED, None): 0.945,
         (Status.REJECTED, "insufficient_funds"): 0.032,
         (Status.REJECTED, "risk_rejected"): 0.022,
         (Status.FAILED, DEPENDENCY_UNAVAILABLE): 0.001,
     }),
-    Movement(TransactionType.PAYMENT, c.PAYMENTS, f"{API}/payments", 0.14, 0.210, {
+    Movement(TransactionType.PAYMENT, c.PAYMENTS, f"{c.API_PREFIX}/payments", 0.14, 0.210, {
         (Status.COMPLETED, None): 0.92,
         (Status.DECLINED, "payment_declined"): 0.02,     # the card processor's 2 % declines
         (Status.REJECTED, "insufficient_funds"): 0.03,
@@ -82,10 +81,10 @@ MOVEMENTS: tuple[Movement, ...] = (
     }),
 )
 ROUTES: tuple[Route, ...] = (
-    Route("POST", f"{API}/auth/login", 0.14, 0.060, {"200": 0.985, "401": 0.015}),
-    Route("GET", f"{API}/accounts", 0.30, 0.012, {"200": 1.0}),
-    Route("GET", f"{API}/accounts/<account_id>", 0.10, 0.010, {"200": 0.995, "404": 0.005}),
-    Route("GET", f"{API}/transfers", 0.12, 0.018, {"200": 1.0}),
+    Route("POST", f"{c.API_PREFIX}/auth/login", 0.14, 0.060, {"200": 0.985, "401": 0.015}),
+    Route("GET", f"{c.API_PREFIX}/accounts", 0.30, 0.012, {"200": 1.0}),
+    Route("GET", f"{c.API_PREFIX}/accounts/<account_id>", 0.10, 0.010, {"200": 0.995, "404": 0.005}),
+    Route("GET", f"{c.API_PREFIX}/transfers", 0.12, 0.018, {"200": 1.0}),
 )
 # The gateway's edge gauges (services/gateway/edge.py) as the load generator's customers make
 # them: 200 customers, some with a second address (phone), each active for a few requests.

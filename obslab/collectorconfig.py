@@ -60,13 +60,6 @@ JAEGER_EXPORTER = "otlp/jaeger"
 
 # Span metrics: the Collector writes the namespace with dots, Prometheus sees underscores, and
 # Jaeger's Monitor tab reads ``<prefix>_calls_total`` and ``<prefix>_duration_milliseconds``.
-SPANMETRICS_NAMESPACE = c.SPANMETRICS_NAMESPACE
-SPANMETRICS_PREFIX = c.SPANMETRICS_PREFIX
-SPANMETRICS_CALLS = c.SPANMETRICS_CALLS
-SPANMETRICS_DURATION = c.SPANMETRICS_DURATION
-SERVICEGRAPH_REQUESTS = c.SERVICEGRAPH_REQUESTS
-SERVICEGRAPH_FAILED = c.SERVICEGRAPH_FAILED
-SERVICEGRAPH_SERVER_DURATION = c.SERVICEGRAPH_SERVER_DURATION
 SPANMETRICS_DIMENSIONS: tuple[str, ...] = (
     "http.request.method", "http.route", "http.response.status_code", c.ATTR_TRANSACTION_TYPE,
 )
@@ -295,7 +288,7 @@ def collector_config() -> dict[str, Any]:
         },
         "connectors": {
             "spanmetrics": {
-                "namespace": SPANMETRICS_NAMESPACE,
+                "namespace": c.SPANMETRICS_NAMESPACE,
                 "histogram": {"unit": "ms", "explicit": {"buckets": latency_buckets()}},
                 "dimensions": [{"name": name} for name in SPANMETRICS_DIMENSIONS],
                 "exemplars": {"enabled": True},
@@ -363,7 +356,7 @@ def jaeger_config() -> dict[str, Any]:
                 }}},
                 "metric_backends": {METRIC_STORE: {"prometheus": {
                     "endpoint": f"http://{PROMETHEUS.address('compose')}",
-                    "metric_namespace": SPANMETRICS_PREFIX,
+                    "metric_namespace": c.SPANMETRICS_PREFIX,
                     "latency_unit": "ms",
                     # The Collector's Prometheus exporter adds _total and the unit suffix.
                     "normalize_calls": True,

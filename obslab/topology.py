@@ -152,24 +152,23 @@ def _service(method: str, rule: str, *callers: str) -> Endpoint:
     return Endpoint(method, rule, "service", callers)
 
 
-_API = c.API_PREFIX
-_FAULTS = f"{_API}/faults"
+_FAULTS = f"{c.API_PREFIX}/faults"
 _CONTROL = (OPERATOR,)
 
 # Every route of every component that is not operational. A route missing here is refused at
 # start-up (services/common/app.py): the call graph lives in this table and nowhere else.
 ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
     c.GATEWAY: (
-        Endpoint("POST", f"{_API}/auth/register", "open"),
-        Endpoint("POST", f"{_API}/auth/login", "open"),
-        Endpoint("GET", f"{_API}/accounts", "customer"),
-        Endpoint("POST", f"{_API}/accounts", "customer"),
-        Endpoint("GET", f"{_API}/accounts/<account_id>", "customer"),
-        Endpoint("POST", f"{_API}/transfers", "customer"),
-        Endpoint("GET", f"{_API}/transfers", "customer"),
-        Endpoint("GET", f"{_API}/transfers/<transfer_id>", "customer"),
-        Endpoint("POST", f"{_API}/payments", "customer"),
-        Endpoint("GET", f"{_API}/payments/<payment_id>", "customer"),
+        Endpoint("POST", f"{c.API_PREFIX}/auth/register", "open"),
+        Endpoint("POST", f"{c.API_PREFIX}/auth/login", "open"),
+        Endpoint("GET", f"{c.API_PREFIX}/accounts", "customer"),
+        Endpoint("POST", f"{c.API_PREFIX}/accounts", "customer"),
+        Endpoint("GET", f"{c.API_PREFIX}/accounts/<account_id>", "customer"),
+        Endpoint("POST", f"{c.API_PREFIX}/transfers", "customer"),
+        Endpoint("GET", f"{c.API_PREFIX}/transfers", "customer"),
+        Endpoint("GET", f"{c.API_PREFIX}/transfers/<transfer_id>", "customer"),
+        Endpoint("POST", f"{c.API_PREFIX}/payments", "customer"),
+        Endpoint("GET", f"{c.API_PREFIX}/payments/<payment_id>", "customer"),
     ),
     c.AUTH: (
         _service("POST", "/users", c.GATEWAY),
@@ -213,14 +212,14 @@ ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
         Endpoint("POST", "/webhook/<receiver>", "control", (ALERTMANAGER_PRINCIPAL, OPERATOR)),
         # Read-only pages a person opens (notifications, runbooks).
         Endpoint("GET", "/", "open"),
-        Endpoint("GET", f"{_API}/notifications", "open"),
+        Endpoint("GET", f"{c.API_PREFIX}/notifications", "open"),
         Endpoint("GET", "/runbooks/", "open"),
         Endpoint("GET", "/runbooks/<path:page>", "open"),
         # Drills (obslab drill run) post reports and start/end events as the operator; people read them.
-        Endpoint("POST", f"{_API}/drills", "control", _CONTROL),
-        Endpoint("POST", f"{_API}/drills/events", "control", _CONTROL),
-        Endpoint("GET", f"{_API}/drills", "open"),
-        Endpoint("GET", f"{_API}/drills/<run_id>", "open"),
+        Endpoint("POST", f"{c.API_PREFIX}/drills", "control", _CONTROL),
+        Endpoint("POST", f"{c.API_PREFIX}/drills/events", "control", _CONTROL),
+        Endpoint("GET", f"{c.API_PREFIX}/drills", "open"),
+        Endpoint("GET", f"{c.API_PREFIX}/drills/<run_id>", "open"),
         Endpoint("GET", "/drills", "open"),
         Endpoint("GET", "/drills/<run_id>", "open"),
     ),
@@ -233,8 +232,8 @@ ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
         Endpoint("GET", "/api/traces", "open"),
         Endpoint("GET", "/api/traces/<trace_id>", "open"),
     ),
-    c.DDOS_DETECTOR: (Endpoint("GET", f"{_API}/status", "open"),),
-    c.BASELINER: (Endpoint("GET", f"{_API}/status", "open"),),
+    c.DDOS_DETECTOR: (Endpoint("GET", f"{c.API_PREFIX}/status", "open"),),
+    c.BASELINER: (Endpoint("GET", f"{c.API_PREFIX}/status", "open"),),
     c.IIS_MOCK: (),
 }
 

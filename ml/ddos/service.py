@@ -34,7 +34,6 @@ from obslab.profiles import Profile
 from obslab.services.common.app import ServiceContext
 
 log = logging.getLogger(__name__)
-DETECTOR = c.DDOS_DETECTOR
 
 
 def windows(profile: Profile) -> Windows:
@@ -97,7 +96,7 @@ class Detector:
         self.windows = windows(profile)
         self.exprs = exprs(self.windows)
         self.directory = directory
-        self.freshness = Freshness(DETECTOR, ctx.metrics)
+        self.freshness = Freshness(c.DDOS_DETECTOR, ctx.metrics)
         self._lock = threading.Lock()
         self._model: DDoSModel | None = None
         self._model_mtime: float | None = None
@@ -195,7 +194,7 @@ class Detector:
 
     def status(self) -> dict:
         verdict, model = self.current()
-        body: dict = {"detector": DETECTOR, "profile": self.profile.name, **self.freshness.describe(),
+        body: dict = {"detector": c.DDOS_DETECTOR, "profile": self.profile.name, **self.freshness.describe(),
                       "model": None, "model_problem": self._model_problem, "last_retrain": self.last_retrain}
         if model is not None:
             body["model"] = model.metadata
@@ -214,7 +213,7 @@ class Detector:
 def create_app(prometheus: PrometheusClient | None = None, profile: Profile | None = None,
                directory: Path | None = None, start: bool = True) -> Flask:
     return create_ml_app(
-        DETECTOR,
+        c.DDOS_DETECTOR,
         lambda ctx: Detector(ctx, prometheus or prometheus_client(), profile or profiles.active(),
                              directory or model_dir()),
         collector=VerdictCollector, step=lambda d: d.evaluate, interval_s=lambda d: d.profile.ml_evaluation_s,

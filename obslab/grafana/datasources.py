@@ -28,11 +28,9 @@ DASHBOARDS_PATH = "/var/lib/grafana/dashboards"
 DASHBOARD_FOLDER = "obslab"
 
 # The exemplar label every service attaches (obslab.telemetry.metrics.exemplar).
-EXEMPLAR_TRACE_ID_LABEL = c.EXEMPLAR_TRACE_ID_LABEL
 
 # The Collector's spanmetrics connector, namespace traces.span.metrics, as its Prometheus exporter
 # names them (otel-collector/config.yaml); Jaeger's Monitor tab reads the same series.
-SPANMETRICS_CALLS = c.SPANMETRICS_CALLS
 SPANMETRICS_DURATION_BUCKET = f"{c.SPANMETRICS_DURATION}_bucket"
 SPANMETRICS_SERVICE_LABEL = "service_name"
 
@@ -60,9 +58,9 @@ def prometheus() -> dict[str, Any]:
             "prometheusType": "Prometheus",
             # An exemplar's trace_id opens the trace: inside Grafana (Jaeger datasource) or in Jaeger's UI.
             "exemplarTraceIdDestinations": [
-                {"name": EXEMPLAR_TRACE_ID_LABEL, "datasourceUid": JAEGER_UID,
+                {"name": c.EXEMPLAR_TRACE_ID_LABEL, "datasourceUid": JAEGER_UID,
                  "urlDisplayLabel": "Trace in Grafana"},
-                {"name": EXEMPLAR_TRACE_ID_LABEL, "url": f"{c.JAEGER_UI_URL}/trace/${{__value.raw}}",
+                {"name": c.EXEMPLAR_TRACE_ID_LABEL, "url": f"{c.JAEGER_UI_URL}/trace/${{__value.raw}}",
                  "urlDisplayLabel": "Trace in Jaeger UI"},
             ],
         },
@@ -88,9 +86,9 @@ def jaeger() -> dict[str, Any]:
                 "tags": [{"key": "service.name", "value": SPANMETRICS_SERVICE_LABEL}],
                 "queries": [
                     {"name": "Span rate",
-                     "query": f"sum(rate({SPANMETRICS_CALLS}{selector}[5m]))"},
+                     "query": f"sum(rate({c.SPANMETRICS_CALLS}{selector}[5m]))"},
                     {"name": "Error span rate",
-                     "query": f'sum(rate({SPANMETRICS_CALLS}{{$__tags,status_code="STATUS_CODE_ERROR"}}[5m]))'},
+                     "query": f'sum(rate({c.SPANMETRICS_CALLS}{{$__tags,status_code="STATUS_CODE_ERROR"}}[5m]))'},
                     {"name": "Span p95 (ms)",
                      "query": f"histogram_quantile(0.95, sum by (le) "
                               f"(rate({SPANMETRICS_DURATION_BUCKET}{selector}[5m])))"},

@@ -1,4 +1,4 @@
-"""gateway service: the public API (``/api/v1``, described in ``openapi.yaml`` beside this file).
+"""gateway service: the public c.API_PREFIX (``/api/v1``, described in ``openapi.yaml`` beside this file).
 
 It verifies the caller's access token locally, vouches for the customer to the internal
 services with a signed assertion (services/common/identity.py), checks every id in a path against
@@ -41,7 +41,6 @@ from obslab.telemetry import current_trace_ids
 
 log = logging.getLogger(__name__)
 
-API = c.API_PREFIX
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Ids a customer may name in a path or query, checked before they go into an internal URL.
 ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
@@ -135,7 +134,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     @app.before_request
     def _edge():
         g.client = request.remote_addr or "unknown"
-        if not request.path.startswith(API + "/"):
+        if not request.path.startswith(c.API_PREFIX + "/"):
             return None
         forwarded = request.headers.get(c.HEADER_FORWARDED_FOR)
         address = client_address(request.remote_addr, forwarded, trusted,
@@ -170,7 +169,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     @app.after_request
     def _audit(response: Response) -> Response:
-        if request.method not in STATE_CHANGING or not request.path.startswith(API + "/"):
+        if request.method not in STATE_CHANGING or not request.path.startswith(c.API_PREFIX + "/"):
             return response
         key = request.headers.get(c.HEADER_IDEMPOTENCY_KEY)
         ids = current_trace_ids()
@@ -191,51 +190,51 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
             log.exception("audit record not written", extra={"route": record["route"]})
         return response
 
-    @app.post(f"{API}/auth/register")
+    @app.post(f"{c.API_PREFIX}/auth/register")
     def register():
         return _forward(auth, "POST", "/users", customer=False)
 
-    @app.post(f"{API}/auth/login")
+    @app.post(f"{c.API_PREFIX}/auth/login")
     def login():
         return _forward(auth, "POST", "/tokens", customer=False)
 
-    @app.get(f"{API}/accounts")
+    @app.get(f"{c.API_PREFIX}/accounts")
     def list_accounts():
         owned = accounts.call("GET", "/accounts", for_customer=True)
         return [public_account(a) for a in owned]
 
-    @app.post(f"{API}/accounts")
+    @app.post(f"{c.API_PREFIX}/accounts")
     def open_account():
         body = parse_body(OpenAccountRequest)
         account = accounts.call("POST", "/accounts", json={"currency": body.currency, "type": body.type},
                                 for_customer=True)
         return public_account(account), 201
 
-    @app.get(f"{API}/accounts/<account_id>")
+    @app.get(f"{c.API_PREFIX}/accounts/<account_id>")
     def get_account(account_id: str):
         account = accounts.call("GET", f"/accounts/{checked_id(ACCOUNT_ID, account_id, 'account')}",
                                 for_customer=True)
         return public_account(account)
 
-    @app.post(f"{API}/transfers")
+    @app.post(f"{c.API_PREFIX}/transfers")
     def create_transfer():
         return _forward(transactions, "POST", "/transfers")
 
-    @app.get(f"{API}/transfers")
+    @app.get(f"{c.API_PREFIX}/transfers")
     def list_transfers():
         account = require_query("account")
         checked_id(ACCOUNT_ID, account, "account")
         params = {"account": account, "limit": query_int("limit", 50, 1, 200)}
         return _forward(transactions, "GET", "/transfers", params=params)
 
-    @app.get(f"{API}/transfers/<transfer_id>")
+    @app.get(f"{c.API_PREFIX}/transfers/<transfer_id>")
     def get_transfer(transfer_id: str):
         return _forward(transactions, "GET", f"/transfers/{checked_id(TRANSFER_ID, transfer_id, 'transfer')}")
 
-    @app.post(f"{API}/payments")
+    @app.post(f"{c.API_PREFIX}/payments")
     def create_payment():
         return _forward(payments, "POST", "/payments")
 
-    @app.get(f"{API}/payments/<payment_id>")
+    @app.get(f"{c.API_PREFIX}/payments/<payment_id>")
     def get_payment(payment_id: str):
         return _forward(payments, "GET", f"/payments/{checked_id(PAYMENT_ID, payment_id, 'payment')}")

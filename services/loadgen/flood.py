@@ -29,7 +29,6 @@ from obslab.services.loadgen.transport import HttpClient, TransportError
 
 log = logging.getLogger(__name__)
 
-API = c.API_PREFIX
 NO_TOKEN = "flood_no_token"
 FORGED_TOKEN = "flood_forged_token"
 JUNK_LOGIN = "flood_junk_login"
@@ -126,19 +125,19 @@ def _junk(rng: random.Random, length: int) -> str:
 def flood_request(step: str, rng: random.Random) -> tuple[str, str, bytes | None, dict[str, str]]:
     """(method, path, body, headers) of one attack request of kind ``step``."""
     if step == NO_TOKEN:
-        return "GET", f"{API}/accounts", None, {}
+        return "GET", f"{c.API_PREFIX}/accounts", None, {}
     if step == FORGED_TOKEN:
         token = f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{_junk(rng, 48)}.{_junk(rng, 32)}"
-        return "GET", f"{API}/accounts", None, {"Authorization": f"Bearer {token}"}
+        return "GET", f"{c.API_PREFIX}/accounts", None, {"Authorization": f"Bearer {token}"}
     if step == JUNK_LOGIN:
         if rng.random() < 0.5:
-            return "POST", f"{API}/auth/login", b'{"username": "admin", "password": ', {}
-        return "POST", f"{API}/auth/login", (
+            return "POST", f"{c.API_PREFIX}/auth/login", b'{"username": "admin", "password": ', {}
+        return "POST", f"{c.API_PREFIX}/auth/login", (
             b'{"user": "' + rng.choice(COMMON_USERNAMES).encode() + b'", "pass": "'
             + rng.choice(COMMON_PASSWORDS).encode() + b'", "remember": true}'), {}
     body = (b'{"username": "' + f"{rng.choice(COMMON_USERNAMES)}{rng.randrange(100)}".encode()
             + b'", "password": "' + rng.choice(COMMON_PASSWORDS).encode() + b'"}')
-    return "POST", f"{API}/auth/login", body, {}
+    return "POST", f"{c.API_PREFIX}/auth/login", body, {}
 
 
 class FloodEngine:

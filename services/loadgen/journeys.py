@@ -35,7 +35,6 @@ from obslab.services.loadgen.transport import HttpClient, Reply, TransportError
 
 log = logging.getLogger(__name__)
 
-API = c.API_PREFIX
 Journey = Generator[float, None, str]
 
 # Steps (the ``step`` label of the request metrics).
@@ -197,12 +196,12 @@ class Session:
         assert user is not None
         if not force and user.token_valid(self.kit.clock()):
             return
-        reply = self.call(LOGIN, "POST", f"{API}/auth/login",
+        reply = self.call(LOGIN, "POST", f"{c.API_PREFIX}/auth/login",
                           {"username": user.username, "password": self.kit.config.password}, auth=False)
         user.remember_token(reply.json(), self.kit.clock())
 
     def accounts(self) -> list[dict[str, Any]]:
-        reply = self.call(LIST_ACCOUNTS, "GET", f"{API}/accounts")
+        reply = self.call(LIST_ACCOUNTS, "GET", f"{c.API_PREFIX}/accounts")
         return [a for a in (reply.json() or []) if a.get("currency") == CURRENCY]
 
     def top_up_if_low(self, accounts: list[dict[str, Any]]) -> None:
@@ -246,7 +245,7 @@ def check_balances(s: Session) -> Journey:
     yield s.think()
     if accounts and s.rng.random() < 0.5:
         account = s.rng.choice(accounts)
-        s.call(GET_ACCOUNT, "GET", f"{API}/accounts/{account['id']}")
+        s.call(GET_ACCOUNT, "GET", f"{c.API_PREFIX}/accounts/{account['id']}")
         yield s.think()
     return JOURNEY_OK
 
@@ -258,12 +257,12 @@ def history(s: Session) -> Journey:
         return JOURNEY_OK
     yield s.think()
     account = s.rng.choice(accounts)
-    reply = s.call(LIST_TRANSFERS, "GET", f"{API}/transfers?account={account['id']}&limit=20")
+    reply = s.call(LIST_TRANSFERS, "GET", f"{c.API_PREFIX}/transfers?account={account['id']}&limit=20")
     own = {a["id"] for a in accounts}
     sent = [t for t in (reply.json() or []) if t.get("from_account") in own]
     if sent and s.rng.random() < 0.3:
         yield s.think()
-        s.call(GET_TRANSFER, "GET", f"{API}/transfers/{s.rng.choice(sent)['id']}")
+        s.call(GET_TRANSFER, "GET", f"{c.API_PREFIX}/transfers/{s.rng.choice(sent)['id']}")
     return JOURNEY_OK
 
 
@@ -311,13 +310,13 @@ def transfer(s: Session) -> Journey:
     body = {"from_account": source["id"], "to_account": target, "amount": str(amount), "currency": CURRENCY}
     key = unique_key()
     try:
-        first = s.send(TRANSFER, "POST", f"{API}/transfers", body, key=key)
+        first = s.send(TRANSFER, "POST", f"{c.API_PREFIX}/transfers", body, key=key)
     except TransportError:
         # No answer: the transfer may or may not have happened. The same key makes asking again safe.
         first = None
     if first is None or s.rng.random() < s.kit.config.retry_share:
         try:
-            again = s.send(TRANSFER_RETRY, "POST", f"{API}/transfers", body, key=key)
+            again = s.send(TRANSFER_RETRY, "POST", f"{c.API_PREFIX}/transfers", body, key=key)
         except TransportError as exc:
             raise Abort(JOURNEY_ERROR, f"{TRANSFER_RETRY}: {exc}") from None
         if first is not None and first.status < 500 and first.status != 429:
@@ -355,7 +354,7 @@ def pay(s: Session) -> Journey:
     amount = payment_amount(s.rng, merchant)
     key = unique_key()
     body = {"account": checking["id"], "merchant": merchant.name, "amount": str(amount), "currency": CURRENCY}
-    reply = s.call(PAYMENT, "POST", f"{API}/payments", body, expect=(201,), refusals=REFUSALS, key=key)
+    reply = s.call(PAYMENT, "POST", f"{c.API_PREFIX}/payments", body, expect=(201,), refusals=REFUSALS, key=key)
     data = reply.json() or {}
     s.note({"kind": "payment", "id": data.get("id") or data.get("payment_id"), "from": checking["id"],
             "amount": amount, "status": data.get("status", "rejected"), "error": data.get("error")})
@@ -373,7 +372,7 @@ def failed_login(s: Session) -> Journey:
     username = name if known else s.rng.choice(typos)
     wrong = s.kit.config.password + s.rng.choice(["1", "!", "2024", "?"])
     # 429: auth's login backoff (a busy customer's slips can reach it); what a person then sees.
-    s.call(FAILED_LOGIN, "POST", f"{API}/auth/login", {"username": username, "password": wrong},
+    s.call(FAILED_LOGIN, "POST", f"{c.API_PREFIX}/auth/login", {"username": username, "password": wrong},
            auth=False, expect=(401, 429))
     if known and s.rng.random() < 0.6:   # a typo, corrected
         yield s.think()
@@ -386,13 +385,13 @@ def register(s: Session) -> Journey:
     username = f"{s.kit.config.user_prefix}n{unique_key()[:10]}"
     password = unique_key()
     credentials = {"username": username, "password": password}
-    s.call(REGISTER, "POST", f"{API}/auth/register", credentials, auth=False, expect=(201,))
+    s.call(REGISTER, "POST", f"{c.API_PREFIX}/auth/register", credentials, auth=False, expect=(201,))
     yield s.think()
-    reply = s.call(LOGIN, "POST", f"{API}/auth/login", credentials, auth=False)
+    reply = s.call(LOGIN, "POST", f"{c.API_PREFIX}/auth/login", credentials, auth=False)
     s.token = reply.json()["access_token"]
     yield s.think()
-    s.call(OPEN_ACCOUNT, "POST", f"{API}/accounts", {"currency": CURRENCY, "type": "checking"}, expect=(201,))
-    s.call(LIST_ACCOUNTS, "GET", f"{API}/accounts")
+    s.call(OPEN_ACCOUNT, "POST", f"{c.API_PREFIX}/accounts", {"currency": CURRENCY, "type": "checking"}, expect=(201,))
+    s.call(LIST_ACCOUNTS, "GET", f"{c.API_PREFIX}/accounts")
     return JOURNEY_OK
 
 

@@ -23,7 +23,6 @@ from obslab.services.loadgen.transport import HttpClient, Reply, TransportError
 
 log = logging.getLogger(__name__)
 
-API = c.API_PREFIX
 CURRENCY = "EUR"
 # Log in again this long before the token expires, so no request carries a token about to lapse.
 TOKEN_MARGIN_SECONDS = 60.0
@@ -102,16 +101,16 @@ class Provisioner:
         user = User(identity)
         headers = headers_for(identity.addresses[0], identity.user_agent)
         credentials = {"username": identity.username, "password": self.password}
-        registered = self._send(self.gateway, "setup_register", "POST", f"{API}/auth/register", credentials, headers)
+        registered = self._send(self.gateway, "setup_register", "POST", f"{c.API_PREFIX}/auth/register", credentials, headers)
         if registered.status not in (201, 409):
             raise SetupFailed(f"register {identity.username}: HTTP {registered.status} {registered.error_code()}")
-        login = self._send(self.gateway, "setup_login", "POST", f"{API}/auth/login", credentials, headers)
+        login = self._send(self.gateway, "setup_login", "POST", f"{c.API_PREFIX}/auth/login", credentials, headers)
         if login.status != 200:
             raise SetupFailed(f"log in as {identity.username}: HTTP {login.status} {login.error_code()} "
                               "(was it registered earlier with another password?)")
         user.remember_token(login.json(), self.clock())
         authorized = headers_for(identity.addresses[0], identity.user_agent, user.token)
-        listed = self._send(self.gateway, "setup_accounts", "GET", f"{API}/accounts", headers=authorized)
+        listed = self._send(self.gateway, "setup_accounts", "GET", f"{c.API_PREFIX}/accounts", headers=authorized)
         if listed.status != 200:
             raise SetupFailed(f"list accounts of {identity.username}: HTTP {listed.status}")
         for account in listed.json() or []:
@@ -122,7 +121,7 @@ class Provisioner:
             wanted.append(("savings", identity.opening_savings))
         for account_type, opening in wanted:
             if account_type not in user.accounts:
-                opened = self._send(self.gateway, "setup_open_account", "POST", f"{API}/accounts",
+                opened = self._send(self.gateway, "setup_open_account", "POST", f"{c.API_PREFIX}/accounts",
                                     {"currency": CURRENCY, "type": account_type}, authorized)
                 if opened.status != 201:
                     raise SetupFailed(f"open {account_type} for {identity.username}: HTTP {opened.status}")
@@ -133,7 +132,7 @@ class Provisioner:
 
     def deposit(self, account: str, amount: Decimal, movement_id: str | None = None,
                 step: str = DEPOSIT_STEP) -> Reply:
-        """Credit ``account`` from the bank's cash account (the accounts service's internal API)."""
+        """Credit ``account`` from the bank's cash account (the accounts service's internal c.API_PREFIX)."""
         reply = self._send(self.accounts, step, "POST", "/deposits", {
             "id": movement_id or f"loadgen-salary-{uuid.uuid4().hex[:16]}", "account": account,
             "amount_minor": to_minor(amount), "currency": CURRENCY,

@@ -487,7 +487,7 @@ def test_jaeger_monitor_tab_reads_the_collectors_span_metrics_from_prometheus(co
     assert prometheus["latency_unit"] == spanmetrics["histogram"]["unit"] == "ms"
     # The Collector's Prometheus exporter adds _total and _milliseconds: Jaeger must expect them.
     assert prometheus["normalize_calls"] is True and prometheus["normalize_duration"] is True
-    assert cc.SPANMETRICS_CALLS == "traces_span_metrics_calls_total"
+    assert c.SPANMETRICS_CALLS == "traces_span_metrics_calls_total"
 
 
 def test_jaeger_has_a_health_endpoint_for_the_compose_healthcheck(jaeger):

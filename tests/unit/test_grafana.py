@@ -79,8 +79,8 @@ def known_metric_names() -> set[str]:
     return names | set(c.OTELCOL_METRICS) | {
         dashboards.PROMETHEUS_ALERTS, dashboards.PROMETHEUS_UP,
         dashboards.ALERTMANAGER_NOTIFICATIONS, dashboards.ALERTMANAGER_NOTIFICATIONS_FAILED,
-        dashboards.SERVICE_GRAPH_REQUESTS, dashboards.SERVICE_GRAPH_FAILED,
-        datasources.SPANMETRICS_CALLS, datasources.SPANMETRICS_DURATION_BUCKET,
+        c.SERVICEGRAPH_REQUESTS, c.SERVICEGRAPH_FAILED,
+        c.SPANMETRICS_CALLS, datasources.SPANMETRICS_DURATION_BUCKET,
     }
 
 
@@ -132,8 +132,8 @@ def test_exemplar_links_open_the_trace_in_the_jaeger_datasource_and_in_jaegers_u
     with trace.use_span(NonRecordingSpan(context)):
         labels = exemplar()
     assert labels is not None
-    assert {d["name"] for d in destinations} == {datasources.EXEMPLAR_TRACE_ID_LABEL}
-    assert labels[datasources.EXEMPLAR_TRACE_ID_LABEL] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert {d["name"] for d in destinations} == {c.EXEMPLAR_TRACE_ID_LABEL}
+    assert labels[c.EXEMPLAR_TRACE_ID_LABEL] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def test_a_literal_dollar_for_grafana_is_escaped_in_provisioning_files():
@@ -150,7 +150,7 @@ def test_a_literal_dollar_for_grafana_is_escaped_in_provisioning_files():
     jaeger = provisioned_datasources()[grafana.JAEGER_UID]["jsonData"]["tracesToMetrics"]
     assert jaeger["datasourceUid"] == grafana.PROMETHEUS_UID
     assert jaeger["queries"] and all("{$__tags" in q["query"] for q in jaeger["queries"])
-    assert all(datasources.SPANMETRICS_CALLS in q["query"] or datasources.SPANMETRICS_DURATION_BUCKET in q["query"]
+    assert all(c.SPANMETRICS_CALLS in q["query"] or datasources.SPANMETRICS_DURATION_BUCKET in q["query"]
                for q in jaeger["queries"])
 
 
