@@ -34,10 +34,9 @@ from typing import Any
 
 import yaml
 
-from obslab import __version__, promconfig, secrets, serving, settings, topology
+from obslab import __version__, collectorconfig, promconfig, secrets, serving, settings, topology
 from obslab import conventions as c
-from obslab.native.lab import RETENTION_DAYS
-from obslab.profiles import PRODUCTION
+from obslab.profiles import PRODUCTION, RETENTION_DAYS
 from obslab.topology import Component
 
 COMPOSE_FILE = "docker-compose.yml"
@@ -55,8 +54,8 @@ HEADER = (
 IMAGES: dict[str, str] = {
     "PYTHON_IMAGE": "python:3.11-slim-bookworm",
     "BUSYBOX_IMAGE": "busybox:1.37.0-musl",
-    "OTELCOL_IMAGE": "otel/opentelemetry-collector-contrib:0.115.1",
-    "JAEGER_IMAGE": "jaegertracing/jaeger:2.1.0",
+    "OTELCOL_IMAGE": f"otel/opentelemetry-collector-contrib:{collectorconfig.COLLECTOR_VERSION}",
+    "JAEGER_IMAGE": f"jaegertracing/jaeger:{collectorconfig.JAEGER_VERSION}",
     "PROMETHEUS_IMAGE": "prom/prometheus:v2.55.1",
     "ALERTMANAGER_IMAGE": "prom/alertmanager:v0.27.0",
     "GRAFANA_IMAGE": "grafana/grafana:11.4.0",

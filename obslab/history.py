@@ -38,7 +38,7 @@ from obslab.banking_history import BankingModel, Target
 from obslab.iis_mock.clock import parse_time
 from obslab.iis_mock.series import iis_series
 from obslab.iis_mock.simulation import Effects, IisModel
-from obslab.native.lab import RETENTION_DAYS as LAB_RETENTION_DAYS
+from obslab.profiles import RETENTION_DAYS
 from obslab.services.common.faults import Fault
 
 K = c.FaultKind
@@ -51,7 +51,7 @@ DEFAULT_SEED = 1
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, required=True, metavar="N",
-                        help=f"days of history to write ({MIN_DAYS}-{MAX_DAYS}; the lab keeps {LAB_RETENTION_DAYS})")
+                        help=f"days of history to write ({MIN_DAYS}-{MAX_DAYS}; the lab keeps {RETENTION_DAYS})")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="lab state directory (default: $OBSLAB_DATA_DIR or .obslab/)")
     parser.add_argument("--step", type=int, default=60, metavar="SECONDS",
@@ -230,7 +230,7 @@ def _iso(ts: float) -> str:
 def _validate(args: argparse.Namespace) -> None:
     if not MIN_DAYS <= args.days <= MAX_DAYS:
         raise settings.ConfigError(
-            f"--days must be between {MIN_DAYS} and {MAX_DAYS} (the lab keeps {LAB_RETENTION_DAYS} days "
+            f"--days must be between {MIN_DAYS} and {MAX_DAYS} (the lab keeps {RETENTION_DAYS} days "
             f"of metrics), got {args.days}")
     if not MIN_STEP <= args.step <= MAX_STEP:
         raise settings.ConfigError(
@@ -425,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
     retention = prometheus.retention_days()
     if (time.time() - plan.start) / 86400 > retention:
         print(f"! Prometheus keeps {retention:g} days: history older than that is deleted at its next "
-              f"compaction. Start it with --storage.tsdb.retention.time={LAB_RETENTION_DAYS}d (as `obslab up` does).")
+              f"compaction. Start it with --storage.tsdb.retention.time={RETENTION_DAYS}d (as `obslab up` does).")
     if args.no_wait:
         print(f"Prometheus at {prometheus.url} loads the new blocks on its own within a minute "
               "(no restart or reload needed; /-/reload does not load blocks).")

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from obslab.settings import ConfigError, parse_duration
 
+# How long Prometheus keeps its data, natively and in compose: room for `obslab history`'s
+# longest backfill (its MAX_DAYS) plus the live weeks after it.
+RETENTION_DAYS = 35
+
 
 _UNITS = r"[0-9]+(?:ms|s|m|h|d|w|y)"
 _RANGE = re.compile(rf"\[(?P<range>(?:{_UNITS})+)(?P<sub>:(?P<step>(?:{_UNITS})+)?)?\]")

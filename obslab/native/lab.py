@@ -28,14 +28,13 @@ from obslab import promconfig, rules, secrets, settings, topology
 from obslab.native.seed import SeedError, seed_demo_data
 from obslab.native.supervisor import Program, Supervisor, SupervisorError
 from obslab.services.common.identity import Signer
-from obslab.profiles import Profile
+from obslab.profiles import RETENTION_DAYS, Profile
 
 PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
 # Debian names the binary prometheus-alertmanager; upstream tarballs call it alertmanager.
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 _EXTERNAL = (topology.PROMETHEUS, topology.ALERTMANAGER)
 HEALTH_TIMEOUT_SECONDS = 2.0
-RETENTION_DAYS = 35
 
 
 class LabError(RuntimeError):
