@@ -30,7 +30,7 @@ NULL = "—"
 DRILLS_PATH = "/drills"
 RUNBOOKS_PATH = "/runbooks/"
 
-# The alert-receiver's look (services/alert_receiver/app.py, _STYLE), plus what a report needs.
+# The alert-receiver's look (services/alert_receiver/pages.py, _STYLE), plus what a report needs.
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;width:100%;margin-bottom:1.2em}th,td{border-bottom:1px solid #ddd;

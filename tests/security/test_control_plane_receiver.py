@@ -289,7 +289,7 @@ def test_a_huge_webhook_body_is_refused_with_413_and_nothing_is_stored(receiver)
 
 
 def _insert_raw(app, count: int) -> None:
-    from obslab.services.alert_receiver.app import WebhookPayload
+    from obslab.services.alert_receiver.schema import WebhookPayload
 
     store = app.extensions["notification_store"]
     payload = WebhookPayload.model_validate(PAGE)
