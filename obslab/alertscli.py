@@ -12,8 +12,9 @@ import sys
 import time
 from typing import Any
 
+from obslab import conventions as c
 from obslab.labapi import LabApiClient, LabApiError, text_table
-from obslab.services.alert_receiver import ALERT_RECEIVER, NOTIFICATIONS_PATH
+from obslab.services.alert_receiver import NOTIFICATIONS_PATH
 
 WATCH_SECONDS = 2.0
 _HEADER = ["TIME", "RECEIVER", "STATUS", "ALERTNAME", "SEVERITY", "SERVICE", "SUMMARY"]
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 1000:
         raise AlertsCliError("--limit must be between 1 and 1000")
-    client = LabApiClient(ALERT_RECEIVER, args.url)
+    client = LabApiClient(c.ALERT_RECEIVER, args.url)
     filters = {"receiver": args.receiver, "status": args.status, "alertname": args.alertname}
     notifications = fetch(client, **filters, limit=args.limit)
     if not args.watch:

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 from obslab import conventions as c
 
-ALERT_RECEIVER = c.ALERT_RECEIVER
 ALERT_RECEIVER_PORT = c.DEFAULT_PORTS[c.ALERT_RECEIVER]
-L_RECEIVER = c.L_RECEIVER
-L_REASON = c.L_REASON
-ALERT_RECEIVER_NOTIFICATIONS = c.ALERT_RECEIVER_NOTIFICATIONS
-ALERT_RECEIVER_REJECTED = c.ALERT_RECEIVER_REJECTED
 
 # Alertmanager's webhook payload version this receiver understands.
 WEBHOOK_VERSION = "4"

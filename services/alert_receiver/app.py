@@ -40,13 +40,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
 from obslab.services.alert_receiver import drills
-from obslab.services.alert_receiver import (
-    ALERT_RECEIVER,
-    ALERT_RECEIVER_NOTIFICATIONS,
-    ALERT_RECEIVER_REJECTED,
-    NOTIFICATIONS_PATH,
-    WEBHOOK_VERSION,
-)
+from obslab.services.alert_receiver import NOTIFICATIONS_PATH, WEBHOOK_VERSION
 from obslab.services.alert_receiver.pages import render_page
 from obslab.services.alert_receiver.runbooks import HTML_CONTENT_TYPE, _runbook_routes, default_runbooks_dir
 from obslab.services.alert_receiver.schema import _ALERTNAME, STATUSES, WebhookPayload
@@ -92,8 +86,8 @@ def create_app(db_url: str | None = None, runbooks_dir: Path | None = None) -> F
 
     # The app's limit is the largest any route takes (so that waitress, which buffers up to twice
     # it, leaves every 413 to the app); each request is held to its own route's (_body_limit).
-    return create_service_app(ALERT_RECEIVER, routes, metadata=metadata, db_url=db_url,
-                              metric_specs=[ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED, c.DRILL_ACTIVE, c.DRILL_RUNS],
+    return create_service_app(c.ALERT_RECEIVER, routes, metadata=metadata, db_url=db_url,
+                              metric_specs=[c.ALERT_RECEIVER_NOTIFICATIONS, c.ALERT_RECEIVER_REJECTED, c.DRILL_ACTIVE, c.DRILL_RUNS],
                               max_body_bytes=max(MAX_WEBHOOK_BYTES, drills.MAX_REPORT_BYTES))
 
 
@@ -133,7 +127,7 @@ def _count_refused_credentials(ctx: ServiceContext, response: Response) -> None:
     body = response.get_json(silent=True)
     code = body.get("error") if isinstance(body, dict) else None
     reason = code if code in _CREDENTIAL_REASONS else "unauthenticated"
-    ctx.metrics.count(ALERT_RECEIVER_REJECTED, reason=reason)
+    ctx.metrics.count(c.ALERT_RECEIVER_REJECTED, reason=reason)
     log.warning("webhook rejected", extra={
         "receiver": str((request.view_args or {}).get("receiver", ""))[:80], "reason": reason,
         "client_address": request.remote_addr,
@@ -142,7 +136,7 @@ def _count_refused_credentials(ctx: ServiceContext, response: Response) -> None:
 
 def _parse_webhook(ctx: ServiceContext, receiver: str) -> tuple[WebhookPayload, dict[str, Any]]:
     def reject(reason: str, status: int, code: str, message: str, **details: Any) -> ApiError:
-        ctx.metrics.count(ALERT_RECEIVER_REJECTED, reason=reason)
+        ctx.metrics.count(c.ALERT_RECEIVER_REJECTED, reason=reason)
         log.warning("webhook rejected", extra={
             "receiver": receiver[:80], "reason": reason, "problem": message,
             "client_address": request.remote_addr,
@@ -198,7 +192,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         principal = g.principal   # the platform checked the control token (obslab/topology.py)
         payload, raw = _parse_webhook(ctx, receiver)
         notification_id = store.add(receiver, payload, raw)
-        ctx.metrics.count(ALERT_RECEIVER_NOTIFICATIONS, receiver=receiver, status=payload.status)
+        ctx.metrics.count(c.ALERT_RECEIVER_NOTIFICATIONS, receiver=receiver, status=payload.status)
         log.info("notification stored", extra={
             "notification_id": notification_id, "receiver": receiver, "status": payload.status,
             "alerts": len(payload.alerts), "group_key": payload.groupKey, "principal": principal,

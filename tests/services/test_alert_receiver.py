@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from obslab import alertscli, secrets, settings
 from obslab import conventions as c
 from obslab.rules import load_catalog
-from obslab.services.alert_receiver import ALERT_RECEIVER_NOTIFICATIONS, ALERT_RECEIVER_REJECTED
 from obslab.services.alert_receiver.app import create_app
 from tests.support import free_port, required_binary, serve, stop_process
 
@@ -221,7 +220,7 @@ def test_malformed_posts_get_a_400_with_a_clear_message_and_store_nothing(receiv
     assert error["error"] in ("invalid_json", "unsupported_version", "invalid_request")
     assert expected_in_message in error["message"]
     assert listed(receiver.url) == before
-    assert metric(receiver.url, ALERT_RECEIVER_REJECTED.name, {"reason": reason}) == 1.0
+    assert metric(receiver.url, c.ALERT_RECEIVER_REJECTED.name, {"reason": reason}) == 1.0
 
 
 def test_notifications_survive_a_restart_on_the_same_database_file(tmp_path):
@@ -248,11 +247,11 @@ def test_metrics_count_notifications_by_receiver_and_status(receiver):
         assert post(receiver.url, name, notification(name, status)).status_code == 201
     assert post(receiver.url, "paging", "garbage").status_code == 400
 
-    name = ALERT_RECEIVER_NOTIFICATIONS.name
+    name = c.ALERT_RECEIVER_NOTIFICATIONS.name
     assert metric(receiver.url, name, {"receiver": "paging", "status": "firing"}) == 2.0
     assert metric(receiver.url, name, {"receiver": "paging", "status": "resolved"}) == 1.0
     assert metric(receiver.url, name, {"receiver": "team-chat", "status": "firing"}) == 1.0
-    assert metric(receiver.url, ALERT_RECEIVER_REJECTED.name, {"reason": "not_json"}) == 1.0
+    assert metric(receiver.url, c.ALERT_RECEIVER_REJECTED.name, {"reason": "not_json"}) == 1.0
 
 
 def test_a_receiver_name_that_cannot_be_a_label_is_refused(receiver):
@@ -371,7 +370,7 @@ def test_a_real_alertmanager_delivers_an_alert_to_the_receiver(receiver, tmp_pat
         assert n["status"] == "firing"
         assert n["alerts"][0]["summary"] == "IIS app pool RetailBanking is down"
         assert n["group_key"] == '{}:{alertname="IISAppPoolDown"}'
-        assert metric(receiver.url, ALERT_RECEIVER_NOTIFICATIONS.name, {"receiver": "paging", "status": "firing"}) == 1.0
+        assert metric(receiver.url, c.ALERT_RECEIVER_NOTIFICATIONS.name, {"receiver": "paging", "status": "firing"}) == 1.0
     finally:
         stop_process(process)
 
