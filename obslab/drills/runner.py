@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from obslab import conventions as c
+from obslab import topology
 from obslab.drills.catalog import DrillCatalog, floor_seconds, matching_rules, receivers_for
 from obslab.drills.lab import DrillError, Lab
 from obslab.drills.model import STOP, Drill, Expect, Step, timing_seconds
@@ -53,6 +54,18 @@ BANK_WIDE = frozenset({c.GATEWAY, c.LOAD_GENERATOR})
 _WINDOW_LABELS = frozenset({c.L_LONG_WINDOW, "short_window"})
 _SITE_OF = {name: site.site for site in c.IIS_SITES for name in (site.app_pool, site.app_name)}
 _SITES = frozenset(site.site for site in c.IIS_SITES)
+
+
+def _callers(service: str) -> set[str]:
+    """Every service that calls ``service``, directly or through others (the call graph of
+    obslab/topology.py), the entry point aside: every journey passes it (see BANK_WIDE)."""
+    found: set[str] = set()
+    frontier = {service}
+    while frontier:
+        frontier = {caller for caller in c.BANKING_SERVICES if caller not in BANK_WIDE and caller not in found
+                    and set(topology.service_peers(caller)) & frontier}
+        found |= frontier
+    return found
 # A fault outlives its planned end by this much at most if the CLI dies without clearing it.
 TTL_MARGIN_SECONDS = 30
 
@@ -256,6 +269,18 @@ class DrillRun:
         """Where the drill's steps act: a target, with an IIS app or app pool read as its site."""
         return {_SITE_OF.get(s.target, s.target) for s in self.drill.timeline}
 
+    def reach(self) -> set[str]:
+        """Where the drill's faults show: its places and the services that call them."""
+        places = self.places()
+        return places.union(*(_callers(place) for place in places))
+
+    def alert_services(self) -> set[str]:
+        """The services of the alerts this drill must see or must not see."""
+        out = set()
+        for name, labels in self.claims() + self.watches():
+            out |= {labels.get(c.L_SERVICE, rule.service) for rule in matching_rules(self.catalog.rules, name, labels)}
+        return out - {None, ""}
+
     def claims(self) -> list[tuple[str, dict[str, str]]]:
         """Alerts this drill must see (it expects or resolves them)."""
         return [(e.alert, e.labels) for e in self.drill.expect] + [(r.alert, r.labels) for r in self.drill.resolve]
@@ -273,7 +298,11 @@ class DrillRun:
             return False
         if (self.bank_wide and not other.iis_only) or (other.bank_wide and not self.iis_only):
             return False
-        if self.places() & other.places():
+        if self.reach() & other.reach():
+            return False
+        # A fault shows in the alerts of every service it reaches (a stopped fraud fails
+        # transfers), whether or not the drill names them.
+        if self.reach() & other.alert_services() or other.reach() & self.alert_services():
             return False
 
         def overlap(a: list[tuple[str, dict]], b: list[tuple[str, dict]]) -> bool:

@@ -289,3 +289,26 @@ def test_which_drills_may_run_side_by_side():
     assert payments.compatible(transfers), "different services, side effects scoped to each"
     assert not accounts.compatible(slow_db), "slow accounts burns the transfer latency SLO slow-database expects"
     assert not drill_run("iis-app-pool-crash").compatible(drill_run("iis-error-site")), "the same site"
+    assert drill_run("login-outage").compatible(accounts), "auth and accounts: no caller in common but the gateway"
+
+
+def test_a_fault_keeps_apart_the_drills_watching_the_alerts_of_the_services_it_reaches(tmp_path):
+    """A drill that stops fraud and says nothing of transfers still fails them: trace-export-failing
+    keeps the transfer page quiet, so the two must not run side by side (they did, in a run of the
+    catalogue test, beside its deliberately broken drill)."""
+    from obslab.drills.model import Drill
+
+    silent = Drill.model_validate({
+        "version": 1, "name": "fraud-stops-quietly", "title": "Fraud stops", "story": "Fraud stops.",
+        "cause": "service-down", "timeline": [{"kind": "stop", "target": "fraud", "duration": "1m"}],
+        "expect": [{"alert": "BankingServiceDown", "labels": {"service": "fraud"}, "receiver": "pager",
+                    "within": "1m"}],
+        "diagnose": [{"runbook": "BankingServiceDown", "query": 'up{tier="banking"} == 0',
+                      "labels": {"job": "fraud"}, "shows": "== 0"}]})
+    lab = ScriptedLab(tmp_path, Clock())
+    stops_fraud = runner.DrillRun(silent, CATALOG, lab, run_id="a")
+    assert stops_fraud.reach() == {"fraud", "transactions", "payments"}
+    for name in ("trace-export-failing", "notifications-unavailable"):
+        other = runner.DrillRun(CATALOG.get(name), CATALOG, lab, run_id=name)
+        assert not stops_fraud.compatible(other) and not other.compatible(stops_fraud), name
+    assert stops_fraud.compatible(runner.DrillRun(CATALOG.get("login-outage"), CATALOG, lab, run_id="l"))
