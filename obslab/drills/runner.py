@@ -1049,6 +1049,11 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
                 # Drills that disturb the lab for minutes wait until every gentler one is done.
                 if any(other.disturbance() < run.disturbance() for other in (*pending, *running)):
                     continue
+                # One ahead of it that keeps quiet what it causes goes first, as soon as the lab
+                # is calm for it (started now, this one would keep it waiting for minutes).
+                if any(_wary_of(ahead, [run]) and all(ahead.compatible(o) for o in running)
+                       for ahead in pending[:pending.index(run)]):
+                    continue
                 if all(run.compatible(other) for other in running) and (not running and not any(
                         p is not run and p.calm_in(last) and all(p.compatible(o) for o in running)
                         for p in pending) or run.calm_in(last)):

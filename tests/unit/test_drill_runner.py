@@ -275,6 +275,23 @@ def test_a_drill_that_keeps_quiet_what_another_causes_runs_first(tmp_path, clock
     assert order == ["card-processor", "accounts"]
 
 
+def test_a_drill_waiting_for_calm_is_not_overtaken_by_one_that_causes_what_it_keeps_quiet(tmp_path, clock):
+    """card-processor-slowdown waits for a leftover SlowTransactionsHigh; slow-database, which
+    pages with the transfer latency alert card keeps quiet, must not start in that gap."""
+    start = clock.t
+
+    def script(t, t0):
+        leftover = {"labels": {"alertname": "SlowTransactionsHigh", "service": "payments"}, "state": "firing",
+                    "activeAt": None}
+        return ([leftover] if t < start + 20 else []), []
+
+    lab = ScriptedLab(tmp_path, clock, script)
+    order = []
+    lab.set_fault = lambda body: order.append(body["target"]) or {"id": f"flt_{len(order)}"}
+    run(lab, "slow-database", "card-processor-slowdown", "iis-app-pool-crash", parallel=2)
+    assert order.index("card-processor") < order.index("accounts")
+
+
 def test_which_drills_may_run_side_by_side():
     def drill_run(name: str) -> runner.DrillRun:
         return runner.DrillRun(CATALOG.get(name), CATALOG, ScriptedLab(Path("/nonexistent"), Clock()), run_id=name)
