@@ -28,9 +28,9 @@ from obslab.backfill import Accumulator, Series
 from obslab.iis_mock.clock import SimClock, clock_from_environment, seed_from_environment, step_from_environment
 from obslab.iis_mock.series import iis_series
 from obslab.iis_mock.simulation import Effects, IisModel
-from obslab.services.common.errors import register_error_handlers
-from obslab.services.common.faults import FaultBoard, process_board
-from obslab.services.common.identity import Signer
+from obslab.platform.errors import register_error_handlers
+from obslab.faults.board import FaultBoard, process_board
+from obslab.platform.identity import Signer
 from obslab.telemetry import configure_logging, exposition
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ import numpy as np
 from obslab import conventions as c
 from obslab import seasonality
 from obslab.sampling import Streams, fixed_value_bucket, normal_buckets
-from obslab.services.common.faults import Fault
+from obslab.faults.model import Fault
 
 K = c.FaultKind
 

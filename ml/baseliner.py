@@ -40,7 +40,7 @@ from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 from obslab.ml.protocol import Baseline, BaselineAlgorithm, deviation_score
 from obslab.ml.runtime import Freshness, create_ml_app, prometheus_client
 from obslab.profiles import Profile
-from obslab.services.common.app import ServiceContext
+from obslab.platform.app import ServiceContext
 
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"   # obslab.ml.baselining.Ensemble.name

@@ -19,7 +19,7 @@ from flask import Flask, jsonify
 from obslab import conventions as c
 from obslab import settings
 from obslab.ml.prometheus import PrometheusClient
-from obslab.services.common.app import ServiceContext, create_service_app
+from obslab.platform.app import ServiceContext, create_service_app
 from obslab.telemetry import MetricSet
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from obslab.backfill import Series, counter, gauge, histogram
 from obslab.conventions import TransactionStatus as Status
 from obslab.conventions import TransactionType
 from obslab.sampling import Streams, fixed_value_bucket, lognormal_buckets, lognormal_share_above
-from obslab.services.common.faults import Fault
+from obslab.faults.model import Fault
 
 K = c.FaultKind
 BOUNDS = np.array(c.LATENCY_BUCKETS)

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "restart":
         return _restart(args)
     if args.command == "serve":
-        from obslab.serving import serve
+        from obslab.platform.serving import serve
 
         serve(args.name, host=args.host, port=args.port)
         return 0

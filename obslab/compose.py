@@ -34,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from obslab import __version__, collectorconfig, promconfig, secrets, serving, settings, topology
+from obslab import __version__, collectorconfig, promconfig, secrets, settings, topology
+from obslab.platform import serving
 from obslab import conventions as c
 from obslab.profiles import PRODUCTION, RETENTION_DAYS
 from obslab.topology import Component
@@ -169,7 +170,7 @@ def project_components() -> list[Component]:
 
 
 def database_name(component: str) -> str:
-    """What services/common/db.py derives from OBSLAB_DB_URL too: ``obslab_<name>``."""
+    """What obslab/platform/db.py derives from OBSLAB_DB_URL too: ``obslab_<name>``."""
     return f"obslab_{component.replace('-', '_')}"
 
 
@@ -298,7 +299,7 @@ def _environment(comp: Component) -> dict[str, str]:
     for peer in topology.calls(comp.name):
         env[f"OBSLAB_{settings.env_key(peer)}_URL"] = _url(topology.component(peer))
     if comp.name in DATABASE_COMPONENTS:
-        # No password in the URL: services/common/db.py takes the component's own from
+        # No password in the URL: obslab/platform/db.py takes the component's own from
         # /run/obslab/secrets/database/<component>/password.
         mysql = topology.MYSQL.address("compose")
         env[f"OBSLAB_{settings.env_key(comp.name)}_DB_URL"] = (
@@ -318,7 +319,7 @@ def _project_service(comp: Component) -> dict[str, Any]:
         volumes.append(f"{volume}:{target}")
     service = {
         "image": OBSLAB_IMAGE,
-        # obslab serve flushes spans for at most 10 s after SIGTERM (obslab/serving.py); compose's
+        # obslab serve flushes spans for at most 10 s after SIGTERM (obslab/platform/serving.py); compose's
         # default of 10 s would kill it in the middle.
         "stop_grace_period": "20s",
         "build": _build(),

@@ -62,7 +62,7 @@ CARD_PROCESSOR = "card-processor"
 
 HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
 HEADER_IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
-# Service-to-service trust (services/common/identity.py): every internal call carries the
+# Service-to-service trust (obslab/platform/identity.py): every internal call carries the
 # caller's short-lived signed service token; a call on behalf of a customer also carries the
 # customer assertion the gateway signed, forwarded unchanged by the services in between.
 HEADER_SERVICE_TOKEN = "X-Obslab-Service-Token"

@@ -39,7 +39,7 @@ from obslab.iis_mock.clock import parse_time
 from obslab.iis_mock.series import iis_series
 from obslab.iis_mock.simulation import Effects, IisModel
 from obslab.profiles import RETENTION_DAYS
-from obslab.services.common.faults import Fault
+from obslab.faults.model import Fault
 
 K = c.FaultKind
 MIN_DAYS, MAX_DAYS = 1, 30

@@ -426,6 +426,6 @@ def database_password(component: str) -> str | None:
 
 def lab_components() -> list[str]:
     """Every component that runs this project's code (each gets a signing key)."""
-    from obslab import serving
+    from obslab.platform import serving
 
     return sorted({*serving.FACTORIES, *serving.RUNNERS})

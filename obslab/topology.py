@@ -156,7 +156,7 @@ _FAULTS = f"{c.API_PREFIX}/faults"
 _CONTROL = (OPERATOR,)
 
 # Every route of every component that is not operational. A route missing here is refused at
-# start-up (services/common/app.py): the call graph lives in this table and nowhere else.
+# start-up (obslab/platform/app.py): the call graph lives in this table and nowhere else.
 ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
     c.GATEWAY: (
         Endpoint("POST", f"{c.API_PREFIX}/auth/register", "open"),

@@ -22,7 +22,7 @@ from waitress import wasyncore
 
 from obslab import conventions as c
 from obslab import secrets
-from obslab.serving import server_options
+from obslab.platform.serving import server_options
 
 MYSQL_SERVER_URL = os.environ.get("OBSLAB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 PASSWORD = "correct horse battery staple"
@@ -215,7 +215,7 @@ _signers: dict[str, Any] = {}
 
 def service_headers(caller: str, audience: str) -> dict[str, str]:
     """What ``caller`` sends to ``audience``: its signed service token (the lab's test keys)."""
-    from obslab.services.common.identity import Signer
+    from obslab.platform.identity import Signer
 
     if caller not in _signers:
         _signers[caller] = Signer.load(caller)
@@ -224,7 +224,7 @@ def service_headers(caller: str, audience: str) -> dict[str, str]:
 
 def customer_headers(customer_id: str, caller: str, audience: str) -> dict[str, str]:
     """``caller``'s service token plus the gateway's assertion for ``customer_id``."""
-    from obslab.services.common.identity import Signer
+    from obslab.platform.identity import Signer
 
     if c.GATEWAY not in _signers:
         _signers[c.GATEWAY] = Signer.load(c.GATEWAY)

@@ -31,7 +31,7 @@ from obslab.ml.ddos.training import NotEnoughData
 from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 from obslab.ml.runtime import Freshness, create_ml_app, prometheus_client
 from obslab.profiles import Profile
-from obslab.services.common.app import ServiceContext
+from obslab.platform.app import ServiceContext
 
 log = logging.getLogger(__name__)
 

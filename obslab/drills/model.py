@@ -131,7 +131,7 @@ class Step(_Strict):
                 raise ValueError(f"target {self.target!r} cannot be stopped by a drill; choose one of: "
                                  f"{', '.join(STOPPABLE)}")
             return self
-        from obslab.services.common.faults import FaultRequest
+        from obslab.faults.model import FaultRequest
 
         try:
             FaultRequest(kind=self.kind, target=self.target, **self.params)

@@ -27,7 +27,7 @@ from obslab import conventions as c
 from obslab import promconfig, rules, secrets, settings, topology
 from obslab.native.seed import SeedError, seed_demo_data
 from obslab.native.supervisor import Program, Supervisor, SupervisorError
-from obslab.services.common.identity import Signer
+from obslab.platform.identity import Signer
 from obslab.profiles import RETENTION_DAYS, Profile
 
 PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"

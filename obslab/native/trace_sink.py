@@ -37,7 +37,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from obslab import conventions as c
 from obslab import settings
 from obslab.native.trace_store import STATUS_ERROR, STATUS_OK, StoredSpan, TraceStore, decode, metadata
-from obslab.services.common.app import ServiceContext, create_service_app
+from obslab.platform.app import ServiceContext, create_service_app
 
 PROTOBUF = "application/x-protobuf"
 MAX_BODY_BYTES = 32 * 1024 * 1024

@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, delete, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from obslab.services.common.db import Database
+from obslab.platform.db import Database
 
 metadata = MetaData()
 spans = Table(

@@ -1,7 +1,7 @@
 """accounts service: accounts, balances and the ledger that moves money atomically.
 
 Routes (internal; who may call each is in obslab/topology.py). "The customer" is the one the
-gateway's signed assertion names (services/common/identity.py), never a field a caller chose:
+gateway's signed assertion names (obslab/platform/identity.py), never a field a caller chose:
   GET  /accounts                      the customer's accounts
   POST /accounts {currency, type}     open an account for the customer (balance 0)
   GET  /accounts/<id>                 one account; 404 unless the customer owns it
@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from obslab import conventions as c
 from obslab.services.accounts.ledger import CUSTOMER_KINDS, Ledger, LedgerError, MovementKind, metadata
-from obslab.services.common.app import ServiceContext, caller, create_service_app, parse_body, require_customer
-from obslab.services.common.errors import ApiError
-from obslab.services.common.identity import CALLER_NOT_ALLOWED
+from obslab.platform.app import ServiceContext, caller, create_service_app, parse_body, require_customer
+from obslab.platform.errors import ApiError
+from obslab.platform.identity import CALLER_NOT_ALLOWED
 from obslab.services.common.money import (
     CURRENCIES,
     MAX_AMOUNT,

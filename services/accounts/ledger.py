@@ -45,9 +45,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
-from obslab.services.common.clock import now_ms
-from obslab.services.common.db import Database
-from obslab.services.common.ids import new_id
+from obslab.platform.clock import now_ms
+from obslab.platform.db import Database
+from obslab.platform.ids import new_id
 
 metadata = MetaData()
 

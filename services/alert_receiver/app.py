@@ -45,8 +45,8 @@ from obslab.services.alert_receiver.pages import render_page
 from obslab.services.alert_receiver.runbooks import HTML_CONTENT_TYPE, _runbook_routes, default_runbooks_dir
 from obslab.services.alert_receiver.schema import _ALERTNAME, STATUSES, WebhookPayload
 from obslab.services.alert_receiver.store import NotificationStore, drill_tables, metadata
-from obslab.services.common.app import ServiceContext, create_service_app, query_int
-from obslab.services.common.errors import ApiError, validation_error
+from obslab.platform.app import ServiceContext, create_service_app, query_int
+from obslab.platform.errors import ApiError, validation_error
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-# Why a post was refused for its credentials (services/common/control.py), as a metric label.
+# Why a post was refused for its credentials (obslab/platform/control.py), as a metric label.
 _CREDENTIAL_REASONS = ("unauthenticated", "invalid_token", "forbidden")
 
 

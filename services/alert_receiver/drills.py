@@ -52,9 +52,9 @@ from obslab import conventions as c
 from obslab import settings
 from obslab.drills.model import DRILL_NAME
 from obslab.drills.report_html import render_index, render_report, report_path
-from obslab.services.common.app import ServiceContext, query_int
-from obslab.services.common.clock import now_ms
-from obslab.services.common.errors import ApiError, validation_error
+from obslab.platform.app import ServiceContext, query_int
+from obslab.platform.clock import now_ms
+from obslab.platform.errors import ApiError, validation_error
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 
 from obslab import settings
 from obslab.services.alert_receiver.links import _RUNBOOK_PAGE, RUNBOOKS_PATH
-from obslab.services.common.errors import ApiError
+from obslab.platform.errors import ApiError
 
 RUNBOOKS_DIR_ENV = "OBSLAB_RUNBOOKS_DIR"
 _RUNBOOK_INDEX_PAGE = "README.md"

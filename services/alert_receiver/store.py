@@ -39,8 +39,8 @@ from obslab import settings
 from obslab.services.alert_receiver import drills
 from obslab.services.alert_receiver.links import LinkPolicy
 from obslab.services.alert_receiver.schema import _ALERTNAME, WebhookPayload
-from obslab.services.common.clock import now_ms
-from obslab.services.common.db import Database
+from obslab.platform.clock import now_ms
+from obslab.platform.db import Database
 
 log = logging.getLogger(__name__)
 

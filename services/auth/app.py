@@ -37,9 +37,9 @@ from obslab.services.auth.hashing import HashingGate, Overloaded, password_hashe
 from obslab.services.auth.store import UserStore, UsernameTaken, metadata
 from obslab.services.auth.throttle import LoginThrottle
 from obslab.services.common import tokens
-from obslab.services.common.app import ServiceContext, create_service_app, parse_body
-from obslab.services.common.errors import ApiError
-from obslab.services.common.ids import new_id
+from obslab.platform.app import ServiceContext, create_service_app, parse_body
+from obslab.platform.errors import ApiError
+from obslab.platform.ids import new_id
 from obslab.settings import ConfigError
 
 DEFAULT_TOKEN_TTL_SECONDS = 900

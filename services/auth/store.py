@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from obslab.services.common.db import Database
+from obslab.platform.db import Database
 
 metadata = MetaData()
 

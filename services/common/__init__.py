@@ -1,1 +1,3 @@
-"""What every banking service shares: app factory, data layer, peer client, money and errors."""
+"""What the banking services share: money rules, a money movement's life cycle, idempotency,
+customer access tokens and telling customers what happened. What every component is built on
+(app factory, database, HTTP client and breaker, errors, service identity) is obslab.platform."""

@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from obslab.services.common.db import Database
-from obslab.services.common.errors import ApiError
+from obslab.platform.db import Database
+from obslab.platform.errors import ApiError
 
 
 def idempotency_table(metadata: MetaData) -> Table:

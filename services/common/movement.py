@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from obslab import conventions as c
 from obslab.conventions import TransactionStatus, TransactionType
-from obslab.services.common.errors import ApiError
+from obslab.platform.errors import ApiError
 from obslab.services.common.idempotency import ClaimKind, IdempotencyStore, request_fingerprint
 from obslab.services.common.money import to_minor
 from obslab.telemetry import MetricSet

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from obslab import conventions as c
-from obslab.services.common.errors import ApiError
-from obslab.services.common.http import ServiceClient
+from obslab.platform.errors import ApiError
+from obslab.platform.http import ServiceClient
 from obslab.telemetry import MetricSet
 
 log = logging.getLogger(__name__)

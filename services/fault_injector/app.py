@@ -5,7 +5,7 @@ unless asked otherwise; never without saying ``no_expiry``), so a forgotten faul
 back. Every change is in an audit log (who, what, when), and ``fault_active{fault,target}``
 shows each active fault to Prometheus, so dashboards and drills can mark injection times.
 
-The processes that apply faults poll ``/internal/faults`` (see ``services/common/faults.py``);
+The processes that apply faults poll ``/internal/faults`` (see :mod:`obslab.faults.board`);
 nothing here calls them, so a target that is down cannot block setting or clearing a fault.
 """
 
@@ -38,12 +38,12 @@ from sqlalchemy import (
 )
 
 from obslab import conventions as c
-from obslab.services.common.app import ServiceContext, create_service_app, parse_body, query_int
-from obslab.services.common.clock import now_ms
-from obslab.services.common.db import Database
-from obslab.services.common.errors import ApiError
-from obslab.services.common.faults import POLL_PATH, Fault, FaultRequest
-from obslab.services.common.ids import new_id
+from obslab.platform.app import ServiceContext, create_service_app, parse_body, query_int
+from obslab.platform.clock import now_ms
+from obslab.platform.db import Database
+from obslab.platform.errors import ApiError
+from obslab.faults.model import POLL_PATH, Fault, FaultRequest
+from obslab.platform.ids import new_id
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, func, insert, select
 
 from obslab import conventions as c
-from obslab.services.common.app import ServiceContext, create_service_app, parse_body
-from obslab.services.common.ids import new_id
+from obslab.platform.app import ServiceContext, create_service_app, parse_body
+from obslab.platform.ids import new_id
 from obslab.services.common.money import Currency, amount_bucket
 from obslab.services.fraud.rules import VELOCITY_WINDOW_SECONDS, Decision, Facts, assess
 

@@ -1,7 +1,7 @@
 """gateway service: the public c.API_PREFIX (``/api/v1``, described in ``openapi.yaml`` beside this file).
 
 It verifies the caller's access token locally, vouches for the customer to the internal
-services with a signed assertion (services/common/identity.py), checks every id in a path against
+services with a signed assertion (obslab/platform/identity.py), checks every id in a path against
 its pattern and quotes it before it goes into an internal URL, forwards requests, answers every
 response with a W3C ``traceresponse`` header, and keeps an audit log of every state-changing call
 in its own database.
@@ -23,19 +23,13 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 from obslab import conventions as c
 from obslab import secrets, topology
 from obslab.services.common import tokens
-from obslab.services.common.app import (
-    ServiceContext,
-    create_service_app,
-    parse_body,
-    query_int,
-    require_query,
-)
-from obslab.services.common.clock import now_ms
-from obslab.services.common.errors import ApiError
-from obslab.services.common.http import ServiceClient
-from obslab.services.common.identity import IdentityError
+from obslab.platform.app import ServiceContext, create_service_app, parse_body, query_int, require_query
+from obslab.platform.clock import now_ms
+from obslab.platform.errors import ApiError
+from obslab.platform.http import ServiceClient
+from obslab.platform.identity import IdentityError
 from obslab.services.common.money import Currency
-from obslab.services.common.control import bearer_token
+from obslab.platform.control import bearer_token
 from obslab.services.gateway.edge import ClientWindow, RateLimiter, client_address, client_key, trusted_proxies
 from obslab.telemetry import current_trace_ids
 

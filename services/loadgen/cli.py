@@ -23,7 +23,7 @@ from obslab.services.loadgen.transport import HttpClient, TransportError
 from obslab.settings import ConfigError, parse_duration
 
 if TYPE_CHECKING:
-    from obslab.services.common.faults import FaultBoard
+    from obslab.faults.board import FaultBoard
     from obslab.services.loadgen.generator import LoadGenerator
     from obslab.services.loadgen.server import MetricsServer
 
@@ -102,7 +102,7 @@ def _check_gateway(url: str) -> None:
 
 
 def _fault_board(url: str | None) -> FaultBoard:
-    from obslab.services.common.faults import FaultBoard
+    from obslab.faults.board import FaultBoard
 
     url = url or os.environ.get("OBSLAB_FAULT_INJECTOR_URL")
     if url:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from obslab import conventions as c
-from obslab.services.common.faults import DEFAULT_FLOOD_SOURCES, Fault, FaultBoard
+from obslab.faults.board import FaultBoard
+from obslab.faults.model import DEFAULT_FLOOD_SOURCES, Fault
 from obslab.services.loadgen.identities import BOT_USER_AGENTS, BotnetSources
 from obslab.services.loadgen.recorder import Recorder
 from obslab.services.loadgen.transport import HttpClient, TransportError

@@ -15,7 +15,7 @@ import random
 
 from obslab import conventions as c
 from obslab import seasonality
-from obslab.services.common.faults import FaultBoard
+from obslab.faults.board import FaultBoard
 
 
 def target_rate(base: float, now: float, *, flat: bool = False, surge: float = 1.0) -> float:

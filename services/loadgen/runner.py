@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from obslab import conventions as c
-from obslab.services.common.faults import process_board
+from obslab.faults.board import process_board
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.generator import LoadGenerator
 from obslab.services.loadgen.server import MetricsServer

@@ -21,14 +21,8 @@ from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, inser
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.services.common.app import (
-    ServiceContext,
-    create_service_app,
-    parse_body,
-    query_int,
-    require_query,
-)
-from obslab.services.common.ids import new_id
+from obslab.platform.app import ServiceContext, create_service_app, parse_body, query_int, require_query
+from obslab.platform.ids import new_id
 
 metadata = MetaData()
 

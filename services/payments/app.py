@@ -24,22 +24,22 @@ from sqlalchemy.exc import IntegrityError
 from obslab import conventions as c
 from obslab import topology
 from obslab.conventions import TransactionStatus, TransactionType
-from obslab.services.common.app import (
+from obslab.platform.app import (
     ServiceContext,
     create_service_app,
     parse_body,
     require_customer,
     require_idempotency_key,
 )
-from obslab.services.common.clock import iso_utc, now_ms
-from obslab.services.common.errors import ApiError
-from obslab.services.common.http import error_from_response
+from obslab.platform.clock import iso_utc, now_ms
+from obslab.platform.errors import ApiError
+from obslab.platform.http import error_from_response
 from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
-from obslab.services.common.ids import AccountIdField, new_id, require_customer_account
+from obslab.platform.ids import AccountIdField, new_id, require_customer_account
 from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
 from obslab.services.common.notify import notify_customer
 from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
-from obslab.services.common.faults import process_board
+from obslab.faults.board import process_board
 from obslab.services.payments.processor import CardProcessor
 from obslab.telemetry import mask_account
 

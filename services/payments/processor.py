@@ -15,7 +15,8 @@ from opentelemetry import trace
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.services.common.faults import FaultBoard, injected_delay_seconds
+from obslab.faults.board import FaultBoard
+from obslab.faults.model import injected_delay_seconds
 
 DECLINE_PREFIX = "test-decline"
 

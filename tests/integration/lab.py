@@ -152,7 +152,7 @@ class RunningLab:
         """What in the running lab's books no legitimate operation could have written, asked as
         the lab's operator (its key is in the lab's data directory)."""
         from obslab import secrets
-        from obslab.services.common.identity import Signer
+        from obslab.platform.identity import Signer
 
         operator = Signer.load(secrets.OPERATOR, secrets.secrets_dir(self.data_dir))
         response = requests.get(f"{self.url(c.ACCOUNTS)}/ledger/invariants", headers=operator.headers(c.ACCOUNTS),

@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from obslab import conventions as c
 from obslab.iis_mock.clock import SimClock
 from obslab.iis_mock.exporter import IisExporter, create_app
-from obslab.services.common.faults import Fault, FaultBoard
+from obslab.faults.board import FaultBoard
+from obslab.faults.model import Fault
 from tests.prometheus_support import scrape_job, start_prometheus
 from tests.support import serve
 

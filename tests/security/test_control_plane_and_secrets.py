@@ -150,7 +150,7 @@ def test_secrets_are_private_from_their_first_byte_and_kept_on_restart(tmp_path)
 def test_a_service_database_is_created_private_in_a_private_folder(tmp_path):
     from sqlalchemy import MetaData
 
-    from obslab.services.common.db import Database
+    from obslab.platform.db import Database
 
     path = tmp_path / "data" / "db" / "fraud.sqlite3"
     Database(c.FRAUD, MetaData(), f"sqlite:///{path}").ping()

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from obslab import conventions as c
 from obslab import secrets
-from obslab.services.common.identity import Signer
+from obslab.platform.identity import Signer
 from tests.support import Customer, customer_headers, deposit, service_headers
 
 SETTLEMENT = c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, "EUR")
@@ -303,7 +303,7 @@ def test_the_books_check_catches_money_taken_from_the_bank_even_when_the_sum_sta
     from sqlalchemy import insert, update
 
     from obslab.services.accounts import ledger as books
-    from obslab.services.common.db import Database
+    from obslab.platform.db import Database
 
     db = Database(c.ACCOUNTS, books.metadata, f"sqlite:///{tmp_path / 'accounts.sqlite3'}")
     ledger = books.Ledger(db)
@@ -331,7 +331,7 @@ def test_the_books_check_catches_a_customer_debiting_another_customers_account(t
     """Were the ledger's ownership check ever lost, the end-of-run check would still see it: each
     customer movement records who asked for it."""
     from obslab.services.accounts import ledger as books
-    from obslab.services.common.db import Database
+    from obslab.platform.db import Database
 
     db = Database(c.ACCOUNTS, books.metadata, f"sqlite:///{tmp_path / 'accounts.sqlite3'}")
     ledger = books.Ledger(db)

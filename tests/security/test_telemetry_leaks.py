@@ -23,7 +23,7 @@ from sqlalchemy import Column, MetaData, String, Table, create_engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from obslab.services.common import tokens
-from obslab.services.common.db import Database
+from obslab.platform.db import Database
 from obslab.telemetry import instrument_flask_app
 from obslab.telemetry.logs import json_handler
 from obslab.telemetry.redaction import RedactingSpanExporter, redact_span

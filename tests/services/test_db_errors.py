@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from obslab import conventions as c
 from obslab.conventions import DbErrorKind
-from obslab.services.common.app import context
-from obslab.services.common.db import Database, report_errors
+from obslab.platform.app import context
+from obslab.platform.db import Database, report_errors
 from obslab.services.fraud.app import create_app as create_fraud
 from tests.support import MYSQL_SERVER_URL, free_port, mysql_reachable, service_headers
 

@@ -101,8 +101,8 @@ def test_a_slow_dependency_is_a_504_timeout_not_unreachable():
 
     from flask import Flask
 
-    from obslab.services.common.errors import ApiError
-    from obslab.services.common.http import ServiceClient
+    from obslab.platform.errors import ApiError
+    from obslab.platform.http import ServiceClient
     from obslab.telemetry import MetricSet
 
     slow = Flask("slow")

@@ -12,9 +12,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from obslab import conventions as c
-from obslab.services.common import faults as faults_module
-from obslab.services.common.faults import FaultBoard
-from obslab.services.common.identity import Signer
+from obslab.faults import board as faults_module
+from obslab.faults.board import FaultBoard
+from obslab.platform.identity import Signer
 from obslab.services.fault_injector.app import create_app as injector_app
 from tests.support import Customer, deposit, operator_session, serve, start_stack
 

@@ -22,7 +22,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from obslab import conventions as c
-from obslab.services.common.faults import Fault, FaultBoard, process_board
+from obslab.faults.board import FaultBoard, process_board
+from obslab.faults.model import Fault
 from obslab.services.loadgen import cli as loadgen_cli
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.generator import LoadGenerator

@@ -17,7 +17,7 @@ import pytest
 
 from obslab import conventions as c
 from obslab.native.trace_sink import create_app as create_trace_sink
-from obslab.services.common.app import context
+from obslab.platform.app import context
 from tests.support import free_port, serve
 
 SPANS = 7

@@ -1,6 +1,6 @@
 import pytest
 
-from obslab.services.common.breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from obslab.platform.breaker import BreakerState, CircuitBreaker, CircuitOpenError
 
 
 class Clock:

@@ -13,7 +13,7 @@ from obslab.backfill import Accumulator, blocks, create_blocks, write_openmetric
 from obslab.banking_history import BankingModel, Target
 from obslab.iis_mock.series import iis_series
 from obslab.iis_mock.simulation import IisModel
-from obslab.services.common.faults import Fault
+from obslab.faults.model import Fault
 
 MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc).timestamp()
 TARGETS = {name: Target(name, f"127.0.0.1:{c.DEFAULT_PORTS[name]}", tier)

@@ -24,7 +24,8 @@ from obslab.iis_mock.clock import SimClock
 from obslab.iis_mock.exporter import IisExporter
 from obslab.iis_mock.series import iis_series
 from obslab.iis_mock.simulation import Batch, Effects, IisModel
-from obslab.services.common.faults import Fault, FaultBoard
+from obslab.faults.board import FaultBoard
+from obslab.faults.model import Fault
 
 K = c.FaultKind
 TUESDAY = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc).timestamp()

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from obslab import conventions as c
-from obslab.services.common.faults import Fault, FaultBoard
+from obslab.faults.board import FaultBoard
+from obslab.faults.model import Fault
 from obslab.services.loadgen.pacing import Arrivals, surge_factor, target_rate
 
 UTC = dt.timezone.utc

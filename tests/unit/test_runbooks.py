@@ -217,7 +217,7 @@ def prometheus_scraping_the_services(tmp_path):
     from obslab.iis_mock.exporter import IisExporter
     from obslab.iis_mock.exporter import create_app as iis_app
     from obslab.services.alert_receiver.app import create_app as receiver_app
-    from obslab.services.common.faults import FaultBoard
+    from obslab.faults.board import FaultBoard
     from obslab.services.fault_injector.app import create_app as injector_app
     from tests.support import Customer, deposit, serve, start_stack
 

@@ -1,7 +1,7 @@
 import pytest
 
 from obslab import settings
-from obslab.services.common.db import resolve_url
+from obslab.platform.db import resolve_url
 
 
 def test_service_urls_default_to_loopback_ports_plus_offset(monkeypatch):

@@ -21,12 +21,13 @@ from sqlalchemy import MetaData, event
 
 from obslab import __version__, secrets, topology
 from obslab import conventions as c
-from obslab.services.common.control import authenticate_control
-from obslab.services.common.db import Database
-from obslab.services.common.errors import ApiError, register_error_handlers
-from obslab.services.common.faults import POLL_PATH, Fault, FaultBoard, injected_delay_seconds, process_board
-from obslab.services.common.http import ServiceClient
-from obslab.services.common.identity import (
+from obslab.platform.control import authenticate_control
+from obslab.platform.db import Database
+from obslab.platform.errors import ApiError, register_error_handlers
+from obslab.faults.board import FaultBoard, process_board
+from obslab.faults.model import POLL_PATH, Fault, injected_delay_seconds
+from obslab.platform.http import ServiceClient
+from obslab.platform.identity import (
     CALLER_NOT_ALLOWED,
     CUSTOMER_ASSERTION_MISSING,
     INVALID_CUSTOMER_ASSERTION,

@@ -20,9 +20,9 @@ from urllib3.util.retry import Retry
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.services.common.breaker import BreakerState, CircuitBreaker, CircuitOpenError
-from obslab.services.common.errors import ApiError
-from obslab.services.common.identity import INTERNAL_AUTH_ERRORS, Signer
+from obslab.platform.breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from obslab.platform.errors import ApiError
+from obslab.platform.identity import INTERNAL_AUTH_ERRORS, Signer
 from obslab.telemetry import MetricSet
 
 log = logging.getLogger(__name__)

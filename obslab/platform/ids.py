@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from obslab import conventions as c
-from obslab.services.common.errors import ApiError
+from obslab.platform.errors import ApiError
 
 _ALPHABET = string.ascii_lowercase + string.digits
 

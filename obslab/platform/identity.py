@@ -49,7 +49,7 @@ _CACHE_SIZE = 10_000
 
 
 # Error codes of a refused internal call. A caller that gets one back from a peer has a broken
-# deployment, not a bad request: services/common/http.py answers its own client with a 502.
+# deployment, not a bad request: obslab/platform/http.py answers its own client with a 502.
 SERVICE_CREDENTIAL_MISSING = "service_credential_missing"
 CUSTOMER_ASSERTION_MISSING = "customer_assertion_missing"
 INVALID_SERVICE_TOKEN = "invalid_service_token"

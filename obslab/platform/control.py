@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from flask import request
 
 from obslab import secrets
-from obslab.services.common.errors import ApiError
+from obslab.platform.errors import ApiError
 
 AUTHORIZATION = "Authorization"
 
