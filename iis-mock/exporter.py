@@ -24,13 +24,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from obslab import __version__
 from obslab import conventions as c
-from obslab.backfill import Accumulator, Series
-from obslab.iis_mock.clock import SimClock, clock_from_environment, seed_from_environment, step_from_environment
-from obslab.iis_mock.series import iis_series
-from obslab.iis_mock.simulation import Effects, IisModel
-from obslab.platform.errors import register_error_handlers
 from obslab.faults.board import FaultBoard, process_board
+from obslab.iis_mock.clock import SimClock, clock_from_environment, seed_from_environment, step_from_environment
+from obslab.platform.errors import register_error_handlers
 from obslab.platform.identity import Signer
+from obslab.sim.iis import Effects, IisModel
+from obslab.sim.iis_series import iis_series
+from obslab.sim.series import Accumulator, Series
 from obslab.telemetry import configure_logging, exposition
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from obslab.ml.baselining.ensemble import median_band
 from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 from obslab.ml.protocol import Baseline, BaselineAlgorithm, deviation_score
 from obslab.ml.runtime import Freshness, create_ml_app, prometheus_client
-from obslab.profiles import Profile
 from obslab.platform.app import ServiceContext
+from obslab.profiles import Profile
 
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"   # obslab.ml.baselining.Ensemble.name

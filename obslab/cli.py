@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
 
     from obslab import alertscli, faultcli, history, mlcli, rulescli, secretscli
-    from obslab.drills import cli as drillcli
     from obslab.bench import ml as bench_ml
     from obslab.bench import nab as bench_nab
+    from obslab.drills import cli as drillcli
     from obslab.services.loadgen import cli as loadgen_cli
 
     faultcli.add_arguments(commands.add_parser(

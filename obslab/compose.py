@@ -34,9 +34,10 @@ from typing import Any
 
 import yaml
 
-from obslab import __version__, collectorconfig, promconfig, secrets, settings, topology
-from obslab.platform import serving
+from obslab import __version__, collectorconfig
 from obslab import conventions as c
+from obslab import promconfig, secrets, settings, topology
+from obslab.platform import serving
 from obslab.profiles import PRODUCTION, RETENTION_DAYS
 from obslab.topology import Component
 

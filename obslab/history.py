@@ -17,36 +17,34 @@ directory every minute; ``POST /-/reload`` reloads the configuration only, not b
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import requests
 
-from obslab import backfill, settings, topology
+from obslab import backfill
 from obslab import conventions as c
-from obslab.backfill import BLOCK_SECONDS, Accumulator
-from obslab.banking_history import BankingModel, Target
+from obslab import settings, topology
+from obslab.backfill import BLOCK_SECONDS
 from obslab.iis_mock.clock import parse_time
-from obslab.iis_mock.series import iis_series
-from obslab.iis_mock.simulation import Effects, IisModel
 from obslab.profiles import RETENTION_DAYS
-from obslab.faults.model import Fault
+from obslab.sim.banking import BankingModel, Target
+from obslab.sim.iis import Effects, IisModel
+from obslab.sim.iis_series import iis_series
+from obslab.sim.incidents import DEFAULT_SEED, Incident, iso8601, plan_incidents
+from obslab.sim.series import Accumulator
 
 K = c.FaultKind
 MIN_DAYS, MAX_DAYS = 1, 30
 MIN_STEP, MAX_STEP = 10, 150        # rate(x[5m]) needs two samples in five minutes
 LIVE_MARGIN_SECONDS = 300           # room between history and live data scraped right after
 PICKUP_TIMEOUT_SECONDS = 90         # Prometheus rescans its data directory every 60 s
-DEFAULT_SEED = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,74 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not wait for a running Prometheus to pick up the new blocks")
     parser.add_argument("--keep-openmetrics", action="store_true",
                         help="keep the OpenMetrics files under <data-dir>/history/openmetrics/")
-
-
-# --- incidents ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncidentKind:
-    kind: c.FaultKind
-    target: str
-    params: dict[str, Any]
-    minutes: int
-    jobs: tuple[str, ...]
-    description: str
-
-
-_SITE, _POOL_SITE, _APP_SITE = c.IIS_SITES[0], c.IIS_SITES[1], c.IIS_SITES[2]
-INCIDENT_KINDS: tuple[IncidentKind, ...] = (
-    IncidentKind(K.VOLUME_SURGE, _SITE.site, {"factor": 3.0}, 30, (c.IIS_MOCK,),
-                 f"{_SITE.site} receives three times its usual load"),
-    IncidentKind(K.APP_POOL_CRASH, _POOL_SITE.app_pool, {}, 15, (c.IIS_MOCK,),
-                 f"{_POOL_SITE.app_pool} stops; {_POOL_SITE.site} answers 503 to nearly every request"),
-    IncidentKind(K.EXCEPTION_STORM, _APP_SITE.app_name, {"rate": 40.0}, 20, (c.IIS_MOCK,),
-                 f"{_APP_SITE.app_name} throws 40 extra {c.NETFRAMEWORK_STORM_EXCEPTION} per second"),
-    IncidentKind(K.LATENCY, _SITE.site, {"latency_ms": 400, "jitter_ms": 100}, 30, (c.IIS_MOCK,),
-                 f"{_SITE.site} responds 400 ms slower"),
-    IncidentKind(K.LATENCY, c.FRAUD, {"latency_ms": 800}, 30, (c.TRANSACTIONS, c.PAYMENTS, c.GATEWAY),
-                 "fraud answers 800 ms slower: every transfer and payment is slow"),
-    IncidentKind(K.UNAVAILABLE, c.FRAUD, {}, 15, (c.TRANSACTIONS, c.PAYMENTS, c.GATEWAY),
-                 "fraud is down: transfers and payments fail with 503 dependency_unavailable"),
-)
-INCIDENT_EDGE_SECONDS = 1800        # keep incidents clear of each other and of the window's ends
-
-
-@dataclass(frozen=True)
-class Incident:
-    spec: IncidentKind
-    start: float
-    end: float
-
-    def fault(self) -> Fault:
-        return Fault(id=f"history-{self.spec.kind.value}-{int(self.start)}", kind=self.spec.kind,
-                     target=self.spec.target, params=dict(self.spec.params),
-                     created_at=self.start, expires_at=self.end, actor="obslab history")
-
-    def to_json(self, seed: int) -> dict[str, Any]:
-        return {
-            "kind": self.spec.kind.value, "target": self.spec.target, "params": dict(self.spec.params),
-            "start": _iso(self.start), "end": _iso(self.end),
-            "start_unix": self.start, "end_unix": self.end,
-            "jobs": list(self.spec.jobs), "description": self.spec.description,
-            "source": "obslab history", "seed": seed,
-        }
-
-
-def plan_incidents(start: float, end: float, step: int, seed: int) -> list[Incident]:
-    """Each kind once per week of history (at least once), at seeded times: the window is cut
-    into one slot per incident and every incident starts somewhere inside its own slot."""
-    rng = np.random.default_rng([seed, zlib.crc32(b"incidents")])
-    rounds = max(1, round((end - start) / (7 * 86400)))
-    kinds = INCIDENT_KINDS * rounds
-    slot = (end - start) / len(kinds)
-    incidents = []
-    for index, spec in zip(rng.permutation(len(kinds)), kinds):
-        earliest = start + index * slot + INCIDENT_EDGE_SECONDS
-        latest = max(earliest, start + (index + 1) * slot - spec.minutes * 60 - INCIDENT_EDGE_SECONDS)
-        begin = (float(rng.uniform(earliest, latest)) // step) * step
-        incidents.append(Incident(spec, begin, begin + spec.minutes * 60))
-    return sorted(incidents, key=lambda i: i.start)
 
 
 # --- the lab's Prometheus ---------------------------------------------------------------------
@@ -223,9 +153,6 @@ class Plan:
         return self.data_dir / "history"
 
 
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
 
 def _validate(args: argparse.Namespace) -> None:
     if not MIN_DAYS <= args.days <= MAX_DAYS:
@@ -257,8 +184,8 @@ def make_plan(args: argparse.Namespace, prometheus: LabPrometheus | None, tsdb: 
             raise settings.ConfigError(f"--end {args.end} is in the future; history ends in the past")
         if stored is not None and end > stored - step:
             raise settings.ConfigError(
-                f"--end {args.end} overlaps the data Prometheus already holds from {_iso(stored)}; "
-                f"pass --end {_iso(stored - step)} or earlier, or leave --end out")
+                f"--end {args.end} overlaps the data Prometheus already holds from {iso8601(stored)}; "
+                f"pass --end {iso8601(stored - step)} or earlier, or leave --end out")
     end = (end // step) * step
     start = end - args.days * 86400
     plan = Plan(args.days, step, args.seed, start, end, why, settings.data_dir(args.data_dir), tsdb)
@@ -327,7 +254,7 @@ def generate(plan: Plan, *, keep_openmetrics: bool = False, progress: Progress |
     running: tuple[subprocess.Popen, Path] | None = None
     try:
         for number, ts in enumerate(windows, start=1):
-            progress.show(f"history: window {number}/{len(windows)} ({_iso(ts[0])[:16]}), "
+            progress.show(f"history: window {number}/{len(windows)} ({iso8601(ts[0])[:16]}), "
                           f"{result.samples:,} samples so far")
             batch = iis.simulate(ts, Effects.from_faults(faults, len(ts), timestamps=ts))
             series = accumulator.apply([*iis_series(batch, extra=iis_labels), *banking.series(ts, faults)])
@@ -411,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
     result = generate(plan, keep_openmetrics=args.keep_openmetrics, progress=progress)
     labels = write_incidents(plan)
 
-    print(f"History: {plan.days} days, {_iso(plan.start)} .. {_iso(plan.end)}, one sample every {plan.step} s")
+    print(f"History: {plan.days} days, {iso8601(plan.start)} .. {iso8601(plan.end)}, one sample every {plan.step} s")
     print(f"  ends {plan.why_end}")
     print(f"  {result.series:,} series, {result.samples:,} samples, {result.seconds:.1f} s")
     print(f"  {len(result.new_blocks)} blocks written to {plan.tsdb} ({result.block_bytes / 1e6:.1f} MB on disk; "

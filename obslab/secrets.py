@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from obslab import settings
+from obslab import settings, topology
 from obslab.settings import ConfigError
 
 SECRETS_DIR_ENV = "OBSLAB_SECRETS_DIR"
@@ -51,8 +51,8 @@ COMPOSE_SECRETS_DIR = "/run/obslab/secrets"
 JWT_SECRET_ENV = "OBSLAB_JWT_SECRET"
 CONTROL_TOKEN_ENV = "OBSLAB_CONTROL_TOKEN"
 
-OPERATOR = "operator"          # a person at the CLI, a drill, a test: drives the control plane
-ALERTMANAGER = "alertmanager"  # posts notifications to the alert-receiver
+OPERATOR = topology.OPERATOR
+ALERTMANAGER = topology.ALERTMANAGER_PRINCIPAL
 CONTROL_PRINCIPALS = (OPERATOR, ALERTMANAGER)
 
 JWT_SECRET_FILE = "jwt/secret"
@@ -426,6 +426,4 @@ def database_password(component: str) -> str | None:
 
 def lab_components() -> list[str]:
     """Every component that runs this project's code (each gets a signing key)."""
-    from obslab.platform import serving
-
-    return sorted({*serving.FACTORIES, *serving.RUNNERS})
+    return sorted(comp.name for comp in topology.ALL if comp.entry)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from obslab import conventions as c
-from obslab.secrets import ALERTMANAGER as ALERTMANAGER_PRINCIPAL
-from obslab.secrets import OPERATOR
+
+# Who may drive the control plane besides the components (obslab/secrets.py gives each a token).
+OPERATOR = "operator"          # a person at the CLI, a drill, a test: drives the control plane
+ALERTMANAGER_PRINCIPAL = "alertmanager"  # posts notifications to the alert-receiver
 
 Runtime = Literal["native", "compose"]
 Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring", "control", "traffic", "storage"]
@@ -27,7 +29,9 @@ Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring", "control", "tr
 class Component:
     """``image_port``: the main port of a third-party image (the lab's own come from conventions).
     ``health_port``: where ``health_path`` is served when not on the main port.
-    ``metrics_ports``: (scrape job, port) pairs when /metrics is not on the main port."""
+    ``metrics_ports``: (scrape job, port) pairs when /metrics is not on the main port.
+    ``entry``: this project's code for it, ``module:callable``: a Flask app factory that
+    ``obslab serve`` serves, or, with ``runner``, a callable that runs in the foreground."""
 
     name: str
     tier: Tier
@@ -38,6 +42,8 @@ class Component:
     image_port: int | None = None
     health_port: int | None = None
     metrics_ports: tuple[tuple[str, int], ...] = ()
+    entry: str | None = None
+    runner: bool = False
 
     @property
     def port(self) -> int:
@@ -59,18 +65,22 @@ class Component:
 
 
 SERVICES: tuple[Component, ...] = tuple(
-    Component(name, "banking", "/ready") for name in c.BANKING_SERVICES
+    Component(name, "banking", "/ready", entry=f"obslab.services.{name}.app:create_app") for name in c.BANKING_SERVICES
 )
-TRACE_SINK = Component(c.TRACE_SINK, "telemetry", "/ready", native_only=True)
+TRACE_SINK = Component(c.TRACE_SINK, "telemetry", "/ready", native_only=True,
+                       entry="obslab.native.trace_sink:create_app")
 PROMETHEUS = Component(c.PROMETHEUS, "monitoring", "/-/ready")
-FAULT_INJECTOR = Component(c.FAULT_INJECTOR, "control", "/ready")
-IIS_MOCK = Component(c.IIS_MOCK, "iis", "/health")
-LOAD_GENERATOR = Component(c.LOAD_GENERATOR, "traffic", "/health")
-ALERT_RECEIVER = Component(c.ALERT_RECEIVER, "monitoring", "/ready")
+FAULT_INJECTOR = Component(c.FAULT_INJECTOR, "control", "/ready",
+                           entry="obslab.services.fault_injector.app:create_app")
+IIS_MOCK = Component(c.IIS_MOCK, "iis", "/health", entry="obslab.iis_mock.exporter:create_app")
+LOAD_GENERATOR = Component(c.LOAD_GENERATOR, "traffic", "/health", entry="obslab.services.loadgen.runner:serve",
+                           runner=True)
+ALERT_RECEIVER = Component(c.ALERT_RECEIVER, "monitoring", "/ready",
+                           entry="obslab.services.alert_receiver.app:create_app")
 ALERTMANAGER = Component(c.ALERTMANAGER, "monitoring", "/-/ready")
 # Alive is enough: without Prometheus they are up but stale (their /ready says why).
-DDOS_DETECTOR = Component(c.DDOS_DETECTOR, "ml", "/health")
-BASELINER = Component(c.BASELINER, "ml", "/health")
+DDOS_DETECTOR = Component(c.DDOS_DETECTOR, "ml", "/health", entry="obslab.ml.ddos.service:create_app")
+BASELINER = Component(c.BASELINER, "ml", "/health", entry="obslab.ml.baseliner:create_app")
 ML: tuple[Component, ...] = (DDOS_DETECTOR, BASELINER)
 
 # --- compose only ------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy
-from flask import Flask
 import waitress
+from flask import Flask
 from waitress import wasyncore
 
 from obslab import conventions as c

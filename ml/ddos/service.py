@@ -30,8 +30,8 @@ from obslab.ml.ddos.retrain import RetrainOutcome, retrain
 from obslab.ml.ddos.training import NotEnoughData
 from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 from obslab.ml.runtime import Freshness, create_ml_app, prometheus_client
-from obslab.profiles import Profile
 from obslab.platform.app import ServiceContext
+from obslab.profiles import Profile
 
 log = logging.getLogger(__name__)
 

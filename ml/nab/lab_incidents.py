@@ -1,7 +1,7 @@
 """The lab's own labelled incidents as a NAB corpus: key series from the history generator.
 
 ``obslab history`` simulates the IIS estate and the banking services with seeded incidents
-(:func:`obslab.history.plan_incidents` over :data:`obslab.history.INCIDENT_KINDS`). This module
+(:func:`obslab.sim.incidents.plan_incidents` over :data:`obslab.sim.incidents.INCIDENT_KINDS`). This module
 runs the same models in memory, at 60 s steps, and derives one series per symptom an incident
 kind is designed to cause, from the models' per-step counter increments (what ``rate()`` over
 one step would show):
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from obslab import conventions as c
-from obslab.banking_history import BankingModel, Target
-from obslab.history import DEFAULT_SEED, INCIDENT_KINDS, Incident, IncidentKind, plan_incidents
-from obslab.iis_mock.simulation import Batch, Effects, IisModel
 from obslab.ml.nab.corpus import DataFile
+from obslab.sim.banking import BankingModel, Target
+from obslab.sim.iis import Batch, Effects, IisModel
+from obslab.sim.incidents import DEFAULT_SEED, INCIDENT_KINDS, Incident, IncidentKind, plan_incidents
 
 K = c.FaultKind
 STEP_SECONDS = 60

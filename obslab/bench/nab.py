@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from obslab import settings
-from obslab.history import DEFAULT_SEED
 from obslab.ml.nab import report
 from obslab.ml.nab.corpus import load_corpus
 from obslab.ml.nab.lab_incidents import MAX_DAYS, WARMUP_ROWS, build_lab_corpus
 from obslab.ml.nab.runner import Detector, DetectorScores, run_detectors
+from obslab.sim.incidents import DEFAULT_SEED
 
 DEFAULT_LAB_DAYS = 2
 PLOT_NAME = "nab_scores.png"

@@ -19,13 +19,14 @@ from opentelemetry import trace
 from pydantic import BaseModel
 from sqlalchemy import MetaData, event
 
-from obslab import __version__, secrets, topology
+from obslab import __version__
 from obslab import conventions as c
+from obslab import secrets, topology
+from obslab.faults.board import FaultBoard, process_board
+from obslab.faults.model import POLL_PATH, Fault, injected_delay_seconds
 from obslab.platform.control import authenticate_control
 from obslab.platform.db import Database
 from obslab.platform.errors import ApiError, register_error_handlers
-from obslab.faults.board import FaultBoard, process_board
-from obslab.faults.model import POLL_PATH, Fault, injected_delay_seconds
 from obslab.platform.http import ServiceClient
 from obslab.platform.identity import (
     CALLER_NOT_ALLOWED,

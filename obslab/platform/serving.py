@@ -24,8 +24,7 @@ from typing import Any
 import waitress
 from flask import Flask
 
-from obslab import conventions as c
-from obslab import settings
+from obslab import settings, topology
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +36,10 @@ MAX_HEADER_BYTES = 32 * 1024
 SHUTDOWN_SECONDS = 10.0
 BODY_SLACK_BYTES = 1024 * 1024
 
-FACTORIES: dict[str, str] = {
-    c.GATEWAY: "obslab.services.gateway.app:create_app",
-    c.AUTH: "obslab.services.auth.app:create_app",
-    c.ACCOUNTS: "obslab.services.accounts.app:create_app",
-    c.TRANSACTIONS: "obslab.services.transactions.app:create_app",
-    c.PAYMENTS: "obslab.services.payments.app:create_app",
-    c.FRAUD: "obslab.services.fraud.app:create_app",
-    c.NOTIFICATIONS: "obslab.services.notifications.app:create_app",
-    c.TRACE_SINK: "obslab.native.trace_sink:create_app",
-    c.FAULT_INJECTOR: "obslab.services.fault_injector.app:create_app",
-    c.IIS_MOCK: "obslab.iis_mock.exporter:create_app",
-    c.ALERT_RECEIVER: "obslab.services.alert_receiver.app:create_app",
-    c.DDOS_DETECTOR: "obslab.ml.ddos.service:create_app",
-    c.BASELINER: "obslab.ml.baseliner:create_app",
-}
+# From the component table (obslab/topology.py, each component's ``entry``).
+FACTORIES: dict[str, str] = {comp.name: comp.entry for comp in topology.ALL if comp.entry and not comp.runner}
 # Components that are not WSGI apps: a callable that runs in the foreground until SIGTERM.
-RUNNERS: dict[str, str] = {
-    c.LOAD_GENERATOR: "obslab.services.loadgen.runner:serve",
-}
+RUNNERS: dict[str, str] = {comp.name: comp.entry for comp in topology.ALL if comp.entry and comp.runner}
 
 
 def _load(reference: str) -> Callable:

@@ -24,10 +24,10 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from obslab import conventions as c
-from obslab.services.accounts.ledger import CUSTOMER_KINDS, Ledger, LedgerError, MovementKind, metadata
 from obslab.platform.app import ServiceContext, caller, create_service_app, parse_body, require_customer
 from obslab.platform.errors import ApiError
 from obslab.platform.identity import CALLER_NOT_ALLOWED
+from obslab.services.accounts.ledger import CUSTOMER_KINDS, Ledger, LedgerError, MovementKind, metadata
 from obslab.services.common.money import (
     CURRENCIES,
     MAX_AMOUNT,

@@ -39,14 +39,13 @@ from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
-from obslab.services.alert_receiver import drills
-from obslab.services.alert_receiver import NOTIFICATIONS_PATH, WEBHOOK_VERSION
+from obslab.platform.app import ServiceContext, create_service_app, query_int
+from obslab.platform.errors import ApiError, validation_error
+from obslab.services.alert_receiver import NOTIFICATIONS_PATH, WEBHOOK_VERSION, drills
 from obslab.services.alert_receiver.pages import render_page
 from obslab.services.alert_receiver.runbooks import HTML_CONTENT_TYPE, _runbook_routes, default_runbooks_dir
 from obslab.services.alert_receiver.schema import _ALERTNAME, STATUSES, WebhookPayload
 from obslab.services.alert_receiver.store import NotificationStore, drill_tables, metadata
-from obslab.platform.app import ServiceContext, create_service_app, query_int
-from obslab.platform.errors import ApiError, validation_error
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from flask import Flask, Response, request
 from markdown_it import MarkdownIt
 
 from obslab import settings
-from obslab.services.alert_receiver.links import _RUNBOOK_PAGE, RUNBOOKS_PATH
 from obslab.platform.errors import ApiError
+from obslab.services.alert_receiver.links import _RUNBOOK_PAGE, RUNBOOKS_PATH
 
 RUNBOOKS_DIR_ENV = "OBSLAB_RUNBOOKS_DIR"
 _RUNBOOK_INDEX_PAGE = "README.md"

@@ -36,11 +36,11 @@ from sqlalchemy.dialects.mysql import LONGTEXT
 
 from obslab import conventions as c
 from obslab import settings
+from obslab.platform.clock import now_ms
+from obslab.platform.db import Database
 from obslab.services.alert_receiver import drills
 from obslab.services.alert_receiver.links import LinkPolicy
 from obslab.services.alert_receiver.schema import _ALERTNAME, WebhookPayload
-from obslab.platform.clock import now_ms
-from obslab.platform.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -32,14 +32,14 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from obslab import conventions as c
 from obslab import secrets, settings
-from obslab.services.auth import policy
-from obslab.services.auth.hashing import HashingGate, Overloaded, password_hasher
-from obslab.services.auth.store import UserStore, UsernameTaken, metadata
-from obslab.services.auth.throttle import LoginThrottle
-from obslab.services.common import tokens
 from obslab.platform.app import ServiceContext, create_service_app, parse_body
 from obslab.platform.errors import ApiError
 from obslab.platform.ids import new_id
+from obslab.services.auth import policy
+from obslab.services.auth.hashing import HashingGate, Overloaded, password_hasher
+from obslab.services.auth.store import UsernameTaken, UserStore, metadata
+from obslab.services.auth.throttle import LoginThrottle
+from obslab.services.common import tokens
 from obslab.settings import ConfigError
 
 DEFAULT_TOKEN_TTL_SECONDS = 900

@@ -38,11 +38,11 @@ from sqlalchemy import (
 )
 
 from obslab import conventions as c
+from obslab.faults.model import POLL_PATH, Fault, FaultRequest
 from obslab.platform.app import ServiceContext, create_service_app, parse_body, query_int
 from obslab.platform.clock import now_ms
 from obslab.platform.db import Database
 from obslab.platform.errors import ApiError
-from obslab.faults.model import POLL_PATH, Fault, FaultRequest
 from obslab.platform.ids import new_id
 
 log = logging.getLogger(__name__)

@@ -22,14 +22,14 @@ from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Tab
 
 from obslab import conventions as c
 from obslab import secrets, topology
-from obslab.services.common import tokens
 from obslab.platform.app import ServiceContext, create_service_app, parse_body, query_int, require_query
 from obslab.platform.clock import now_ms
+from obslab.platform.control import bearer_token
 from obslab.platform.errors import ApiError
 from obslab.platform.http import ServiceClient
 from obslab.platform.identity import IdentityError
+from obslab.services.common import tokens
 from obslab.services.common.money import Currency
-from obslab.platform.control import bearer_token
 from obslab.services.gateway.edge import ClientWindow, RateLimiter, client_address, client_key, trusted_proxies
 from obslab.telemetry import current_trace_ids
 

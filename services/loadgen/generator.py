@@ -30,10 +30,10 @@ from collections import deque
 from collections.abc import Callable
 
 from obslab import conventions as c
-from obslab.secrets import SecretError
 from obslab.faults.board import FaultBoard
 from obslab.faults.model import Fault
 from obslab.platform.identity import Signer
+from obslab.secrets import SecretError
 from obslab.services.loadgen import journeys
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.flood import FLOOD_STEPS, FloodController, FloodEngine

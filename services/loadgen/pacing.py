@@ -2,7 +2,7 @@
 
 Open loop: customers arrive as a Poisson process whatever the bank's response times, so a slow
 bank sees the same demand (and a growing backlog) instead of politely less traffic. The rate is
-the base rate times the week's shape (:mod:`obslab.seasonality`) times an active volume surge.
+the base rate times the week's shape (:mod:`obslab.sim.seasonality`) times an active volume surge.
 
 >>> round(target_rate(2.0, 0.0, flat=True, surge=3.0), 2)
 6.0
@@ -14,8 +14,8 @@ import math
 import random
 
 from obslab import conventions as c
-from obslab import seasonality
 from obslab.faults.board import FaultBoard
+from obslab.sim import seasonality
 
 
 def target_rate(base: float, now: float, *, flat: bool = False, surge: float = 1.0) -> float:

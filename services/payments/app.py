@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from obslab import conventions as c
 from obslab import topology
 from obslab.conventions import TransactionStatus, TransactionType
+from obslab.faults.board import process_board
 from obslab.platform.app import (
     ServiceContext,
     create_service_app,
@@ -34,12 +35,11 @@ from obslab.platform.app import (
 from obslab.platform.clock import iso_utc, now_ms
 from obslab.platform.errors import ApiError
 from obslab.platform.http import error_from_response
-from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
 from obslab.platform.ids import AccountIdField, new_id, require_customer_account
+from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
 from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
-from obslab.services.common.notify import notify_customer
 from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
-from obslab.faults.board import process_board
+from obslab.services.common.notify import notify_customer
 from obslab.services.payments.processor import CardProcessor
 from obslab.telemetry import mask_account
 

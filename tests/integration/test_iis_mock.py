@@ -16,10 +16,10 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from obslab import conventions as c
-from obslab.iis_mock.clock import SimClock
-from obslab.iis_mock.exporter import IisExporter, create_app
 from obslab.faults.board import FaultBoard
 from obslab.faults.model import Fault
+from obslab.iis_mock.clock import SimClock
+from obslab.iis_mock.exporter import IisExporter, create_app
 from tests.prometheus_support import scrape_job, start_prometheus
 from tests.support import serve
 

@@ -302,8 +302,8 @@ def test_the_books_check_catches_money_taken_from_the_bank_even_when_the_sum_sta
     every balance summing to zero; the movement rules still see it."""
     from sqlalchemy import insert, update
 
-    from obslab.services.accounts import ledger as books
     from obslab.platform.db import Database
+    from obslab.services.accounts import ledger as books
 
     db = Database(c.ACCOUNTS, books.metadata, f"sqlite:///{tmp_path / 'accounts.sqlite3'}")
     ledger = books.Ledger(db)
@@ -330,8 +330,8 @@ def test_the_books_check_catches_money_taken_from_the_bank_even_when_the_sum_sta
 def test_the_books_check_catches_a_customer_debiting_another_customers_account(tmp_path):
     """Were the ledger's ownership check ever lost, the end-of-run check would still see it: each
     customer movement records who asked for it."""
-    from obslab.services.accounts import ledger as books
     from obslab.platform.db import Database
+    from obslab.services.accounts import ledger as books
 
     db = Database(c.ACCOUNTS, books.metadata, f"sqlite:///{tmp_path / 'accounts.sqlite3'}")
     ledger = books.Ledger(db)

@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import Column, MetaData, String, Table, create_engine, insert
 from sqlalchemy.exc import IntegrityError
 
-from obslab.services.common import tokens
 from obslab.platform.db import Database
+from obslab.services.common import tokens
 from obslab.telemetry import instrument_flask_app
 from obslab.telemetry.logs import json_handler
 from obslab.telemetry.redaction import RedactingSpanExporter, redact_span

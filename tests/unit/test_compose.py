@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 import yaml
 
-from obslab import compose, promconfig, secrets, settings, topology
-from obslab.platform import serving
+from obslab import compose
 from obslab import conventions as c
+from obslab import promconfig, secrets, settings, topology
 from obslab.native.lab import NativeLab
+from obslab.platform import db, serving
 from obslab.profiles import PRODUCTION
-from obslab.platform import db
 from tests.support import required_binary
 
 ROOT = settings.repo_root()

@@ -250,10 +250,10 @@ def test_without_prometheus_the_detector_withdraws_its_verdict_and_says_stale(tm
 
 
 def test_a_business_day_ramping_to_2_5x_stays_quiet(trained):
-    """A weekday as obslab.seasonality shapes the lab's load (night 1x, business hours 2.5x),
+    """A weekday as obslab.sim.seasonality shapes the lab's load (night 1x, business hours 2.5x),
     with customers' client counts following demand, through the production feature windows
     (median of the past hour, 5 minutes ago)."""
-    from obslab import seasonality
+    from obslab.sim import seasonality
 
     model, _, _ = trained
     rng = np.random.default_rng(11)
@@ -283,7 +283,7 @@ def test_a_business_day_ramping_to_2_5x_stays_quiet(trained):
 def test_generated_history_holds_every_gateway_series_the_features_read():
     """`obslab history` feeds training too: the gauges and counters the feature PromQL reads
     exist in the generated gateway history, with customer-like values."""
-    from obslab.banking_history import BankingModel, Target
+    from obslab.sim.banking import BankingModel, Target
 
     targets = {name: Target(name, "127.0.0.1:1", "banking") for name in c.BANKING_SERVICES}
     timestamps = 1795392000 + np.arange(0, 6 * 3600, 60)

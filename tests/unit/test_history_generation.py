@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from obslab import conventions as c
-from obslab.backfill import Accumulator, blocks, create_blocks, write_openmetrics
-from obslab.banking_history import BankingModel, Target
-from obslab.iis_mock.series import iis_series
-from obslab.iis_mock.simulation import IisModel
+from obslab.backfill import blocks, create_blocks, write_openmetrics
 from obslab.faults.model import Fault
+from obslab.sim.banking import BankingModel, Target
+from obslab.sim.iis import IisModel
+from obslab.sim.iis_series import iis_series
+from obslab.sim.series import Accumulator
 
 MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc).timestamp()
 TARGETS = {name: Target(name, f"127.0.0.1:{c.DEFAULT_PORTS[name]}", tier)

@@ -20,12 +20,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from obslab import conventions as c
-from obslab.iis_mock.clock import SimClock
-from obslab.iis_mock.exporter import IisExporter
-from obslab.iis_mock.series import iis_series
-from obslab.iis_mock.simulation import Batch, Effects, IisModel
 from obslab.faults.board import FaultBoard
 from obslab.faults.model import Fault
+from obslab.iis_mock.clock import SimClock
+from obslab.iis_mock.exporter import IisExporter
+from obslab.sim.iis import Batch, Effects, IisModel
+from obslab.sim.iis_series import iis_series
 
 K = c.FaultKind
 TUESDAY = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc).timestamp()
@@ -95,7 +95,7 @@ class Estate:
 
 
 def _le(bound: float) -> str:
-    from obslab.backfill import le_value
+    from obslab.sim.series import le_value
 
     return le_value(bound)
 

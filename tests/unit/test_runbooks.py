@@ -213,11 +213,11 @@ def prometheus_scraping_the_services(tmp_path):
     services, the fault-injector, the alert-receiver and an IIS mock running in this process
     (same jobs and tiers as the lab), plus itself; some real traffic goes through the gateway."""
     required_binary("prometheus")
+    from obslab.faults.board import FaultBoard
     from obslab.iis_mock.clock import SimClock
     from obslab.iis_mock.exporter import IisExporter
     from obslab.iis_mock.exporter import create_app as iis_app
     from obslab.services.alert_receiver.app import create_app as receiver_app
-    from obslab.faults.board import FaultBoard
     from obslab.services.fault_injector.app import create_app as injector_app
     from tests.support import Customer, deposit, serve, start_stack
 

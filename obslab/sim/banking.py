@@ -8,7 +8,7 @@ Generates what the live services expose, under the job that exposes it:
 - ``gateway``: ``http_server_requests_total`` and ``http_server_request_duration_seconds`` per
   public route, with the status codes the gateway answers.
 
-Load follows :mod:`obslab.seasonality`. Faults change it as they do live: a slow dependency of
+Load follows :mod:`obslab.sim.seasonality`. Faults change it as they do live: a slow dependency of
 every movement (``latency`` on fraud or accounts) slows both movement types and their gateway
 routes; one that is down (``unavailable``) fails them fast with 503 ``dependency_unavailable``
 (the caller's circuit breaker opens).
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from obslab import conventions as c
-from obslab import seasonality
-from obslab.backfill import Series, counter, gauge, histogram
 from obslab.conventions import TransactionStatus as Status
 from obslab.conventions import TransactionType
-from obslab.sampling import Streams, fixed_value_bucket, lognormal_buckets, lognormal_share_above
 from obslab.faults.model import Fault
+from obslab.sim import seasonality
+from obslab.sim.sampling import Streams, fixed_value_bucket, lognormal_buckets, lognormal_share_above
+from obslab.sim.series import Series, counter, gauge, histogram
 
 K = c.FaultKind
 BOUNDS = np.array(c.LATENCY_BUCKETS)

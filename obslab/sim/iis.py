@@ -2,11 +2,11 @@
 
 Figures from the seeds (seeds/001, "Metric Generation"): base load 100 req/s for the whole
 estate (split over the sites by :data:`obslab.conventions.IIS_SITES`), 2-2.5x in business hours
-(:mod:`obslab.seasonality`), 0.1 % of requests answered 5xx, 0.4 % 404, execution time
+(:mod:`obslab.sim.seasonality`), 0.1 % of requests answered 5xx, 0.4 % 404, execution time
 Gaussian(50 ms, 20 ms). The rest are choices the seeds leave open, kept in :class:`Figures`.
 
 One call simulates many steps at once (a day of history, or the steps since the last scrape);
-each quantity is drawn from its own random stream (:class:`obslab.sampling.Streams`), so the
+each quantity is drawn from its own random stream (:class:`obslab.sim.sampling.Streams`), so the
 counts of a step depend only on the seed, the step's time and the faults, never on batching.
 
 >>> import numpy as np
@@ -24,9 +24,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from obslab import conventions as c
-from obslab import seasonality
-from obslab.sampling import Streams, fixed_value_bucket, normal_buckets
 from obslab.faults.model import Fault
+from obslab.sim import seasonality
+from obslab.sim.sampling import Streams, fixed_value_bucket, normal_buckets
 
 K = c.FaultKind
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from obslab import conventions as c
-from obslab.backfill import Series, counter, gauge, histogram
-from obslab.iis_mock.simulation import ERROR_CODES, EXCEPTION_TYPES, METHODS, Batch
+from obslab.sim.iis import ERROR_CODES, EXCEPTION_TYPES, METHODS, Batch
+from obslab.sim.series import Series, counter, gauge, histogram
 
 
 def iis_series(batch: Batch, sites: Sequence[c.IisSite] = c.IIS_SITES,
