@@ -643,9 +643,10 @@ ALERT_IIS_RESPONSE_TIME_P95_HIGH = "IISResponseTimeP95High"
 ALERT_IIS_APP_POOL_DOWN = "IISAppPoolDown"
 
 
-def runbook_url(alert: str) -> str:
-    """Where the runbook of ``alert`` is served, e.g. ``.../runbooks/IISAppPoolDown.md``."""
-    return f"{RUNBOOK_BASE_URL}/{alert}.md"
+def runbook_url(alert: str, base: str = RUNBOOK_BASE_URL) -> str:
+    """Where the runbook of ``alert`` is served, e.g. ``.../runbooks/IISAppPoolDown.md`` (``base``:
+    the alert-receiver's runbook folder; a lab on other ports passes its own)."""
+    return f"{base}/{alert}.md"
 
 
 def dashboard_url(uid: str) -> str:

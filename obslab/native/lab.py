@@ -146,11 +146,9 @@ class NativeLab:
         for stale in directory.glob("*.yml"):
             stale.unlink()
         for relative, rule_file in rules.rule_files(self.profile).items():
-            text = rule_file.render(self.profile)
-            if self.offset:
-                # A lab beside the default one serves its runbooks on its own port.
-                text = text.replace(f"{c.RUNBOOK_BASE_URL}/", f"{self._url(topology.ALERT_RECEIVER)}/runbooks/")
-            (directory / Path(relative).name).write_text(text)
+            # A lab beside the default one serves its runbooks on its own port.
+            base = f"{self._url(topology.ALERT_RECEIVER)}/runbooks" if self.offset else c.RUNBOOK_BASE_URL
+            (directory / Path(relative).name).write_text(rule_file.render(self.profile, runbook_base=base))
         return directory
 
     def _prometheus_program(self, binary: str, components: list[topology.Component]) -> Program:

@@ -53,7 +53,7 @@ class RecordingRule:
     def name(self) -> str:
         return self.record
 
-    def to_dict(self, profile: Profile = PRODUCTION) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, Any]:
         out: dict[str, Any] = {"record": self.record, "expr": self.expr}
         if self.labels:
             out["labels"] = dict(self.labels)
@@ -116,20 +116,20 @@ class AlertRule:
             routing[c.L_SERVICE] = self.service
         return {**routing, **dict(self.extra_labels)}
 
-    def annotations(self) -> dict[str, str]:
+    def annotations(self, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, str]:
         return {
             c.A_SUMMARY: self.summary,
             c.A_DESCRIPTION: self.description,
-            c.A_RUNBOOK_URL: c.runbook_url(self.alert),
+            c.A_RUNBOOK_URL: c.runbook_url(self.alert, runbook_base),
             c.A_DASHBOARD_URL: c.dashboard_url(self.dashboard),
         }
 
-    def to_dict(self, profile: Profile = PRODUCTION) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, Any]:
         out: dict[str, Any] = {"alert": self.alert, "expr": self.expr}
         if self.for_ is not None:
             out["for"] = profile.alert_for(self.for_)
         out["labels"] = self.labels()
-        out["annotations"] = self.annotations()
+        out["annotations"] = self.annotations(runbook_base)
         return out
 
 
@@ -173,11 +173,11 @@ class RuleGroup:
     def alerts(self) -> Iterator[AlertRule]:
         return (rule for rule in self.rules if isinstance(rule, AlertRule))
 
-    def to_dict(self, profile: Profile = PRODUCTION) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         if self.interval is not None:
             out["interval"] = self.interval
-        out["rules"] = [rule.to_dict(profile) for rule in self.rules]
+        out["rules"] = [rule.to_dict(profile, runbook_base) for rule in self.rules]
         if self.scale_ranges:
             for rule in out["rules"]:
                 rule["expr"] = profile.scale_ranges(rule["expr"])

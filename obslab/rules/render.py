@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from obslab import conventions as c
 from obslab.profiles import PRODUCTION, Profile
 from obslab.rules.model import AlertRule, RuleGroup
 
@@ -39,9 +40,11 @@ def dump(document: object) -> str:
                      width=10_000, allow_unicode=True)
 
 
-def render(groups: Sequence[RuleGroup], *, source: str, profile: Profile = PRODUCTION) -> str:
-    """The rule file's text: key order as Prometheus documents it, groups and rules as given."""
-    return header(source) + dump({"groups": [group.to_dict(profile) for group in groups]})
+def render(groups: Sequence[RuleGroup], *, source: str, profile: Profile = PRODUCTION,
+           runbook_base: str = c.RUNBOOK_BASE_URL) -> str:
+    """The rule file's text: key order as Prometheus documents it, groups and rules as given;
+    ``runbook_base``: where the alerts' runbooks are served (a lab on other ports passes its own)."""
+    return header(source) + dump({"groups": [group.to_dict(profile, runbook_base) for group in groups]})
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,8 @@ class RuleFile:
     source: str
     groups: tuple[RuleGroup, ...]
 
-    def render(self, profile: Profile = PRODUCTION) -> str:
-        return render(self.groups, source=self.source, profile=profile)
+    def render(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> str:
+        return render(self.groups, source=self.source, profile=profile, runbook_base=runbook_base)
 
     def alerts(self) -> list[AlertRule]:
         return [alert for group in self.groups for alert in group.alerts()]

@@ -353,3 +353,17 @@ def test_every_duration_the_spec_accepts_renders_under_the_fast_profile(duration
 
     assert settings.PROMETHEUS_DURATION.match(duration)
     assert FAST.scale_ranges(f"rate(x[{duration}])") == f"rate(x[{fast}])"
+
+
+def test_a_lab_on_other_ports_renders_its_own_runbook_base_into_every_alert():
+    """Passed to the renderer, not patched into its text afterwards."""
+    from obslab.profiles import FAST
+
+    base = "http://127.0.0.1:18095/runbooks"
+    urls = []
+    for rule_file in rules.rule_files(FAST).values():
+        text = rule_file.render(FAST, runbook_base=base)
+        assert c.RUNBOOK_BASE_URL not in text
+        urls += [rule["annotations"][c.A_RUNBOOK_URL] for group in yaml.safe_load(text)["groups"]
+                 for rule in group["rules"] if "alert" in rule]
+    assert urls and all(url == f"{base}/{url.rsplit('/', 1)[1]}" for url in urls)
