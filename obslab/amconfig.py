@@ -35,6 +35,7 @@ causes from the spec's ``caused_by_ddos`` (alertmanager/README.md draws the tree
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ import yaml
 
 from obslab import conventions as c
 from obslab import rules, secrets, settings, topology
-from obslab.profiles import Profile
+from obslab.profiles import PRODUCTION, Profile
 from obslab.rules.spec import TeamsSpec
 from obslab.settings import ConfigError
 from obslab.topology import Runtime
@@ -317,3 +318,7 @@ def write_native(directory: Path, profile: Profile, *, offset: int = 0, secrets_
                            templates_glob=str(templates.resolve() / TEMPLATES_PATTERN), secrets_dir=secrets_dir))
     return path
 
+
+def generated_files() -> dict[str, Callable[[], str]]:
+    """Repository-relative path -> function producing its current content (compose's config)."""
+    return {"alertmanager/alertmanager.yml": lambda: render("compose", PRODUCTION)}

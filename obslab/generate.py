@@ -7,21 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from obslab import amconfig, collectorconfig, compose, grafana, promconfig, rules, settings
-from obslab.profiles import PRODUCTION
+
+# Every generator: a module whose generated_files() maps repository paths to their producers.
+GENERATORS = (promconfig, rules, amconfig, compose, collectorconfig, grafana)
 
 
 def generated_files() -> dict[str, Callable[[], str]]:
     """Repository-relative path -> function producing its current content."""
-    return {
-        "prometheus/prometheus.yml": lambda: promconfig.render(
-            "compose", PRODUCTION, rules_glob=promconfig.COMPOSE_RULES_GLOB
-        ),
-        **rules.load_catalog().generated(),
-        "alertmanager/alertmanager.yml": lambda: amconfig.render("compose", PRODUCTION),
-        **compose.generated_files(),
-        **collectorconfig.generated_files(),
-        **grafana.generated_files(),
-    }
+    files: dict[str, Callable[[], str]] = {}
+    for generator in GENERATORS:
+        files.update(generator.generated_files())
+    return files
 
 
 def stale_files(root: Path | None = None) -> list[str]:
@@ -52,7 +48,7 @@ def run(*, check: bool) -> int:
     if check:
         stale = stale_files()
         for path in stale:
-            print(f"stale: {path} (run `obslab rules generate`)")
+            print(f"stale: {path} (run `obslab generate`)")
         return 1 if stale else 0
     for path in write_all():
         print(f"wrote {path}")

@@ -9,13 +9,13 @@ so Prometheus sends it, the password read from ``alertmanager-web/password`` of 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from obslab.profiles import Profile
+from obslab.profiles import PRODUCTION, Profile
 from obslab.topology import ALERTMANAGER, Component, Runtime, scraped_components
 
 GENERATED_HEADER = (
@@ -110,3 +110,8 @@ def server_flags(profile: Profile, *, config_file: str, tsdb_path: str, external
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def generated_files() -> dict[str, Callable[[], str]]:
+    """Repository-relative path -> function producing its current content (compose's config)."""
+    return {"prometheus/prometheus.yml": lambda: render("compose", PRODUCTION, rules_glob=COMPOSE_RULES_GLOB)}

@@ -6,6 +6,8 @@ generated ``promtool`` tests under ``prometheus/rules/tests/generated/`` and the
 ``--check`` (and a test) fails when a committed copy is stale.
 """
 
+from collections.abc import Callable
+
 from obslab.profiles import PRODUCTION, Profile
 from obslab.rules.build import Catalog, load_catalog
 from obslab.rules.model import AlertRule, RecordingRule, Rule, RuleGroup
@@ -19,6 +21,7 @@ __all__ = [
     "RuleFile",
     "RuleGroup",
     "all_alerts",
+    "generated_files",
     "load_catalog",
     "render",
     "rule_files",
@@ -29,6 +32,12 @@ def rule_files(profile: Profile = PRODUCTION) -> dict[str, RuleFile]:
     """Repository-relative path -> the rule file generated there (for ``profile``: its text is
     what the committed file holds only for production)."""
     return load_catalog().rule_files(profile)
+
+
+def generated_files() -> dict[str, Callable[[], str]]:
+    """Repository-relative path -> function producing its current content: the rule files, their
+    promtool tests and the runbook index."""
+    return load_catalog().generated()
 
 
 def all_alerts() -> list[AlertRule]:
