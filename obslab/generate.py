@@ -43,12 +43,13 @@ def write_all(root: Path | None = None) -> list[str]:
     return written
 
 
-def run(*, check: bool) -> int:
-    """``obslab generate`` / ``obslab rules generate``: write, or with ``check`` list what is stale."""
+def run(*, check: bool, command: str = "obslab generate") -> int:
+    """``obslab generate`` / ``obslab rules generate``: write, or with ``check`` list what is stale
+    and say which ``command`` writes it."""
     if check:
         stale = stale_files()
         for path in stale:
-            print(f"stale: {path} (run `obslab generate`)")
+            print(f"stale: {path} (run `{command}`)")
         return 1 if stale else 0
     for path in write_all():
         print(f"wrote {path}")

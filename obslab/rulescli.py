@@ -27,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
                          alert.for_ or (f"burn {window}" if window else "-")])
         print(text_table(["ALERT", "SEVERITY", "TEAM", "SERVICE", "FOR"], rows))
         return 0
-    return generate.run(check=args.check)
+    return generate.run(check=args.check, command="obslab rules generate")
