@@ -1,0 +1,121 @@
+"""Alerting names: label and annotation keys, severities, teams, receivers, links."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+# --- alerting (DESIGN.md, "Alerting conventions") -------------------------------------------
+
+# Runbooks are served by the alert-receiver, one page per alert: runbooks/<AlertName>.md.
+RUNBOOK_BASE_URL = "http://localhost:8095/runbooks"
+# Grafana's short dashboard link: /d/<uid> (Grafana adds the slug itself).
+DASHBOARD_BASE_URL = "http://localhost:3000/d"
+# Jaeger's UI (compose); natively the trace sink answers its query API (/api/traces) instead.
+JAEGER_UI_URL = "http://localhost:16686"
+
+# Routing labels of every alert (L_SERVICE, above, is the third) and its annotations.
+L_SEVERITY = "severity"
+L_ALERTNAME = "alertname"   # set by Prometheus on every alert; Alertmanager routes and groups on it
+L_TEAM = "team"
+A_SUMMARY = "summary"
+A_DESCRIPTION = "description"
+A_RUNBOOK_URL = "runbook_url"
+A_DASHBOARD_URL = "dashboard_url"
+
+
+class Severity(str, Enum):
+    CRITICAL = "critical"   # pages someone now
+    WARNING = "warning"     # opens a ticket
+    INFO = "info"           # recorded, not routed
+
+
+TEAM_WINDOWS_PLATFORM = "windows-platform"   # owns the IIS estate
+SERVICE_IIS = "iis"                          # the ``service`` label of IIS alerts (the tier)
+
+# Grafana dashboard UIDs alerts link to (stable: links in old notifications must keep working).
+DASHBOARD_IIS = "obslab-iis"
+DASHBOARD_OVERVIEW = "obslab-overview"     # RED per service, service graph
+DASHBOARD_SLOS = "obslab-slos"             # transactions, SLOs, error budgets, burn rates
+DASHBOARD_DDOS = "obslab-ddos"
+DASHBOARD_BASELINES = "obslab-baselines"
+DASHBOARD_ALERTS = "obslab-alerts"         # firing alerts, notifications, faults, drills
+
+# SLO rules (obslab/rules/slo.py); {window} is each burn-rate window, e.g. 1h.
+L_SLO = "slo"
+L_LONG_WINDOW = "long_window"
+L_SHORT_WINDOW = "short_window"
+RULE_SLO_ERROR_RATIO = "slo:sli_error:ratio_rate{window}"
+RULE_SLO_BURN_RATE = "slo:burn_rate:ratio_rate{window}"
+RULE_SLO_OBJECTIVE = "slo:objective:ratio"
+RULE_SLO_ERROR_BUDGET = "slo:error_budget:ratio"
+RULE_SLO_BUDGET_REMAINING = "slo:error_budget_remaining:ratio"
+
+# The OpenTelemetry Collector's own metrics (compose), read by the telemetry-pipeline alert.
+# What the Collector's connectors write (compose only). spanmetrics' namespace is dotted in the
+# Collector's configuration; Prometheus sees underscores, and so does Jaeger's Monitor tab.
+SPANMETRICS_NAMESPACE = "traces.span.metrics"
+SPANMETRICS_PREFIX = "traces_span_metrics"
+SPANMETRICS_CALLS = f"{SPANMETRICS_PREFIX}_calls_total"
+SPANMETRICS_DURATION = f"{SPANMETRICS_PREFIX}_duration_milliseconds"          # histogram, ms
+SERVICEGRAPH_REQUESTS = "traces_service_graph_request_total"
+SERVICEGRAPH_FAILED = "traces_service_graph_request_failed_total"
+SERVICEGRAPH_SERVER_DURATION = "traces_service_graph_request_server_seconds"  # histogram, s
+EXEMPLAR_TRACE_ID_LABEL = "trace_id"   # the exemplar label prometheus-client and the Collector write
+
+OTELCOL_EXPORTER_SENT_SPANS = "otelcol_exporter_sent_spans_total"
+OTELCOL_EXPORTER_SEND_FAILED_SPANS = "otelcol_exporter_send_failed_spans_total"
+OTELCOL_METRICS = (OTELCOL_EXPORTER_SENT_SPANS, OTELCOL_EXPORTER_SEND_FAILED_SPANS)
+
+# Alerts code refers to (drills, the live tests, Alertmanager's routes).
+ALERT_WATCHDOG = "Watchdog"
+ALERT_PAYMENT_AVAILABILITY = "PaymentAvailabilityBudgetBurn"
+ALERT_SERVICE_ERROR_RATE = "ServiceErrorRateHigh"
+ALERT_CIRCUIT_BREAKER_OPEN = "CircuitBreakerOpen"
+ALERT_GATEWAY_FLOOD = "GatewayFloodSuspected"
+ALERT_DDOS_SUSPECTED = "DDoSAttackSuspected"   # the ML detector's (ddos-detector)
+ALERT_ML_DETECTOR_STALE = "MLDetectorStale"
+ALERT_METRIC_OUTSIDE_BASELINE = "MetricOutsideBaseline"
+ALERT_BANKING_SERVICE_DOWN = "BankingServiceDown"   # never inhibited: a flood does not stop a process
+
+# Alertmanager receivers (alertmanager/): every route ends at the alert-receiver in the lab.
+RECEIVER_PAGER = "pager"
+RECEIVER_DEADMAN = "deadman"
+RECEIVER_BLACKHOLE = "blackhole"               # info: recorded in Alertmanager, never sent
+
+
+def chat_receiver(team: str) -> str:
+    """The team chat receiver that gets ``team``'s warnings, e.g. ``chat-core-banking``."""
+    return f"chat-{team}"
+
+# Recording rules, named level:metric:operations. An empty level is the whole IIS estate.
+RULE_IIS_SITE_REQUESTS_RATE = "site:windows_iis_requests:rate5m"
+RULE_IIS_SITE_REQUESTS_RATE_AVG30M = "site:windows_iis_requests:rate5m_avg30m"
+RULE_IIS_SITE_SURGE_RATIO = "site:windows_iis_volume:surge_ratio"
+RULE_IIS_SITE_SERVER_ERRORS_RATE = "site:windows_iis_server_errors:rate5m"
+RULE_IIS_SITE_CLIENT_ERRORS_RATE = "site:windows_iis_client_errors:rate5m"
+RULE_IIS_SITE_SUCCESS_PERCENT = "site:windows_iis_success:percent_rate5m"
+RULE_IIS_SITE_P95 = "site:windows_iis_request_execution_time:p95_rate5m"
+RULE_IIS_APP_EXCEPTIONS_RATE = "app:windows_netframework_exceptions:rate5m"
+RULE_IIS_APP_EXCEPTIONS_PERCENT = "app:windows_netframework_exceptions:percent_rate5m"
+RULE_IIS_REQUESTS_RATE = ":windows_iis_requests:rate5m"
+RULE_IIS_SUCCESS_PERCENT = ":windows_iis_success:percent_rate5m"
+RULE_IIS_EXCEPTIONS_PERCENT = ":windows_netframework_exceptions:percent_rate5m"
+RULE_IIS_P95 = ":windows_iis_request_execution_time:p95_rate5m"
+
+# Alert names; each has runbooks/<name>.md.
+ALERT_IIS_VOLUME_SURGE = "IISVolumeSurge"
+ALERT_IIS_SUCCESS_RATE_LOW = "IISSuccessRateLow"
+ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH = "IISTechnicalExceptionsHigh"
+ALERT_IIS_RESPONSE_TIME_P95_HIGH = "IISResponseTimeP95High"
+ALERT_IIS_APP_POOL_DOWN = "IISAppPoolDown"
+
+
+def runbook_url(alert: str, base: str = RUNBOOK_BASE_URL) -> str:
+    """Where the runbook of ``alert`` is served, e.g. ``.../runbooks/IISAppPoolDown.md`` (``base``:
+    the alert-receiver's runbook folder; a lab on other ports passes its own)."""
+    return f"{base}/{alert}.md"
+
+
+def dashboard_url(uid: str) -> str:
+    """Grafana link to the dashboard with ``uid``."""
+    return f"{DASHBOARD_BASE_URL}/{uid}"
