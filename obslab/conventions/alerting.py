@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 
+from obslab.conventions.components import ALERT_RECEIVER, DEFAULT_PORTS
+
 # --- alerting (DESIGN.md, "Alerting conventions") -------------------------------------------
 
 # Runbooks are served by the alert-receiver, one page per alert: runbooks/<AlertName>.md.
-RUNBOOK_BASE_URL = "http://localhost:8095/runbooks"
+RUNBOOK_BASE_URL = f"http://localhost:{DEFAULT_PORTS[ALERT_RECEIVER]}/runbooks"
 # Grafana's short dashboard link: /d/<uid> (Grafana adds the slug itself).
 DASHBOARD_BASE_URL = "http://localhost:3000/d"
 # Jaeger's UI (compose); natively the trace sink answers its query API (/api/traces) instead.
@@ -28,9 +30,6 @@ class Severity(str, Enum):
     WARNING = "warning"     # opens a ticket
     INFO = "info"           # recorded, not routed
 
-
-TEAM_WINDOWS_PLATFORM = "windows-platform"   # owns the IIS estate
-SERVICE_IIS = "iis"                          # the ``service`` label of IIS alerts (the tier)
 
 # Grafana dashboard UIDs alerts link to (stable: links in old notifications must keep working).
 DASHBOARD_IIS = "obslab-iis"
@@ -59,7 +58,6 @@ SPANMETRICS_CALLS = f"{SPANMETRICS_PREFIX}_calls_total"
 SPANMETRICS_DURATION = f"{SPANMETRICS_PREFIX}_duration_milliseconds"          # histogram, ms
 SERVICEGRAPH_REQUESTS = "traces_service_graph_request_total"
 SERVICEGRAPH_FAILED = "traces_service_graph_request_failed_total"
-SERVICEGRAPH_SERVER_DURATION = "traces_service_graph_request_server_seconds"  # histogram, s
 EXEMPLAR_TRACE_ID_LABEL = "trace_id"   # the exemplar label prometheus-client and the Collector write
 
 OTELCOL_EXPORTER_SENT_SPANS = "otelcol_exporter_sent_spans_total"
@@ -70,7 +68,6 @@ OTELCOL_METRICS = (OTELCOL_EXPORTER_SENT_SPANS, OTELCOL_EXPORTER_SEND_FAILED_SPA
 ALERT_WATCHDOG = "Watchdog"
 ALERT_PAYMENT_AVAILABILITY = "PaymentAvailabilityBudgetBurn"
 ALERT_SERVICE_ERROR_RATE = "ServiceErrorRateHigh"
-ALERT_CIRCUIT_BREAKER_OPEN = "CircuitBreakerOpen"
 ALERT_GATEWAY_FLOOD = "GatewayFloodSuspected"
 ALERT_DDOS_SUSPECTED = "DDoSAttackSuspected"   # the ML detector's (ddos-detector)
 ALERT_ML_DETECTOR_STALE = "MLDetectorStale"
@@ -89,7 +86,6 @@ def chat_receiver(team: str) -> str:
 
 # Recording rules, named level:metric:operations. An empty level is the whole IIS estate.
 RULE_IIS_SITE_REQUESTS_RATE = "site:windows_iis_requests:rate5m"
-RULE_IIS_SITE_REQUESTS_RATE_AVG30M = "site:windows_iis_requests:rate5m_avg30m"
 RULE_IIS_SITE_SURGE_RATIO = "site:windows_iis_volume:surge_ratio"
 RULE_IIS_SITE_SERVER_ERRORS_RATE = "site:windows_iis_server_errors:rate5m"
 RULE_IIS_SITE_CLIENT_ERRORS_RATE = "site:windows_iis_client_errors:rate5m"

@@ -16,7 +16,6 @@ ATTR_RISK_DECISION = "banking.risk.decision"
 ATTR_ACCOUNT_MASKED = "banking.account.masked"
 ATTR_COUNTERPARTY_MASKED = "banking.counterparty.masked"
 ATTR_IDEMPOTENT_REPLAY = "banking.idempotent_replay"
-ATTR_MERCHANT_CATEGORY = "banking.merchant.category"
 ATTR_NOTIFICATION_KIND = "banking.notification.kind"
 ATTR_PEER_SERVICE = "peer.service"
 ATTR_CLIENT_ADDRESS = "client.address"      # OTel semantic convention: the original client

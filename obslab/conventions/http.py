@@ -14,7 +14,6 @@ HEADER_SERVICE_TOKEN = "X-Obslab-Service-Token"
 HEADER_CUSTOMER_ASSERTION = "X-Obslab-Customer"
 # The client address the gateway established (read only from an authenticated gateway call).
 HEADER_CLIENT_ADDRESS = "X-Obslab-Client-Address"
-HEADER_TRACE_RESPONSE = "traceresponse"
 # Honoured by the gateway only from a configured proxy (OBSLAB_TRUSTED_PROXIES) or the lab's own
 # load generator (it simulates the internet's many clients and proves it with its service token).
 HEADER_FORWARDED_FOR = "X-Forwarded-For"
