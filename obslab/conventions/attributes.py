@@ -24,11 +24,6 @@ ATTR_FAULT_ID = "fault.id"
 ATTR_FAULT_KIND = "fault.kind"
 ATTR_FAULT_TARGET = "fault.target"
 
-# Upper bounds (major units) of the amount buckets used on spans.
-AMOUNT_BUCKETS: tuple[tuple[str, int], ...] = (
-    ("lt_10", 10), ("lt_100", 100), ("lt_1k", 1_000), ("lt_10k", 10_000), ("lt_100k", 100_000),
-)
-AMOUNT_BUCKET_LARGEST = "ge_100k"
 
 # --- identifiers and redaction ----------------------------------------------------------------
 
@@ -43,11 +38,3 @@ PAYMENT_ID_PATTERN = r"pay_[a-z0-9]{16}"
 JWT_PATTERN = r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"
 CARD_NUMBER_PATTERN = r"(?<!\d)\d{13,19}(?!\d)"
 SECRET_QUERY_PARAMETER_PATTERN = r"\b((?i:password|passwd|token|access_token|secret))=[^&\s]+"
-
-SYSTEM_ACCOUNT_CASH = "cash"              # where deposits come from (may go negative)
-SYSTEM_ACCOUNT_SETTLEMENT = "settlement"  # where card payments go before the merchant is paid
-
-
-def system_account_id(purpose: str, currency: str) -> str:
-    """The bank's own account for ``purpose`` in ``currency``, e.g. ``sys_settlement_eur``."""
-    return f"sys_{purpose}_{currency.lower()}"

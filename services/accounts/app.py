@@ -24,6 +24,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from obslab import conventions as c
+from obslab.services.common import money
 from obslab.platform.app import ServiceContext, caller, create_service_app, parse_body, require_customer
 from obslab.platform.errors import ApiError
 from obslab.platform.identity import CALLER_NOT_ALLOWED
@@ -141,7 +142,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     @app.post("/deposits")
     def deposit():
         body = parse_body(DepositRequest)
-        cash = ledger.ensure_system_account(c.SYSTEM_ACCOUNT_CASH, body.currency)
+        cash = ledger.ensure_system_account(money.SYSTEM_ACCOUNT_CASH, body.currency)
         return apply(MovementKind.DEPOSIT, body.id, cash, body.account, body.amount_minor, body.currency, None)
 
     @app.get("/ledger/invariants")
@@ -151,4 +152,4 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     # Card payments settle into this account; make sure it exists for every currency up front.
     for currency in sorted(CURRENCIES):
-        ledger.ensure_system_account(c.SYSTEM_ACCOUNT_SETTLEMENT, currency)
+        ledger.ensure_system_account(money.SYSTEM_ACCOUNT_SETTLEMENT, currency)

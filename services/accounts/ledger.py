@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
+from obslab.services.common import money
 from obslab.platform.clock import now_ms
 from obslab.platform.db import Database
 from obslab.platform.ids import new_id
@@ -118,16 +119,16 @@ class MovementRule:
 
 MOVEMENT_RULES: dict[MovementKind, MovementRule] = {
     MovementKind.TRANSFER: MovementRule(_CUSTOMER, _CUSTOMER),
-    MovementKind.PAYMENT: MovementRule(_CUSTOMER, c.SYSTEM_ACCOUNT_SETTLEMENT),
-    MovementKind.REFUND: MovementRule(c.SYSTEM_ACCOUNT_SETTLEMENT, _CUSTOMER),
-    MovementKind.DEPOSIT: MovementRule(c.SYSTEM_ACCOUNT_CASH, _CUSTOMER),
+    MovementKind.PAYMENT: MovementRule(_CUSTOMER, money.SYSTEM_ACCOUNT_SETTLEMENT),
+    MovementKind.REFUND: MovementRule(money.SYSTEM_ACCOUNT_SETTLEMENT, _CUSTOMER),
+    MovementKind.DEPOSIT: MovementRule(money.SYSTEM_ACCOUNT_CASH, _CUSTOMER),
 }
 
 
 def _end_allowed(required: str, account: Any, currency: str) -> bool:
     if required == _CUSTOMER:
         return account["owner_id"] is not None
-    return account["owner_id"] is None and account["id"] == c.system_account_id(required, currency)
+    return account["owner_id"] is None and account["id"] == money.system_account_id(required, currency)
 
 
 class LedgerError(Exception):
@@ -180,7 +181,7 @@ class Ledger:
                 "balance_minor": 0}
 
     def ensure_system_account(self, purpose: str, currency: str) -> str:
-        account_id = c.system_account_id(purpose, currency)
+        account_id = money.system_account_id(purpose, currency)
         try:
             self.db.run(lambda conn: conn.execute(insert(accounts).values(
                 id=account_id, owner_id=None, type="system", currency=currency, balance_minor=0,

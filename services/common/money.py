@@ -15,12 +15,25 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema
 
-from obslab import conventions as c
 
 CURRENCIES: frozenset[str] = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK"})
 MINOR_UNITS_PER_MAJOR = 100
 # Largest single movement the platform accepts (major units): a guard against fat fingers.
 MAX_AMOUNT = Decimal("1000000.00")
+
+# Upper bounds (major units) of the amount buckets used on spans.
+AMOUNT_BUCKETS: tuple[tuple[str, int], ...] = (
+    ("lt_10", 10), ("lt_100", 100), ("lt_1k", 1_000), ("lt_10k", 10_000), ("lt_100k", 100_000),
+)
+AMOUNT_BUCKET_LARGEST = "ge_100k"
+
+SYSTEM_ACCOUNT_CASH = "cash"              # where deposits come from (may go negative)
+SYSTEM_ACCOUNT_SETTLEMENT = "settlement"  # where card payments go before the merchant is paid
+
+
+def system_account_id(purpose: str, currency: str) -> str:
+    """The bank's own account for ``purpose`` in ``currency``, e.g. ``sys_settlement_eur``."""
+    return f"sys_{purpose}_{currency.lower()}"
 
 
 def _known_currency(code: str) -> str:
@@ -89,7 +102,7 @@ def to_decimal_string(minor: int) -> str:
 def amount_bucket(minor: int) -> str:
     """A bounded, non-identifying description of an amount for span attributes."""
     major = abs(minor) // MINOR_UNITS_PER_MAJOR
-    for name, upper in c.AMOUNT_BUCKETS:
+    for name, upper in AMOUNT_BUCKETS:
         if major < upper:
             return name
-    return c.AMOUNT_BUCKET_LARGEST
+    return AMOUNT_BUCKET_LARGEST

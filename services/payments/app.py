@@ -22,6 +22,7 @@ from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table
 from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
+from obslab.services.common import money
 from obslab import topology
 from obslab.conventions import TransactionStatus, TransactionType
 from obslab.faults.board import process_board
@@ -160,7 +161,7 @@ def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
                             payment_id=payment_id, reasons=risk["reasons"])
         response = accounts.request("POST", "/movements", json={
             "id": payment_id, "kind": "payment", "debit_account": row["account"],
-            "credit_account": c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, currency),
+            "credit_account": money.system_account_id(money.SYSTEM_ACCOUNT_SETTLEMENT, currency),
             "amount_minor": amount_minor, "currency": currency,
         }, for_customer=True)
         if response.status_code >= 400:
@@ -184,7 +185,7 @@ def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
         if row["status"] == REFUNDING:
             accounts.call("POST", "/movements", json={
                 "id": f"{payment_id}-refund", "kind": "refund",
-                "debit_account": c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, body.currency),
+                "debit_account": money.system_account_id(money.SYSTEM_ACCOUNT_SETTLEMENT, body.currency),
                 "credit_account": body.account, "amount_minor": amount_minor, "currency": body.currency,
             })
             save(payment_id, status=TransactionStatus.DECLINED.value, error_code="payment_declined")

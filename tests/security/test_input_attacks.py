@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 
 from obslab import conventions as c
+from obslab.services.common import money
 from tests.support import Customer, deposit
 
 
@@ -129,8 +130,8 @@ def test_a_superscript_digit_in_limit_is_a_400_not_a_500(alice, limit):
     assert response.json()["error"] == "invalid_limit"
 
 
-@pytest.mark.parametrize("target", ["acc_x", c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, "EUR"),
-                                    c.system_account_id(c.SYSTEM_ACCOUNT_CASH, "EUR"), "acc_" + "a" * 17])
+@pytest.mark.parametrize("target", ["acc_x", money.system_account_id(money.SYSTEM_ACCOUNT_SETTLEMENT, "EUR"),
+                                    money.system_account_id(money.SYSTEM_ACCOUNT_CASH, "EUR"), "acc_" + "a" * 17])
 def test_an_account_id_that_cannot_exist_is_not_found_and_never_echoed_back(funded, target):
     """Such an id used to be recorded (and scored) before the ledger refused it, so that the
     sender's history showed it back as a transfer's ``to_account``, which the document says is

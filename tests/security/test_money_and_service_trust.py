@@ -15,12 +15,13 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from obslab import conventions as c
+from obslab.services.common import money
 from obslab import secrets
 from obslab.platform.identity import Signer
 from tests.support import Customer, customer_headers, deposit, service_headers
 
-SETTLEMENT = c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, "EUR")
-CASH = c.system_account_id(c.SYSTEM_ACCOUNT_CASH, "EUR")
+SETTLEMENT = money.system_account_id(money.SYSTEM_ACCOUNT_SETTLEMENT, "EUR")
+CASH = money.system_account_id(money.SYSTEM_ACCOUNT_CASH, "EUR")
 
 
 @pytest.fixture
@@ -307,7 +308,7 @@ def test_the_books_check_catches_money_taken_from_the_bank_even_when_the_sum_sta
 
     db = Database(c.ACCOUNTS, books.metadata, f"sqlite:///{tmp_path / 'accounts.sqlite3'}")
     ledger = books.Ledger(db)
-    settlement = ledger.ensure_system_account(c.SYSTEM_ACCOUNT_SETTLEMENT, "EUR")
+    settlement = ledger.ensure_system_account(money.SYSTEM_ACCOUNT_SETTLEMENT, "EUR")
     own = ledger.open_account("cus_0000000000thief", "checking", "EUR")["id"]
     assert ledger.invariant_violations() == []
 
@@ -337,7 +338,7 @@ def test_the_books_check_catches_a_customer_debiting_another_customers_account(t
     ledger = books.Ledger(db)
     victim = ledger.open_account("cus_00000000victim", "checking", "EUR")["id"]
     thief = ledger.open_account("cus_000000000thief", "checking", "EUR")["id"]
-    ledger.apply("dep-1", books.MovementKind.DEPOSIT, ledger.ensure_system_account(c.SYSTEM_ACCOUNT_CASH, "EUR"),
+    ledger.apply("dep-1", books.MovementKind.DEPOSIT, ledger.ensure_system_account(money.SYSTEM_ACCOUNT_CASH, "EUR"),
                  victim, 5_000, "EUR", None)
     ledger.apply("trf-1", books.MovementKind.TRANSFER, victim, thief, 1_000, "EUR", "cus_00000000victim")
     assert ledger.invariant_violations() == []

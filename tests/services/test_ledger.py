@@ -8,6 +8,7 @@ import uuid
 import requests
 
 from obslab import conventions as c
+from obslab.services.common import money
 from obslab import secrets
 from tests.support import customer_headers, service_headers
 
@@ -62,7 +63,7 @@ def test_the_ledger_never_creates_or_destroys_money(stack):
 
     ledger = Ledger(stack.app("accounts").extensions["obslab"].db)
     assert ledger.total_balance() == 0  # the cash account went negative by what was deposited
-    cash = ledger.account(c.system_account_id("cash", "EUR"))
+    cash = ledger.account(money.system_account_id("cash", "EUR"))
     assert cash["balance_minor"] < 0
     assert ledger.invariant_violations() == []
 
@@ -90,7 +91,7 @@ def test_a_refund_returns_one_payment_once_to_the_account_it_debited(stack):
     owner = customer_id()
     account = open_account(stack, owner)
     assert deposit(stack, account, 1000).status_code == 201
-    settlement = c.system_account_id(c.SYSTEM_ACCOUNT_SETTLEMENT, "EUR")
+    settlement = money.system_account_id(money.SYSTEM_ACCOUNT_SETTLEMENT, "EUR")
     payment = {"id": f"pay_{uuid.uuid4().hex[:16]}", "kind": "payment", "debit_account": account,
                "credit_account": settlement, "amount_minor": 300, "currency": "EUR"}
     assert move(stack, c.PAYMENTS, owner, **payment).status_code == 201
