@@ -9,13 +9,13 @@ names that come from the seed notes (``transaction_*``) must not drift: dashboar
 both runtimes are written against them.
 """
 
+from obslab.conventions.alerting import *  # noqa: F401,F403
+from obslab.conventions.attributes import *  # noqa: F401,F403
 from obslab.conventions.components import *  # noqa: F401,F403
-from obslab.conventions.http import *  # noqa: F401,F403
-from obslab.conventions.metrics import *  # noqa: F401,F403
 from obslab.conventions.faults import *  # noqa: F401,F403
+from obslab.conventions.http import *  # noqa: F401,F403
 from obslab.conventions.iis import *  # noqa: F401,F403
 from obslab.conventions.loadgen import *  # noqa: F401,F403
-from obslab.conventions.receiver import *  # noqa: F401,F403
-from obslab.conventions.attributes import *  # noqa: F401,F403
-from obslab.conventions.alerting import *  # noqa: F401,F403
+from obslab.conventions.metrics import *  # noqa: F401,F403
 from obslab.conventions.ml import *  # noqa: F401,F403
+from obslab.conventions.receiver import *  # noqa: F401,F403

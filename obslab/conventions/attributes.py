@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # --- span attributes (banking context; never secrets, tokens or full account numbers) --------
 
 ATTR_TRANSACTION_TYPE = "banking.transaction.type"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # --- services and ports (DESIGN.md, "Components") -------------------------------------------
 
 GATEWAY = "gateway"

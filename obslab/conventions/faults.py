@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from obslab.conventions.metrics import L_SERVICE, MetricSpec
 from enum import Enum
+
+from obslab.conventions.metrics import L_SERVICE, MetricSpec
 
 # --- fault control plane ----------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 # --- HTTP headers -------------------------------------------------------------------------------
 
 HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from obslab.conventions.metrics import L_ERROR_CODE, L_METHOD, MetricSpec
 from dataclasses import dataclass
+
+from obslab.conventions.metrics import L_ERROR_CODE, L_METHOD, MetricSpec
 
 # --- Windows IIS (seeds/001: "Windows IIS Metrics"; names and labels must not drift) -----------
 
@@ -72,16 +73,6 @@ IIS_FAMILIES: tuple[MetricSpec, ...] = (
     IIS_APP_POOL_STATE, NETFRAMEWORK_EXCEPTIONS, CUSTOM_ERRORS,
 )
 
-# Share of each site's requests per HTTP method (a banking front end: mostly reads).
-IIS_METHOD_MIX: dict[str, float] = {"GET": 0.72, "POST": 0.22, "PUT": 0.04, "DELETE": 0.02}
-# .NET exception types thrown in normal operation, with their share of the exceptions.
-NETFRAMEWORK_EXCEPTION_MIX: dict[str, float] = {
-    "System.NullReferenceException": 0.30,
-    "System.Data.SqlClient.SqlException": 0.25,
-    "System.TimeoutException": 0.20,
-    "System.InvalidOperationException": 0.15,
-    "System.ArgumentException": 0.10,
-}
 # An exception storm is a database in trouble: one type floods the counters.
 NETFRAMEWORK_STORM_EXCEPTION = "System.Data.SqlClient.SqlException"
 # Status codes the custom error pages exist for: not found, application error, pool down.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from obslab.conventions.metrics import LATENCY_BUCKETS, L_OUTCOME, MetricSpec
+from obslab.conventions.metrics import L_OUTCOME, LATENCY_BUCKETS, MetricSpec
 
 # --- load generator ------------------------------------------------------------------------------
 

@@ -30,10 +30,21 @@ from obslab.sim.sampling import Streams, fixed_value_bucket, normal_buckets
 
 K = c.FaultKind
 
-METHODS: tuple[str, ...] = tuple(c.IIS_METHOD_MIX)
-METHOD_SHARES = np.array(list(c.IIS_METHOD_MIX.values()))
-EXCEPTION_TYPES: tuple[str, ...] = tuple(c.NETFRAMEWORK_EXCEPTION_MIX)
-EXCEPTION_SHARES = np.array(list(c.NETFRAMEWORK_EXCEPTION_MIX.values()))
+# Share of each site's requests per HTTP method (a banking front end: mostly reads).
+IIS_METHOD_MIX: dict[str, float] = {"GET": 0.72, "POST": 0.22, "PUT": 0.04, "DELETE": 0.02}
+# .NET exception types thrown in normal operation, with their share of the exceptions.
+NETFRAMEWORK_EXCEPTION_MIX: dict[str, float] = {
+    "System.NullReferenceException": 0.30,
+    "System.Data.SqlClient.SqlException": 0.25,
+    "System.TimeoutException": 0.20,
+    "System.InvalidOperationException": 0.15,
+    "System.ArgumentException": 0.10,
+}
+
+METHODS: tuple[str, ...] = tuple(IIS_METHOD_MIX)
+METHOD_SHARES = np.array(list(IIS_METHOD_MIX.values()))
+EXCEPTION_TYPES: tuple[str, ...] = tuple(NETFRAMEWORK_EXCEPTION_MIX)
+EXCEPTION_SHARES = np.array(list(NETFRAMEWORK_EXCEPTION_MIX.values()))
 STORM_TYPE_INDEX = EXCEPTION_TYPES.index(c.NETFRAMEWORK_STORM_EXCEPTION)
 ERROR_CODES: tuple[str, ...] = c.IIS_CUSTOM_ERROR_CODES
 BUCKETS = np.array(c.IIS_EXECUTION_TIME_BUCKETS)

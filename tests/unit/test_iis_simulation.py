@@ -24,6 +24,7 @@ from obslab.faults.board import FaultBoard
 from obslab.faults.model import Fault
 from obslab.iis_mock.clock import SimClock
 from obslab.iis_mock.exporter import IisExporter
+from obslab.sim import iis
 from obslab.sim.iis import Batch, Effects, IisModel
 from obslab.sim.iis_series import iis_series
 
@@ -74,7 +75,7 @@ class Estate:
         return sum(self.value(name, **{label: v}, **more) for v in values)
 
     def requests(self, sites: list[str] = SITES) -> float:
-        return sum(self.value(c.IIS_REQUESTS.name, method=m, site=s) for s in sites for m in c.IIS_METHOD_MIX)
+        return sum(self.value(c.IIS_REQUESTS.name, method=m, site=s) for s in sites for m in iis.IIS_METHOD_MIX)
 
     def snapshot(self, site: str | None = None) -> dict[str, float]:
         sites = SITES if site is None else [site]
@@ -89,7 +90,7 @@ class Estate:
             **{f"le_{b}": sum(self.value(f"{hist}_bucket", site=s, le=_le(b)) for s in sites)
                for b in c.IIS_EXECUTION_TIME_BUCKETS},
             "exceptions": sum(self.value(c.NETFRAMEWORK_EXCEPTIONS.name, app_name=a, exception_type=t)
-                              for a in apps for t in c.NETFRAMEWORK_EXCEPTION_MIX),
+                              for a in apps for t in iis.NETFRAMEWORK_EXCEPTION_MIX),
             "custom_503": sum(self.value(c.CUSTOM_ERRORS.name, app_name=a, error_code="503") for a in apps),
         }
 
