@@ -14,7 +14,7 @@ Alertmanager's own HTTP API (alerts, silences, even ``/-/ready``) answers only b
 ``operator`` (``obslab.secrets.ALERTMANAGER_WEB_USER``): it runs with ``--web.config.file`` =
 ``alertmanager-web/web.yml`` of the lab's secrets (:func:`web_config_file`), and whoever talks to
 it sends the password of ``alertmanager-web/password`` (:func:`web_password_file`,
-:func:`client_basic_auth`): Prometheus, amtool, the tests, people. The route tree follows DESIGN.md's
+:func:`client_basic_auth`): Prometheus, amtool, the tests, people. The route tree follows the lab's
 alerting conventions, the teams come from ``prometheus/spec/teams.yml`` and the alerts a flood
 causes from the spec's ``caused_by_ddos`` (alertmanager/README.md draws the tree):
 

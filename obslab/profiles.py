@@ -75,7 +75,7 @@ class Profile:
 
     def detection_floor(self, *, condition_s: float, for_: str | None = None, dependent_groups: int = 1,
                         scrape_s: int | None = None) -> float:
-        """DESIGN.md's theoretical time-to-detect: scrape + evaluation (+1 per dependent rule
+        """The theoretical time-to-detect (drills/README.md): scrape + evaluation (+1 per dependent rule
         group) + condition time + ``for`` + Alertmanager's group_wait, in seconds.
 
         >>> FAST.detection_floor(condition_s=5.0, for_="5m")

@@ -131,7 +131,7 @@ def component(name: str) -> Component:
     return _BY_NAME[name]
 
 
-# --- who may call what (DESIGN.md, "Trust model") ----------------------------------------------
+# --- who may call what (README.md, "Trust") -------------------------------------------------------
 
 # Anything that is not a component: the public internet at the gateway, a browser, an OTLP exporter.
 Access = Literal["open", "customer", "service", "control"]

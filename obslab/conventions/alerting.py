@@ -6,7 +6,7 @@ from enum import Enum
 
 from obslab.conventions.components import ALERT_RECEIVER, DEFAULT_PORTS
 
-# --- alerting (DESIGN.md, "Alerting conventions") -------------------------------------------
+# --- alerting (routing: alertmanager/README.md) ------------------------------------------------
 
 # Runbooks are served by the alert-receiver, one page per alert: runbooks/<AlertName>.md.
 RUNBOOK_BASE_URL = f"http://localhost:{DEFAULT_PORTS[ALERT_RECEIVER]}/runbooks"

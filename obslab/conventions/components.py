@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# --- services and ports (DESIGN.md, "Components") -------------------------------------------
+# --- services and ports ----------------------------------------------------------------------
 
 GATEWAY = "gateway"
 AUTH = "auth"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from obslab.conventions.metrics import L_ERROR_CODE, L_METHOD, MetricSpec
 
-# --- Windows IIS (seeds/001: "Windows IIS Metrics"; names and labels must not drift) -----------
+# --- Windows IIS (the seed notes' schema: names and labels must not drift) ----------------------
 
 L_SITE = "site"
 L_APP_POOL = "app_pool"

@@ -81,7 +81,7 @@ CIRCUIT_BREAKER_OPEN = MetricSpec(
     (L_SERVICE, L_PEER),
 )
 
-# Seed metric schema (seeds/001: "Transaction Metrics"). Names and labels must not drift.
+# The seed notes' transaction metric schema. Names and labels must not drift.
 TRANSACTION_REQUESTS = MetricSpec(
     "transaction_requests_total", "counter",
     "Money movements requested, by type and final status.",

@@ -93,7 +93,7 @@ def all_receivers(catalog: Catalog) -> list[str]:
 # --- floors -----------------------------------------------------------------------------------
 
 def floor_seconds(catalog: Catalog, expect: Expect, profile: Profile) -> float:
-    """DESIGN.md's theoretical time-to-detect for one expectation under ``profile``: scrape +
+    """The theoretical time-to-detect for one expectation under ``profile``: scrape +
     evaluation per dependent group + condition + ``for`` + group_wait (the fastest of the
     alert's matching rules). An SLO burn's condition comes from its window and budget."""
     best = float("inf")

@@ -165,7 +165,7 @@ class Expect(_Strict):
     receiver: str
     within: Timing
     # Time the rule's expression needs to cross its threshold once the fault bites (e.g. 5 % of
-    # a 5-minute window), in the active profile: part of the theoretical floor (DESIGN.md).
+    # a 5-minute window), in the active profile: part of the theoretical floor (drills/README.md).
     condition: Timing = "0s"
     # Which timeline step causes it (its index, from 0): the deadline and the figures count from
     # that step's start.

@@ -1,6 +1,6 @@
 """The IIS estate as a seeded, vectorised model: per-step counts for every series.
 
-Figures from the seeds (seeds/001, "Metric Generation"): base load 100 req/s for the whole
+Figures from the seed notes' metric generation: base load 100 req/s for the whole
 estate (split over the sites by :data:`obslab.conventions.IIS_SITES`), 2-2.5x in business hours
 (:mod:`obslab.sim.seasonality`), 0.1 % of requests answered 5xx, 0.4 % 404, execution time
 Gaussian(50 ms, 20 ms). The rest are choices the seeds leave open, kept in :class:`Figures`.

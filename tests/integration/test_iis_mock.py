@@ -28,7 +28,7 @@ pytestmark = pytest.mark.prometheus
 SPEED = 60.0
 QUIET_HOUR = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.timezone.utc).timestamp()
 
-# The seed schema (seeds/001, "Windows IIS Metrics"), spelled out: this test guards against drift.
+# The seed notes' Windows IIS schema, spelled out: this test guards against drift.
 SEED_FAMILIES = {
     "windows_iis_requests": ("counter", {"method", "site"}),
     "windows_iis_current_connections": ("gauge", {"site"}),

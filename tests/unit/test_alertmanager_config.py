@@ -44,7 +44,7 @@ def amtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([required_binary("amtool"), *args], capture_output=True, text=True, timeout=30)
 
 
-# --- the routing policy (DESIGN.md "Alerting conventions"), stated once, by hand ----------------
+# --- the routing policy (alertmanager/README.md), stated once, by hand --------------------------
 
 def expected_receiver(labels: dict[str, str]) -> str:
     """Where an alert with ``labels`` must end up: Watchdog -> dead-man switch, critical -> the

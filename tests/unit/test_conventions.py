@@ -58,6 +58,6 @@ def test_ports_are_the_design_ports():
         "fraud": 8085, "notifications": 8086, "trace-sink": 4318, "prometheus": 9090,
         "fault-injector": 8094, "iis-mock": 9182, "alert-receiver": 8095, "alertmanager": 9093,
         "ddos-detector": 8091, "baseliner": 8092,
-        # not in DESIGN.md's table (which gives the generator no port): its own /metrics
+        # not in the original component table (which gave the generator no port): its own /metrics
         "load-generator": 8096,
     }
