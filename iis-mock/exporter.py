@@ -18,20 +18,20 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from flask import Flask, Response, request
+from flask import Flask
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from obslab import __version__
 from obslab import conventions as c
 from obslab.faults.board import FaultBoard, process_board
 from obslab.iis_mock.clock import SimClock, clock_from_environment, seed_from_environment, step_from_environment
+from obslab.platform.app import register_operational_routes
 from obslab.platform.errors import register_error_handlers
 from obslab.platform.identity import Signer
 from obslab.sim.iis import Effects, IisModel
 from obslab.sim.iis_series import iis_series
 from obslab.sim.series import Accumulator, Series
-from obslab.telemetry import configure_logging, exposition
+from obslab.telemetry import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -178,26 +178,14 @@ def create_app(*, exporter: IisExporter | None = None) -> Flask:
 
     def describe() -> dict:
         return {
-            "service": c.IIS_MOCK, "version": __version__,
             "sim_time": dt.datetime.fromtimestamp(exporter.sim_time(), dt.timezone.utc).isoformat(
                 timespec="milliseconds"),
             "speed": exporter.clock.speed, "step_seconds": exporter.step,
             "active_faults": [f.describe() for f in exporter.board.active()],
         }
 
-    @app.get("/health")
-    def health():
-        return {"status": "ok", **describe()}
-
-    @app.get("/ready")
-    def ready():
-        return {"status": "ready", **describe()}
-
-    @app.get("/metrics")
-    def metrics():
-        exporter.advance()
-        payload, content_type = exposition(registry, request.headers.get("Accept"))
-        return Response(payload, content_type=content_type)
+    register_operational_routes(app, name=c.IIS_MOCK, registry=registry, describe=describe,
+                                before_scrape=exporter.advance)
 
     log.info("iis-mock configured", extra={
         "speed": exporter.clock.speed, "step_seconds": exporter.step, "seed": exporter.model.seed,

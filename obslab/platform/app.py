@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, jsonify, request
 from opentelemetry import trace
@@ -153,26 +153,41 @@ def context(app: Flask) -> ServiceContext:
 
 
 def _register_operational_routes(app: Flask, ctx: ServiceContext) -> None:
+    register_operational_routes(app, name=ctx.name, registry=ctx.metrics.registry,
+                                readiness_checks=ctx.readiness_checks)
+
+
+def register_operational_routes(app: Flask, *, name: str, registry: Any,
+                                readiness_checks: dict[str, Callable[[], Any]] | None = None,
+                                describe: Callable[[], dict[str, Any]] = dict,
+                                before_scrape: Callable[[], Any] | None = None) -> None:
+    """``/health`` (alive), ``/ready`` (every readiness check passes, else 503) and ``/metrics``
+    (``registry`` as OpenMetrics or text) for any Flask component; ``describe`` adds to the two
+    documents, ``before_scrape`` runs before each scrape (the IIS mock advances its clock)."""
+    checks_by_name = readiness_checks if readiness_checks is not None else {}
+
     @app.get("/health")
     def health():
-        return {"status": "ok", "service": ctx.name, "version": __version__}
+        return {"status": "ok", "service": name, "version": __version__, **describe()}
 
     @app.get("/ready")
     def ready():
         checks: dict[str, str] = {}
-        for check_name, check in ctx.readiness_checks.items():
+        for check_name, check in checks_by_name.items():
             try:
                 check()
                 checks[check_name] = "ok"
             except Exception as exc:  # a readiness probe reports, it never raises
                 checks[check_name] = f"failing: {type(exc).__name__}"
         healthy = all(v == "ok" for v in checks.values())
-        body = {"status": "ready" if healthy else "unready", "service": ctx.name, "checks": checks}
+        body = {"status": "ready" if healthy else "unready", "service": name, "checks": checks, **describe()}
         return jsonify(body), 200 if healthy else 503
 
     @app.get("/metrics")
     def metrics():
-        payload, content_type = exposition(ctx.metrics.registry, request.headers.get("Accept"))
+        if before_scrape is not None:
+            before_scrape()
+        payload, content_type = exposition(registry, request.headers.get("Accept"))
         return Response(payload, content_type=content_type)
 
 
