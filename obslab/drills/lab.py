@@ -27,9 +27,6 @@ from obslab.settings import ConfigError, parse_duration
 
 START_HINT = "start one with `obslab up --detach --profile fast`"
 COMPOSE_SERVICES = {c.TRACE_SINK: "otel-collector"}
-# Compose keeps the lab's secrets in a volume: its operator token and Alertmanager's password
-# reach a drill run on the host through these (drills/README.md, "Compose").
-ALERTMANAGER_PASSWORD_ENV = "OBSLAB_ALERTMANAGER_PASSWORD"
 
 
 class DrillError(Exception):
@@ -76,7 +73,7 @@ class Lab:
             token = secrets.control_token(secrets.OPERATOR, directory)
         except ConfigError as exc:
             raise DrillError(f"no operator token for the lab ({exc}); {START_HINT}") from None
-        password = os.environ.get(ALERTMANAGER_PASSWORD_ENV)
+        password = settings.ALERTMANAGER_PASSWORD.get()
         if not password:
             try:
                 password = secrets.alertmanager_web_password(directory)
@@ -117,7 +114,7 @@ class Lab:
         except DrillError as exc:
             # Only `inhibited: true` checks need it; say so once, do not refuse to run.
             print(f"obslab: warning: {exc}; inhibitions are judged by deliveries alone "
-                  f"(set ${ALERTMANAGER_PASSWORD_ENV} for a compose lab)", file=sys.stderr)
+                  f"(set ${settings.ALERTMANAGER_PASSWORD.name} for a compose lab)", file=sys.stderr)
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -143,9 +140,6 @@ class Lab:
 
     def query(self, promql: str) -> list[dict]:
         return self.prometheus("/api/v1/query", query=promql)["result"]
-
-    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict]:
-        return self.prometheus("/api/v1/query_range", query=promql, start=start, end=end, step=step)["result"]
 
     def prometheus_alerts(self) -> list[dict]:
         """Every pending and firing alert Prometheus holds (labels, state, activeAt)."""

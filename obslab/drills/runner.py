@@ -29,7 +29,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -1121,7 +1120,3 @@ def _wary_of(run: DrillRun, others: list[DrillRun]) -> int:
     quiet = {q.alert for q in run.drill.quiet if not q.inhibited}     # held back, not silent: no wait
     return sum(1 for other in others if other is not run
                and quiet & {name for name, _ in other.claims() + other.side_effects()})
-
-
-def log_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

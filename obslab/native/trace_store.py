@@ -192,7 +192,3 @@ class TraceStore:
                  .group_by(spans.c.trace_id).order_by(newest.desc()).limit(limit))
         with self.db.connect() as conn:
             return [row.trace_id for row in conn.execute(query)]
-
-    def span_count(self) -> int:
-        with self.db.connect() as conn:
-            return conn.execute(select(func.count()).select_from(spans)).scalar_one()
