@@ -2,13 +2,10 @@
 
 ``sim_time = start + speed x real seconds elapsed``. At speed 1 (the lab) the simulated estate
 lives in the present; tests and demos run a simulated day in a minute (speed 1440) without
-changing anything else. Environment (argument > environment > default):
-
-``OBSLAB_IIS_SPEED``   simulated seconds per real second (default 1)
-``OBSLAB_IIS_START``   simulated time at start-up, ISO 8601 (default: now)
-``OBSLAB_IIS_SEED``    seed of the random streams (default 9182: a fixed, repeatable estate)
-``OBSLAB_IIS_STEP_SECONDS``  simulated seconds per step (default: max(1, speed / 100), so a
-                       fast clock costs at most 100 steps per real second)
+changing anything else. Environment (argument > environment > default; obslab/settings.py,
+docs/settings.md): ``OBSLAB_IIS_SPEED``, ``OBSLAB_IIS_START``, ``OBSLAB_IIS_SEED`` and
+``OBSLAB_IIS_STEP_SECONDS`` (default: max(1, speed / 100), so a fast clock costs at most 100
+steps per real second).
 
 >>> ticks = iter([100.0, 101.0])
 >>> clock = SimClock(start=1_795_000_000.0, speed=60.0, real=lambda: next(ticks))
@@ -19,13 +16,11 @@ changing anything else. Environment (argument > environment > default):
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable
 
 from obslab import settings
 
-DEFAULT_SEED = 9182
 MAX_STEPS_PER_REAL_SECOND = 100
 
 
@@ -56,16 +51,15 @@ def parse_time(text: str) -> float:
 
 
 def clock_from_environment() -> SimClock:
-    speed = settings.float_setting("OBSLAB_IIS_SPEED", 1.0, minimum=0.001)
-    raw_start = os.environ.get("OBSLAB_IIS_START")
+    speed = settings.IIS_SPEED.get()
+    raw_start = settings.IIS_START.get()
     start = parse_time(raw_start) if raw_start else time.time()
     return SimClock(start, speed)
 
 
 def seed_from_environment() -> int:
-    return settings.int_setting("OBSLAB_IIS_SEED", DEFAULT_SEED)
+    return settings.IIS_SEED.get()
 
 
 def step_from_environment(speed: float) -> float:
-    return settings.float_setting("OBSLAB_IIS_STEP_SECONDS", max(1.0, speed / MAX_STEPS_PER_REAL_SECOND),
-                                  minimum=0.01)
+    return settings.IIS_STEP_SECONDS.get(default=max(1.0, speed / MAX_STEPS_PER_REAL_SECOND))

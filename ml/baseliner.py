@@ -19,7 +19,6 @@ without Prometheus every gauge is withdrawn and ``ml_input_stale{detector="basel
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -87,7 +86,7 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
 
 
 def load_targets(path: str | None = None) -> tuple[Target, ...]:
-    path = path or os.environ.get("OBSLAB_BASELINE_TARGETS")
+    path = path or settings.BASELINE_TARGETS.get()
     if not path:
         return DEFAULT_TARGETS
     try:

@@ -64,14 +64,14 @@ IMAGES: dict[str, str] = {
     "MYSQL_IMAGE": "mysql:8.0.40",
 }
 # Images built here are tagged with the project's version.
-OBSLAB_IMAGE = "obslab:${OBSLAB_VERSION}"
+PROJECT_IMAGE = "obslab:${OBSLAB_VERSION}"
 
 # Published on the loopback address unless OBSLAB_PUBLISH_ADDRESS says otherwise. No secret here:
 # every key, token and password is generated per deployment (SECRETS_INIT).
 SETTINGS: dict[str, str] = {
-    "OBSLAB_VERSION": __version__,
-    "OBSLAB_PUBLISH_ADDRESS": "127.0.0.1",
-    "OBSLAB_ENVIRONMENT": settings.DEFAULT_ENVIRONMENT,
+    settings.VERSION.name: __version__,
+    settings.PUBLISH_ADDRESS.name: settings.PUBLISH_ADDRESS.default,
+    settings.ENVIRONMENT.name: settings.ENVIRONMENT.default,
     "GRAFANA_ADMIN_USER": "admin",
 }
 
@@ -287,23 +287,23 @@ def _build() -> dict[str, Any]:
 
 def _environment(comp: Component) -> dict[str, str]:
     env = {
-        "OBSLAB_BIND_HOST": "0.0.0.0",
-        "OBSLAB_SECRETS_DIR": SECRETS_MOUNT,
-        "OBSLAB_ENVIRONMENT": "${OBSLAB_ENVIRONMENT}",
+        settings.BIND_HOST.name: "0.0.0.0",
+        settings.SECRETS_DIR.name: SECRETS_MOUNT,
+        settings.ENVIRONMENT.name: "${OBSLAB_ENVIRONMENT}",
         # The committed Prometheus and Alertmanager files are the production profile's.
-        "OBSLAB_PROFILE": PRODUCTION.name,
+        settings.PROFILE.name: PRODUCTION.name,
         "OTEL_SERVICE_NAME": comp.name,
         "OTEL_EXPORTER_OTLP_ENDPOINT": _url(topology.OTEL_COLLECTOR),
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=obslab,deployment.environment.name=${OBSLAB_ENVIRONMENT}",
     }
     for peer in topology.calls(comp.name):
-        env[f"OBSLAB_{settings.env_key(peer)}_URL"] = _url(topology.component(peer))
+        env[settings.SERVICE_URL.of(peer).name] = _url(topology.component(peer))
     if comp.name in DATABASE_COMPONENTS:
         # No password in the URL: obslab/platform/db.py takes the component's own from
         # /run/obslab/secrets/database/<component>/password.
         mysql = topology.MYSQL.address("compose")
-        env[f"OBSLAB_{settings.env_key(comp.name)}_DB_URL"] = (
+        env[settings.SERVICE_DB_URL.of(comp.name).name] = (
             f"mysql+pymysql://{database_user(comp.name)}@{mysql}/{database_name(comp.name)}")
     return env
 
@@ -319,7 +319,7 @@ def _project_service(comp: Component) -> dict[str, Any]:
         volume, target = WRITABLE_VOLUMES[comp.name]
         volumes.append(f"{volume}:{target}")
     service = {
-        "image": OBSLAB_IMAGE,
+        "image": PROJECT_IMAGE,
         # obslab serve flushes spans for at most 10 s after SIGTERM (obslab/platform/serving.py); compose's
         # default of 10 s would kill it in the middle.
         "stop_grace_period": "20s",
@@ -347,10 +347,10 @@ def _secrets_init_service() -> dict[str, Any]:
     users (0700); FOWNER is not needed (it never changes the mode of a file it does not own).
     Nothing else: no network, a read-only root filesystem, no privilege to gain."""
     return {
-        "image": OBSLAB_IMAGE,
+        "image": PROJECT_IMAGE,
         "build": _build(),
         "command": _Inline(["secrets", "init", "--compose", "--dir", SECRETS_MOUNT]),
-        "environment": {"OBSLAB_SECRETS_DIR": SECRETS_MOUNT},
+        "environment": {settings.SECRETS_DIR.name: SECRETS_MOUNT},
         "volumes": [{"type": "volume", "source": SECRETS_VOLUME, "target": SECRETS_MOUNT}],
         "user": _Quoted("0:0"),
         **_hardening(read_only=True, tmpfs=(TMPFS_SMALL,), cap_add=SECRETS_INIT_CAPABILITIES),

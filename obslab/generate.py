@@ -9,7 +9,7 @@ from pathlib import Path
 from obslab import amconfig, collectorconfig, compose, grafana, promconfig, rules, settings
 
 # Every generator: a module whose generated_files() maps repository paths to their producers.
-GENERATORS = (promconfig, rules, amconfig, compose, collectorconfig, grafana)
+GENERATORS = (promconfig, rules, amconfig, compose, collectorconfig, grafana, settings)
 
 
 def generated_files() -> dict[str, Callable[[], str]]:

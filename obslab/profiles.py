@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from obslab import settings
 from obslab.settings import ConfigError, parse_duration
 
 # How long Prometheus keeps its data, natively and in compose: room for `obslab history`'s
@@ -127,9 +128,7 @@ PROFILES = {p.name: p for p in (PRODUCTION, FAST)}
 
 def active() -> Profile:
     """The profile a component runs under: ``OBSLAB_PROFILE`` (set by the native lab), else production."""
-    import os
-
-    return profile(os.environ.get("OBSLAB_PROFILE", PRODUCTION.name))
+    return profile(settings.PROFILE.get())
 
 
 def profile(name: str) -> Profile:

@@ -45,11 +45,11 @@ from pathlib import Path
 from obslab import settings, topology
 from obslab.settings import ConfigError
 
-SECRETS_DIR_ENV = "OBSLAB_SECRETS_DIR"
+SECRETS_DIR_ENV = settings.SECRETS_DIR.name
 # Where every container of the compose stack finds its secrets (its own subfolders of the volume).
 COMPOSE_SECRETS_DIR = "/run/obslab/secrets"
-JWT_SECRET_ENV = "OBSLAB_JWT_SECRET"
-CONTROL_TOKEN_ENV = "OBSLAB_CONTROL_TOKEN"
+JWT_SECRET_ENV = settings.JWT_SECRET.name
+CONTROL_TOKEN_ENV = settings.CONTROL_TOKEN.name
 
 OPERATOR = topology.OPERATOR
 ALERTMANAGER = topology.ALERTMANAGER_PRINCIPAL
@@ -93,9 +93,9 @@ class SecretError(ConfigError):
 
 def secrets_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """``$OBSLAB_SECRETS_DIR``, else ``<data dir>/run/secrets``."""
-    raw = os.environ.get(SECRETS_DIR_ENV)
-    if raw and data_dir is None:
-        return Path(raw).expanduser().resolve()
+    configured = settings.SECRETS_DIR.get()
+    if configured is not None and data_dir is None:
+        return configured.resolve()
     return settings.data_dir(data_dir) / "run" / "secrets"
 
 
@@ -352,7 +352,7 @@ def read(relative: str, *, what: str, directory: Path | None = None) -> str:
 
 def jwt_secret() -> str:
     """The key of customer access tokens: ``$OBSLAB_JWT_SECRET`` (checked), else the lab's file."""
-    given = os.environ.get(JWT_SECRET_ENV)
+    given = settings.JWT_SECRET.get()
     if given:
         return check_strength(given, JWT_SECRET_ENV)
     return check_strength(read(JWT_SECRET_FILE, what="the access-token key"), f"the access-token key "
@@ -361,7 +361,7 @@ def jwt_secret() -> str:
 
 def control_token(principal: str = OPERATOR, directory: Path | None = None) -> str:
     """A control-plane token to send: ``$OBSLAB_CONTROL_TOKEN``, else the principal's file."""
-    given = os.environ.get(CONTROL_TOKEN_ENV)
+    given = settings.CONTROL_TOKEN.get()
     if given and principal == OPERATOR:
         return given
     return read(token_file(principal), what=f"the {principal} control token", directory=directory)

@@ -13,7 +13,6 @@ window and keeps it only if it does at least as well on the validation set as th
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -44,8 +43,7 @@ def windows(profile: Profile) -> Windows:
 
 def model_dir(data_dir: Path | None = None) -> Path:
     """``OBSLAB_DDOS_MODEL_DIR``, else ``<data-dir>/ml/ddos`` (the lab's data directory by default)."""
-    override = os.environ.get("OBSLAB_DDOS_MODEL_DIR")
-    return Path(override) if override else (data_dir or settings.data_dir()) / "ml" / "ddos"
+    return settings.DDOS_MODEL_DIR.get() or (data_dir or settings.data_dir()) / "ml" / "ddos"
 
 
 class VerdictCollector:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import urllib.request
@@ -130,6 +129,5 @@ def process_board() -> FaultBoard:
     global _board
     with _board_lock:
         if _board is None:
-            _board = FaultBoard(os.environ.get("OBSLAB_FAULT_INJECTOR_URL") or None,
-                                poll_seconds=settings.float_setting("OBSLAB_FAULT_POLL_SECONDS", 1.0, minimum=0.05))
+            _board = FaultBoard(settings.FAULT_INJECTOR_URL.get(), poll_seconds=settings.FAULT_POLL_SECONDS.get())
         return _board

@@ -120,18 +120,18 @@ class NativeLab:
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         # The lab's own secrets, from its data directory: never a key or token from the shell.
-        for stale in (secrets.JWT_SECRET_ENV, secrets.CONTROL_TOKEN_ENV):
-            env.pop(stale, None)
+        for stale in (settings.JWT_SECRET, settings.CONTROL_TOKEN):
+            env.pop(stale.name, None)
         env.update({
-            "OBSLAB_DATA_DIR": str(self.data_dir),
-            secrets.SECRETS_DIR_ENV: str(self.secrets_dir),
-            "OBSLAB_PORT_OFFSET": str(self.offset),
-            "OBSLAB_ENVIRONMENT": settings.environment(),
+            settings.DATA_DIR.name: str(self.data_dir),
+            settings.SECRETS_DIR.name: str(self.secrets_dir),
+            settings.PORT_OFFSET.name: str(self.offset),
+            settings.ENVIRONMENT.name: settings.environment(),
             "PYTHONUNBUFFERED": "1",
         })
-        env["OBSLAB_FAULT_INJECTOR_URL"] = self._url(topology.FAULT_INJECTOR)
+        env[settings.FAULT_INJECTOR_URL.name] = self._url(topology.FAULT_INJECTOR)
         if self.profile is not None:
-            env["OBSLAB_PROFILE"] = self.profile.name
+            env[settings.PROFILE.name] = self.profile.name
         env.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", self._url(topology.TRACE_SINK))
         env.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         # Spans visible in the sink within about a second instead of the default five.

@@ -6,7 +6,6 @@ only when missing, and deposits carry fixed movement ids that the ledger applies
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,9 +14,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from obslab import settings
 from obslab.services.common.money import to_minor
-
-DEFAULT_DEMO_PASSWORD = "demo-password"
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class SeedError(RuntimeError):
 
 
 def demo_password() -> str:
-    return os.environ.get("OBSLAB_DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD
+    return settings.DEMO_PASSWORD.get()
 
 
 def _check(response: requests.Response, what: str, *ok: int) -> dict | list:

@@ -41,8 +41,7 @@ from obslab.platform.app import ServiceContext, create_service_app
 
 PROTOBUF = "application/x-protobuf"
 MAX_BODY_BYTES = 32 * 1024 * 1024
-MAX_INFLATED_ENV = "OBSLAB_TRACE_MAX_INFLATED_BYTES"
-DEFAULT_MAX_INFLATED_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_INFLATED_BYTES = settings.TRACE_MAX_INFLATED_BYTES.default
 # A compressed body is inflated in steps of at most this much output from this much input, so
 # neither the output (see inflate) nor a copy of the input ever grows past the cap.
 _INFLATE_STEP = 1024 * 1024
@@ -201,7 +200,7 @@ def inflate(data: bytes, encoding: str, cap: int) -> bytearray:
             if len(out) > cap:
                 raise BodyError(413, "payload_too_large",
                                 f"the {encoding} body inflates to more than {cap} bytes "
-                                f"({MAX_INFLATED_ENV}); send smaller batches")
+                                f"({settings.TRACE_MAX_INFLATED_BYTES.name}); send smaller batches")
             more_output = len(produced) == step
             pending = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
     except zlib.error as exc:
@@ -226,11 +225,11 @@ def _body(cap: int) -> bytes | bytearray:
 
 def _routes(app: Flask, ctx: ServiceContext) -> None:
     assert ctx.db is not None
-    max_inflated = settings.int_setting(MAX_INFLATED_ENV, DEFAULT_MAX_INFLATED_BYTES, minimum=1024 * 1024)
+    max_inflated = settings.TRACE_MAX_INFLATED_BYTES.get()
     store = TraceStore(
         ctx.db,
-        retention_seconds=settings.float_setting("OBSLAB_TRACE_RETENTION_HOURS", 48.0, minimum=0.01) * 3600,
-        max_spans=settings.int_setting("OBSLAB_TRACE_MAX_SPANS", 2_000_000, minimum=1000),
+        retention_seconds=settings.TRACE_RETENTION_HOURS.get() * 3600,
+        max_spans=settings.TRACE_MAX_SPANS.get(),
     )
     app.extensions["trace_store"] = store
 

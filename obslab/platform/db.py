@@ -20,7 +20,6 @@ callback, which the service turns into ``db_errors_total``; the hook is SQLAlche
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -51,16 +50,17 @@ _DB_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 def resolve_url(service: str, explicit: str | None = None) -> URL:
-    raw = explicit or os.environ.get(f"OBSLAB_{settings.env_key(service)}_DB_URL")
+    own = settings.SERVICE_DB_URL.of(service)
+    raw = explicit or own.get()
     if raw:
         return _with_password(service, _with_pymysql(make_url(raw)))
-    server = os.environ.get("OBSLAB_DB_URL")
+    server = settings.DB_URL.get()
     if server:
         url = _with_pymysql(make_url(server))
         if url.get_backend_name() not in ("mysql", "mariadb"):
             raise settings.ConfigError(
-                f"OBSLAB_DB_URL must point at a MySQL/MariaDB server (mysql://user:pass@host:port/), "
-                f"got {url.render_as_string(hide_password=True)}; use OBSLAB_{settings.env_key(service)}_DB_URL "
+                f"{settings.DB_URL.name} must point at a MySQL/MariaDB server (mysql://user:pass@host:port/), "
+                f"got {url.render_as_string(hide_password=True)}; use {own.name} "
                 "for another kind of database"
             )
         return url.set(database=f"{url.database or 'obslab'}_{service.replace('-', '_')}")

@@ -56,9 +56,7 @@ class ServiceClient:
         self.signer = signer
         self.peer = peer
         self.base_url = (base_url or settings.service_url(peer)).rstrip("/")
-        self.timeout = timeout if timeout is not None else settings.float_setting(
-            "OBSLAB_HTTP_TIMEOUT_SECONDS", 5.0, minimum=0.05
-        )
+        self.timeout = timeout if timeout is not None else settings.HTTP_TIMEOUT_SECONDS.get()
         self.metrics = metrics
         self._breaker_gauge = metrics.gauge(c.CIRCUIT_BREAKER_OPEN).labels(service=owner, peer=peer)
         self._breaker_gauge.set(0)

@@ -28,9 +28,6 @@ from obslab import settings, topology
 
 log = logging.getLogger(__name__)
 
-# Connections held at once (idle keep-alives and slow clients included): far above what the lab's
-# own traffic opens, and every one of them costs a descriptor, not a thread.
-CONNECTION_LIMIT = 2000
 CHANNEL_TIMEOUT_SECONDS = 30
 MAX_HEADER_BYTES = 32 * 1024
 SHUTDOWN_SECONDS = 10.0
@@ -79,9 +76,8 @@ def server_options(app: Flask) -> dict[str, Any]:
     """How waitress serves ``app``: whole requests buffered before a thread sees them, bounded."""
     body_limit = app.config.get("MAX_CONTENT_LENGTH") or 1024 * 1024
     return {
-        "threads": settings.int_setting("OBSLAB_THREADS", 16, minimum=1, maximum=256),
-        "connection_limit": settings.int_setting("OBSLAB_CONNECTION_LIMIT", CONNECTION_LIMIT, minimum=16,
-                                                 maximum=100_000),
+        "threads": settings.THREADS.get(),
+        "connection_limit": settings.CONNECTION_LIMIT.get(),
         # Idle and stalled connections are dropped; a slow one never held a thread anyway.
         "channel_timeout": CHANNEL_TIMEOUT_SECONDS,
         "cleanup_interval": 5,
@@ -100,7 +96,7 @@ def server_options(app: Flask) -> dict[str, Any]:
 def serve(name: str, host: str | None = None, port: int | None = None) -> None:
     if name not in RUNNERS:
         factory(name)  # fail fast on an unknown name, before anything starts
-    bind_host = host or os.environ.get("OBSLAB_BIND_HOST") or settings.host()
+    bind_host = host or settings.BIND_HOST.get() or settings.host()
     bind_port = port if port is not None else settings.port(name)
     # What this component writes (its database, its model) is its user's alone.
     os.umask(0o077)

@@ -17,9 +17,9 @@ True
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from obslab import settings
 
 BUSINESS_START_HOUR = 8.0
 BUSINESS_END_HOUR = 18.0
@@ -31,11 +31,7 @@ SECONDS_PER_DAY = 86_400
 
 
 def utc_offset_seconds() -> float:
-    raw = os.environ.get("OBSLAB_UTC_OFFSET_HOURS", "0")
-    try:
-        return float(raw) * 3600.0
-    except ValueError:
-        raise ValueError(f"OBSLAB_UTC_OFFSET_HOURS must be a number of hours, got {raw!r}") from None
+    return settings.UTC_OFFSET_HOURS.get() * 3600.0
 
 
 def _business_level(hour: np.ndarray) -> np.ndarray:

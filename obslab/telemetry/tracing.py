@@ -94,7 +94,8 @@ def build_exporter(endpoint: str | None = None) -> SpanExporter | None:
 
 
 def _resource(service_name: str, service_version: str | None, environment: str | None) -> Resource:
-    env_name = environment or os.environ.get("OBSLAB_ENVIRONMENT")
+    # Unset: OTEL_RESOURCE_ATTRIBUTES may say, else the default below.
+    env_name = environment or settings.ENVIRONMENT.raw()
     attributes = {
         "service.name": service_name,
         "service.version": service_version or __version__,
@@ -107,8 +108,8 @@ def _resource(service_name: str, service_version: str | None, environment: str |
     if "deployment.environment" not in resource.attributes:  # not even in OTEL_RESOURCE_ATTRIBUTES
         resource = resource.merge(
             Resource({
-                "deployment.environment": settings.DEFAULT_ENVIRONMENT,
-                "deployment.environment.name": settings.DEFAULT_ENVIRONMENT,
+                "deployment.environment": settings.ENVIRONMENT.default,
+                "deployment.environment.name": settings.ENVIRONMENT.default,
             })
         )
     return resource

@@ -68,8 +68,6 @@ LARGE_BODY_ROUTES = frozenset({("POST", DRILLS_API_PATH)})
 
 # A report holds a timeline with a few series of a few hundred points: far below 2 MiB.
 MAX_REPORT_BYTES = 2 * 1024 * 1024
-MAX_REPORTS_ENV = "OBSLAB_RECEIVER_MAX_DRILL_REPORTS"
-DEFAULT_MAX_REPORTS = 500
 EVENTS_PER_REPORT = 4
 FRONT_PAGE_EVENTS = 20
 INDEX_ROWS = 500
@@ -188,7 +186,7 @@ class DrillStore:
     def __init__(self, db, tables: DrillTables, *, max_reports: int | None = None) -> None:
         self.db = db
         self.tables = tables
-        self.max_reports = max_reports or settings.int_setting(MAX_REPORTS_ENV, DEFAULT_MAX_REPORTS, minimum=1)
+        self.max_reports = max_reports or settings.RECEIVER_MAX_DRILL_REPORTS.get()
         self.max_events = EVENTS_PER_REPORT * self.max_reports
 
     def _replace(self, unit) -> Any:

@@ -13,7 +13,6 @@ routes' path and page names are therefore defined here (:mod:`.runbooks` serves 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,6 @@ _RUNBOOK_PAGE = re.compile(r"[A-Za-z0-9]+\.md")   # used with fullmatch: "$" wou
 
 # The annotations shown as links, and the hosts they may point at besides the lab's own.
 LINK_ANNOTATIONS = (c.A_RUNBOOK_URL, c.A_DASHBOARD_URL)
-LINK_HOSTS_ENV = "OBSLAB_LINK_HOSTS"
 
 
 # --- links: only to the lab's own hosts --------------------------------------------------------
@@ -74,9 +72,9 @@ class LinkPolicy:
         runbooks = _netloc(urlsplit(c.RUNBOOK_BASE_URL).netloc, "RUNBOOK_BASE_URL")
         dashboards = _netloc(urlsplit(c.DASHBOARD_BASE_URL).netloc, "DASHBOARD_BASE_URL")
         hosts: set[tuple[str, int | None]] = {*own, runbooks, dashboards}
-        for entry in os.environ.get(LINK_HOSTS_ENV, "").split(","):
+        for entry in settings.LINK_HOSTS.get().split(","):
             if entry.strip():
-                hosts.add(_netloc(entry, LINK_HOSTS_ENV))
+                hosts.add(_netloc(entry, settings.LINK_HOSTS.name))
         # The conventions' runbook URL is an alert-receiver's page: shown as this server's copy.
         own_runbooks = {*own, (runbooks[0], runbooks[1] or _DEFAULT_PORTS["http"])}
         return cls(frozenset(hosts), frozenset(own_runbooks))

@@ -11,7 +11,6 @@ rendered with raw HTML off: markup in a page is shown, never run.
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 from flask import Flask, Response, request
@@ -21,7 +20,6 @@ from obslab import settings
 from obslab.platform.errors import ApiError
 from obslab.services.alert_receiver.links import _RUNBOOK_PAGE, RUNBOOKS_PATH
 
-RUNBOOKS_DIR_ENV = "OBSLAB_RUNBOOKS_DIR"
 _RUNBOOK_INDEX_PAGE = "README.md"
 MARKDOWN_CONTENT_TYPE = "text/markdown; charset=utf-8"
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -84,8 +82,7 @@ def _runbook_routes(app: Flask, directory: Path) -> None:
 
 def default_runbooks_dir() -> Path:
     """``$OBSLAB_RUNBOOKS_DIR``, else ``runbooks/`` of the repository."""
-    raw = os.environ.get(RUNBOOKS_DIR_ENV)
-    return Path(raw).expanduser() if raw else settings.repo_root() / "runbooks"
+    return settings.RUNBOOKS_DIR.get() or settings.repo_root() / "runbooks"
 
 
 _RUNBOOK_STYLE = """

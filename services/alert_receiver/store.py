@@ -44,12 +44,6 @@ from obslab.services.alert_receiver.schema import _ALERTNAME, WebhookPayload
 
 log = logging.getLogger(__name__)
 
-# Retention (see NotificationStore).
-MAX_NOTIFICATIONS_ENV = "OBSLAB_RECEIVER_MAX_NOTIFICATIONS"
-RETENTION_HOURS_ENV = "OBSLAB_RECEIVER_RETENTION_HOURS"
-DEFAULT_MAX_NOTIFICATIONS = 10_000
-DEFAULT_RETENTION_HOURS = 168.0
-
 
 # --- storage ----------------------------------------------------------------------------------
 
@@ -168,10 +162,8 @@ class NotificationStore:
                  retention_seconds: float | None = None) -> None:
         self.db = db
         self.links = links or LinkPolicy.from_settings()
-        self.max_notifications = max_notifications or settings.int_setting(
-            MAX_NOTIFICATIONS_ENV, DEFAULT_MAX_NOTIFICATIONS, minimum=1)
-        self.retention_ms = int(1000 * (retention_seconds or 3600 * settings.float_setting(
-            RETENTION_HOURS_ENV, DEFAULT_RETENTION_HOURS, minimum=0.001)))
+        self.max_notifications = max_notifications or settings.RECEIVER_MAX_NOTIFICATIONS.get()
+        self.retention_ms = int(1000 * (retention_seconds or 3600 * settings.RECEIVER_RETENTION_HOURS.get()))
         self._batch = max(1, self.max_notifications // 100)
         self._age_check_ms = int(min(_AGE_CHECK_MAX_S * 1000, self.retention_ms * _AGE_CHECK_SHARE))
         self._state = _PruneState()

@@ -40,9 +40,7 @@ from obslab.services.auth.hashing import HashingGate, Overloaded, password_hashe
 from obslab.services.auth.store import UsernameTaken, UserStore, metadata
 from obslab.services.auth.throttle import LoginThrottle
 from obslab.services.common import tokens
-from obslab.settings import ConfigError
 
-DEFAULT_TOKEN_TTL_SECONDS = 900
 EXTENSION = "obslab.auth"
 # Answers of these routes carry passwords' verdicts and access tokens: no cache may keep them.
 NO_STORE_PATHS = frozenset({"/users", "/tokens"})
@@ -78,12 +76,8 @@ class AuthState:
 
 
 def token_ttl_seconds() -> int:
-    name = "OBSLAB_TOKEN_TTL_SECONDS"
-    ttl = settings.int_setting(name, DEFAULT_TOKEN_TTL_SECONDS)
-    if not tokens.MIN_TOKEN_SECONDS <= ttl <= tokens.MAX_TOKEN_SECONDS:
-        raise ConfigError(f"{name} must be between {tokens.MIN_TOKEN_SECONDS} and {tokens.MAX_TOKEN_SECONDS} "
-                          f"seconds (the gateway refuses longer-lived tokens), got {ttl}")
-    return ttl
+    """``OBSLAB_TOKEN_TTL_SECONDS``; its bounds are tokens.MIN_TOKEN_SECONDS-MAX_TOKEN_SECONDS."""
+    return settings.TOKEN_TTL_SECONDS.get()
 
 
 def create_app(db_url: str | None = None, *, throttle: LoginThrottle | None = None) -> Flask:

@@ -9,12 +9,9 @@ slot and is then answered 503 ``overloaded`` with ``Retry-After``, never a 500 n
 out-of-memory kill. Registrations never hold every slot at once (with two or more), so a flood
 of sign-ups, which anyone can send, cannot keep existing customers from logging in.
 
-Settings (environment):
-
-``OBSLAB_ARGON2_TIME_COST``       Argon2 passes (default: argon2-cffi's, 3)
-``OBSLAB_ARGON2_MEMORY_KIB``      Argon2 memory per hash in KiB (default: argon2-cffi's, 65536)
-``OBSLAB_AUTH_HASH_MEMORY_MIB``   memory all concurrent hashes may use together (default 128)
-``OBSLAB_AUTH_HASH_WAIT_SECONDS`` longest wait for a hashing slot before 503 (default 2)
+Settings (environment; obslab/settings.py, docs/settings.md): ``OBSLAB_ARGON2_TIME_COST``,
+``OBSLAB_ARGON2_MEMORY_KIB`` (argon2-cffi's defaults unless set), ``OBSLAB_AUTH_HASH_MEMORY_MIB``,
+``OBSLAB_AUTH_HASH_WAIT_SECONDS``.
 """
 
 from __future__ import annotations
@@ -29,8 +26,6 @@ from argon2.exceptions import Argon2Error
 from obslab import settings
 from obslab.settings import ConfigError
 
-DEFAULT_HASH_MEMORY_MIB = 128
-DEFAULT_HASH_WAIT_SECONDS = 2.0
 OVERLOADED_RETRY_AFTER_SECONDS = 1
 # Argon2 (RFC 9106, and the reference library argon2-cffi wraps) refuses fewer than 8 KiB per lane.
 MIN_KIB_PER_LANE = 8
@@ -75,8 +70,7 @@ class HashingGate:
     def for_hasher(cls, hasher: PasswordHasher, budget_mib: int | None = None,
                    wait_seconds: float | None = None) -> HashingGate:
         budget = budget_mib if budget_mib is not None else hash_memory_budget_mib()
-        wait = wait_seconds if wait_seconds is not None else settings.float_setting(
-            "OBSLAB_AUTH_HASH_WAIT_SECONDS", DEFAULT_HASH_WAIT_SECONDS)
+        wait = wait_seconds if wait_seconds is not None else settings.AUTH_HASH_WAIT_SECONDS.get()
         return cls(concurrent_hashes(budget, hasher.memory_cost), wait)
 
     def _acquire(self, semaphore: threading.BoundedSemaphore) -> None:
@@ -110,7 +104,7 @@ class HashingGate:
 
 
 def hash_memory_budget_mib() -> int:
-    return settings.int_setting("OBSLAB_AUTH_HASH_MEMORY_MIB", DEFAULT_HASH_MEMORY_MIB, minimum=1)
+    return settings.AUTH_HASH_MEMORY_MIB.get()
 
 
 def concurrent_hashes(budget_mib: int, memory_cost_kib: int) -> int:
@@ -128,8 +122,8 @@ def password_hasher(budget_mib: int | None = None) -> PasswordHasher:
 
     Raises :class:`ConfigError` (one line: which setting, what to change)."""
     defaults = PasswordHasher()
-    time_cost = settings.int_setting("OBSLAB_ARGON2_TIME_COST", defaults.time_cost, minimum=1)
-    memory_cost = settings.int_setting("OBSLAB_ARGON2_MEMORY_KIB", defaults.memory_cost, minimum=1)
+    time_cost = settings.ARGON2_TIME_COST.get(default=defaults.time_cost)
+    memory_cost = settings.ARGON2_MEMORY_KIB.get(default=defaults.memory_cost)
     parallelism = defaults.parallelism
     budget = budget_mib if budget_mib is not None else hash_memory_budget_mib()
     minimum = MIN_KIB_PER_LANE * parallelism

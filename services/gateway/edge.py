@@ -10,24 +10,23 @@ exported as bounded gauges (distinct clients, share of the busiest one), not per
 from __future__ import annotations
 
 import ipaddress
-import os
 import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from obslab.settings import ConfigError, float_setting
+from obslab import settings
+from obslab.settings import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DEFAULT_TRUSTED_PROXIES = ""
 WINDOW_SECONDS = 60
 MAX_TRACKED_CLIENTS = 200_000
 
 
 def trusted_proxies(raw: str | None = None) -> tuple[Network, ...]:
-    text = raw if raw is not None else os.environ.get("OBSLAB_TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES)
+    text = raw if raw is not None else settings.TRUSTED_PROXIES.get()
     networks = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -35,7 +34,7 @@ def trusted_proxies(raw: str | None = None) -> tuple[Network, ...]:
         try:
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            raise ConfigError(f"OBSLAB_TRUSTED_PROXIES: {part!r} is not an address or CIDR "
+            raise ConfigError(f"{settings.TRUSTED_PROXIES.name}: {part!r} is not an address or CIDR "
                               "(e.g. 127.0.0.1/32,10.0.0.0/8)") from None
     return tuple(networks)
 
@@ -116,8 +115,8 @@ class RateLimiter:
 
     @classmethod
     def from_environment(cls) -> RateLimiter:
-        rate = float_setting("OBSLAB_RATE_LIMIT_RPS", 50.0)
-        return cls(rate=rate, burst=float_setting("OBSLAB_RATE_LIMIT_BURST", max(rate * 2, 1.0)))
+        rate = settings.RATE_LIMIT_RPS.get()
+        return cls(rate=rate, burst=settings.RATE_LIMIT_BURST.get(default=max(rate * 2, 1.0)))
 
     def allow(self, client: str) -> bool:
         if self.rate <= 0:

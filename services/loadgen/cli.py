@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 import time
@@ -39,15 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gateway base URL (default: $OBSLAB_GATEWAY_URL or the lab's gateway)")
     parser.add_argument("--accounts-url", metavar="URL",
                         help="accounts service URL, to fund customers (default: $OBSLAB_ACCOUNTS_URL or the lab's)")
-    parser.add_argument("--rate", metavar="R", help="base journey starts per second (default: 2, $OBSLAB_LOAD_RATE)")
-    parser.add_argument("--concurrency", metavar="N", help="worker threads = requests in flight at most (default: 8)")
-    parser.add_argument("--users", metavar="N", help="simulated customers (default: 200)")
+    parser.add_argument("--rate", metavar="R", help=f"base journey starts per second (default: "
+                                                    f"{settings.LOAD_RATE.default:g}, ${settings.LOAD_RATE.name})")
+    parser.add_argument("--concurrency", metavar="N", help=f"worker threads = requests in flight at most "
+                                                           f"(default: {settings.LOAD_CONCURRENCY.default})")
+    parser.add_argument("--users", metavar="N", help=f"simulated customers (default: {settings.LOAD_USERS.default})")
     parser.add_argument("--duration", metavar="TIME", help="stop after this long, e.g. 90s, 10m, 1h")
     parser.add_argument("--requests", metavar="N", help="stop after sending this many journey requests")
     parser.add_argument("--flat", action="store_true", default=None,
                         help="the base rate all day (default: busier in business hours)")
-    parser.add_argument("--seed", metavar="N", help="seed of customers, addresses and choices (default: 1)")
-    parser.add_argument("--think-time", metavar="S", help="mean seconds a customer thinks between steps (default: 2)")
+    parser.add_argument("--seed", metavar="N",
+                        help=f"seed of customers, addresses and choices (default: {settings.LOAD_SEED.default})")
+    parser.add_argument("--think-time", metavar="S", help=f"mean seconds a customer thinks between steps "
+                                                          f"(default: {settings.LOAD_THINK_SECONDS.default:g})")
     parser.add_argument("--mix", metavar="W",
                         help=f"journey weights, e.g. transfer=50,pay=50 (journeys: {', '.join(JOURNEYS)})")
     parser.add_argument("--metrics-port", metavar="P",
@@ -104,7 +107,7 @@ def _check_gateway(url: str) -> None:
 def _fault_board(url: str | None) -> FaultBoard:
     from obslab.faults.board import FaultBoard
 
-    url = url or os.environ.get("OBSLAB_FAULT_INJECTOR_URL")
+    url = url or settings.FAULT_INJECTOR_URL.get()
     if url:
         return FaultBoard(url).start()
     # Standalone next to a running lab: follow its faults if its injector answers, else none.

@@ -1,26 +1,11 @@
 """The load generator's settings: argument > environment > default, validated in one place.
 
-Environment variables (all optional; ``obslab up`` passes the lab's through):
-
-``OBSLAB_LOAD_RATE``               base journey starts per second before the diurnal shape (2)
-``OBSLAB_LOAD_CONCURRENCY``        worker threads, i.e. requests in flight at most (8)
-``OBSLAB_LOAD_USERS``              simulated customers (200)
-``OBSLAB_LOAD_THINK_SECONDS``      mean think time between the steps of a journey (2.0)
-``OBSLAB_LOAD_FLAT``               ``1``: no diurnal shape, the base rate all day
-``OBSLAB_LOAD_SEED``               seed of identities, addresses and choices (1)
-``OBSLAB_LOAD_MIX``                journey weights, e.g. ``transfer=50,pay=50`` (default mix)
-``OBSLAB_LOAD_RETRY_SHARE``        share of transfers sent twice with the same Idempotency-Key (0.05)
-``OBSLAB_LOAD_TIMEOUT_SECONDS``    client timeout of one request (10)
-``OBSLAB_LOAD_USER_PREFIX``        usernames are PREFIX + 5 digits (``loadgen-``)
-``OBSLAB_LOAD_PASSWORD``           password of every simulated customer (default: the lab's own)
-``OBSLAB_LOAD_FLOOD_THREADS``      sender threads of a DDoS flood (default: from its rps)
-``OBSLAB_LOAD_FLOOD_RAMP_SECONDS`` how long a flood takes to reach its full rate (20)
-``OBSLAB_LOAD_FLOOD_LOGIN_RPS``    cap on well-formed junk logins per second in a flood (0.5)
+The environment variables (all optional; ``obslab up`` passes the lab's through) are the
+``OBSLAB_LOAD_*`` ones declared in obslab/settings.py, with their defaults (docs/settings.md).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -29,27 +14,16 @@ from obslab import secrets, settings
 from obslab.services.loadgen.mix import JourneyMix
 from obslab.settings import ConfigError
 
-DEFAULT_RATE = 2.0
-DEFAULT_CONCURRENCY = 8
-DEFAULT_USERS = 200
-DEFAULT_THINK_SECONDS = 2.0
-DEFAULT_SEED = 1
-DEFAULT_RETRY_SHARE = 0.05
-DEFAULT_TIMEOUT_SECONDS = 10.0
-DEFAULT_USER_PREFIX = "loadgen-"
-
-def lab_password() -> str:
-    """The simulated customers' password: the lab's own (generated per deployment; they hold money)."""
-    password = secrets.loadgen_customer_password()
-    if password is None:
-        raise ConfigError("no password for the simulated customers: run the generator inside a lab "
-                          "(its data directory holds one) or set OBSLAB_LOAD_PASSWORD")
-    return password
-
-DEFAULT_FLOOD_RAMP_SECONDS = 20.0
-# Each well-formed login costs the auth service an Argon2 verification (~0.25 s of CPU): an
-# uncapped credential-stuffing share would stop a 2-core lab outright instead of stressing it.
-DEFAULT_FLOOD_LOGIN_RPS = 0.5
+DEFAULT_RATE: float = settings.LOAD_RATE.default
+DEFAULT_CONCURRENCY: int = settings.LOAD_CONCURRENCY.default
+DEFAULT_USERS: int = settings.LOAD_USERS.default
+DEFAULT_THINK_SECONDS: float = settings.LOAD_THINK_SECONDS.default
+DEFAULT_SEED: int = settings.LOAD_SEED.default
+DEFAULT_RETRY_SHARE: float = settings.LOAD_RETRY_SHARE.default
+DEFAULT_TIMEOUT_SECONDS: float = settings.LOAD_TIMEOUT_SECONDS.default
+DEFAULT_USER_PREFIX: str = settings.LOAD_USER_PREFIX.default
+DEFAULT_FLOOD_RAMP_SECONDS: float = settings.LOAD_FLOOD_RAMP_SECONDS.default
+DEFAULT_FLOOD_LOGIN_RPS: float = settings.LOAD_FLOOD_LOGIN_RPS.default
 
 MAX_RATE = 1000.0
 MAX_CONCURRENCY = 256
@@ -57,8 +31,15 @@ MAX_USERS = 99_999
 MAX_FLOOD_THREADS = 128
 USERNAME_DIGITS = 5
 _PREFIX_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,20}$")
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def lab_password() -> str:
+    """The simulated customers' password: the lab's own (generated per deployment; they hold money)."""
+    password = secrets.loadgen_customer_password()
+    if password is None:
+        raise ConfigError("no password for the simulated customers: run the generator inside a lab "
+                          f"(its data directory holds one) or set {settings.LOAD_PASSWORD.name}")
+    return password
 
 
 @dataclass(frozen=True)
@@ -114,21 +95,20 @@ class LoadConfig:
         values: dict[str, object] = {
             "gateway_url": settings.service_url(c.GATEWAY),
             "accounts_url": settings.service_url(c.ACCOUNTS),
-            "rate": settings.float_setting("OBSLAB_LOAD_RATE", DEFAULT_RATE),
-            "concurrency": settings.int_setting("OBSLAB_LOAD_CONCURRENCY", DEFAULT_CONCURRENCY, minimum=1),
-            "users": settings.int_setting("OBSLAB_LOAD_USERS", DEFAULT_USERS, minimum=1),
-            "think_time": settings.float_setting("OBSLAB_LOAD_THINK_SECONDS", DEFAULT_THINK_SECONDS),
-            "flat": _flag("OBSLAB_LOAD_FLAT"),
-            "seed": settings.int_setting("OBSLAB_LOAD_SEED", DEFAULT_SEED),
-            "mix": JourneyMix.parse(os.environ.get("OBSLAB_LOAD_MIX")),
-            "retry_share": settings.float_setting("OBSLAB_LOAD_RETRY_SHARE", DEFAULT_RETRY_SHARE),
-            "timeout": settings.float_setting("OBSLAB_LOAD_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS),
-            "user_prefix": os.environ.get("OBSLAB_LOAD_USER_PREFIX") or DEFAULT_USER_PREFIX,
-            "password": os.environ.get("OBSLAB_LOAD_PASSWORD") or lab_password(),
-            "flood_threads": settings.int_setting("OBSLAB_LOAD_FLOOD_THREADS", 0) or None,
-            "flood_ramp_seconds": settings.float_setting("OBSLAB_LOAD_FLOOD_RAMP_SECONDS",
-                                                         DEFAULT_FLOOD_RAMP_SECONDS),
-            "flood_login_rps": settings.float_setting("OBSLAB_LOAD_FLOOD_LOGIN_RPS", DEFAULT_FLOOD_LOGIN_RPS),
+            "rate": settings.LOAD_RATE.get(),
+            "concurrency": settings.LOAD_CONCURRENCY.get(),
+            "users": settings.LOAD_USERS.get(),
+            "think_time": settings.LOAD_THINK_SECONDS.get(),
+            "flat": settings.LOAD_FLAT.get(),
+            "seed": settings.LOAD_SEED.get(),
+            "mix": JourneyMix.parse(settings.LOAD_MIX.get()),
+            "retry_share": settings.LOAD_RETRY_SHARE.get(),
+            "timeout": settings.LOAD_TIMEOUT_SECONDS.get(),
+            "user_prefix": settings.LOAD_USER_PREFIX.get(),
+            "password": settings.LOAD_PASSWORD.get() or lab_password(),
+            "flood_threads": settings.LOAD_FLOOD_THREADS.get() or None,
+            "flood_ramp_seconds": settings.LOAD_FLOOD_RAMP_SECONDS.get(),
+            "flood_login_rps": settings.LOAD_FLOOD_LOGIN_RPS.get(),
         }
         values.update({name: value for name, value in arguments.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     assert ctx.db is not None
     db = ctx.db
     tracer = trace.get_tracer(__name__)
-    median_ms = settings.float_setting("OBSLAB_NOTIFY_LATENCY_MS", 8.0)
+    median_ms = settings.NOTIFY_LATENCY_MS.get()
 
     def deliver(kind: str) -> None:
         with tracer.start_as_current_span("deliver notification", kind=trace.SpanKind.CLIENT) as span:

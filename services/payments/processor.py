@@ -32,11 +32,9 @@ class CardProcessor:
     def __init__(self, *, median_ms: float | None = None, sigma: float = 0.5,
                  decline_rate: float | None = None, rng: random.Random | None = None,
                  board: FaultBoard | None = None) -> None:
-        self.median_ms = median_ms if median_ms is not None else settings.float_setting(
-            "OBSLAB_PROCESSOR_LATENCY_MS", 180.0)
+        self.median_ms = median_ms if median_ms is not None else settings.PROCESSOR_LATENCY_MS.get()
         self.sigma = sigma
-        self.decline_rate = decline_rate if decline_rate is not None else settings.float_setting(
-            "OBSLAB_PROCESSOR_DECLINE_RATE", 0.02)
+        self.decline_rate = decline_rate if decline_rate is not None else settings.PROCESSOR_DECLINE_RATE.get()
         if not 0 <= self.decline_rate <= 1:
             raise settings.ConfigError(f"decline rate must be within 0-1, got {self.decline_rate}")
         self.rng = rng or random.Random()
