@@ -7,9 +7,10 @@ stderr that says what to do.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from obslab import __version__, settings
 from obslab.errors import CliError
@@ -63,27 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="install missing OS packages (root on Debian) and start a stopped MariaDB")
     doctor.add_argument("--mariadb", action="store_true", help="also require MariaDB on 127.0.0.1:3306")
 
-    from obslab import alertscli, faultcli, history, mlcli, rulescli, secretscli
-    from obslab.bench import ml as bench_ml
-    from obslab.bench import nab as bench_nab
-    from obslab.drills import cli as drillcli
-    from obslab.services.loadgen import cli as loadgen_cli
-
-    faultcli.add_arguments(commands.add_parser(
-        "fault", help="set, list and clear injected faults (the lab's fault-injector)"))
-    loadgen_cli.add_arguments(commands.add_parser(
-        "load", help="run realistic user journeys against a gateway (what `up` runs in the background)"))
-    rulescli.add_arguments(commands.add_parser(
-        "rules", help="alert and recording rules from prometheus/spec/: generate, list"))
-    alertscli.add_arguments(commands.add_parser(
-        "alerts", help="notifications Alertmanager delivered to the lab's alert-receiver"))
-    history.add_arguments(commands.add_parser(
-        "history", help="write N days of past IIS and banking metrics into Prometheus"))
-    mlcli.add_arguments(commands.add_parser("ml", help="the ML detectors' models: train"))
-    drillcli.add_arguments(commands.add_parser(
-        "drill", help="incident drills: break the lab on purpose, check who is paged in time, score it"))
-    secretscli.add_arguments(commands.add_parser(
-        "secrets", help="the lab's per-deployment secrets (keys, tokens, passwords): init"))
+    for name, module_name, help_text in MODULE_COMMANDS:
+        module = importlib.import_module(module_name)
+        command = commands.add_parser(name, help=help_text)
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
 
     bench = commands.add_parser("bench", help="benchmarks that print figures")
     bench_kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -95,10 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ports of the labs the benchmark starts = defaults + this (default: 20000; every "
                           "port stays below the kernel's ephemeral range)")
     api.add_argument("--json", action="store_true", help="print one JSON object with the figures")
-    bench_ml.add_arguments(bench_kinds.add_parser(
-        "ml", help="baselining refit of N series and DDoS inference latency: wall time, peak memory"))
-    bench_nab.add_arguments(bench_kinds.add_parser(
-        "nab", help="the baselining detectors on the Numenta Anomaly Benchmark, scored by NAB's rules"))
+    api.set_defaults(handler=_bench_api)
+    for name, module_name, help_text in BENCH_COMMANDS:
+        module = importlib.import_module(module_name)
+        benchmark = bench_kinds.add_parser(name, help=help_text)
+        module.add_arguments(benchmark)
+        benchmark.set_defaults(handler=module.run)
+    for name, handler in BUILT_IN.items():
+        commands.choices[name].set_defaults(handler=handler)
     return parser
 
 
@@ -154,77 +143,69 @@ def _restart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from obslab.profiles import profile
+
+    return _lab(args, profile=profile(args.profile)).up(
+        detach=args.detach, timeout=args.timeout, seed=not args.no_seed, traffic=not args.no_traffic)
+
+
+def _down(args: argparse.Namespace) -> int:
+    return _lab(args).down()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from obslab.platform.serving import serve
+
+    serve(args.name, host=args.host, port=args.port)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from obslab import generate
+
+    return generate.run(check=args.check)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from obslab.native import doctor
+
+    return doctor.run(install_missing=args.install, need_mariadb=args.mariadb)
+
+
+def _bench_api(args: argparse.Namespace) -> int:
+    from obslab.bench.api import run_api_benchmark
+
+    return run_api_benchmark(transfers=args.transfers, concurrency=args.concurrency, warmup=args.warmup,
+                             port_offset=args.port_offset, as_json=args.json)
+
+
+# Every subcommand is a parser and a handler: the lab's own below, the rest in their modules,
+# each with add_arguments(parser) and run(args) (imported when the parser is built).
+BUILT_IN: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": _up, "status": _status, "down": _down, "restart": _restart, "serve": _serve,
+    "generate": _generate, "doctor": _doctor,
+}
+MODULE_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("fault", "obslab.faultcli", "set, list and clear injected faults (the lab's fault-injector)"),
+    ("load", "obslab.services.loadgen.cli",
+     "run realistic user journeys against a gateway (what `up` runs in the background)"),
+    ("rules", "obslab.rulescli", "alert and recording rules from prometheus/spec/: generate, list"),
+    ("alerts", "obslab.alertscli", "notifications Alertmanager delivered to the lab's alert-receiver"),
+    ("history", "obslab.history", "write N days of past IIS and banking metrics into Prometheus"),
+    ("ml", "obslab.mlcli", "the ML detectors' models: train"),
+    ("drill", "obslab.drills.cli",
+     "incident drills: break the lab on purpose, check who is paged in time, score it"),
+    ("secrets", "obslab.secretscli", "the lab's per-deployment secrets (keys, tokens, passwords): init"),
+)
+BENCH_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("ml", "obslab.bench.ml", "baselining refit of N series and DDoS inference latency: wall time, peak memory"),
+    ("nab", "obslab.bench.nab", "the baselining detectors on the Numenta Anomaly Benchmark, scored by NAB's rules"),
+)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.command == "up":
-        from obslab.profiles import profile
-
-        return _lab(args, profile=profile(args.profile)).up(
-            detach=args.detach, timeout=args.timeout, seed=not args.no_seed, traffic=not args.no_traffic)
-    if args.command == "status":
-        return _status(args)
-    if args.command == "down":
-        return _lab(args).down()
-    if args.command == "restart":
-        return _restart(args)
-    if args.command == "serve":
-        from obslab.platform.serving import serve
-
-        serve(args.name, host=args.host, port=args.port)
-        return 0
-    if args.command == "fault":
-        from obslab import faultcli
-
-        return faultcli.run(args)
-    if args.command == "load":
-        from obslab.services.loadgen import cli as loadgen_cli
-
-        return loadgen_cli.run(args)
-    if args.command == "alerts":
-        from obslab import alertscli
-
-        return alertscli.run(args)
-    if args.command == "history":
-        from obslab import history
-
-        return history.run(args)
-    if args.command == "generate":
-        from obslab import generate
-
-        return generate.run(check=args.check)
-    if args.command == "rules":
-        from obslab import rulescli
-
-        return rulescli.run(args)
-    if args.command == "doctor":
-        from obslab.native import doctor
-
-        return doctor.run(install_missing=args.install, need_mariadb=args.mariadb)
-    if args.command == "drill":
-        from obslab.drills import cli as drillcli
-
-        return drillcli.run(args)
-    if args.command == "secrets":
-        from obslab import secretscli
-
-        return secretscli.run(args)
-    if args.command == "ml":
-        from obslab import mlcli
-
-        return mlcli.run(args)
-    if args.command == "bench" and args.bench == "ml":
-        from obslab.bench import ml as bench_ml
-
-        return bench_ml.run(args)
-    if args.command == "bench" and args.bench == "nab":
-        from obslab.bench import nab as bench_nab
-
-        return bench_nab.run(args)
-    if args.command == "bench" and args.bench == "api":
-        from obslab.bench.api import run_api_benchmark
-
-        return run_api_benchmark(transfers=args.transfers, concurrency=args.concurrency, warmup=args.warmup,
-                                 port_offset=args.port_offset, as_json=args.json)
-    raise CliError(f"unknown command {args.command!r}")
+    return args.handler(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
