@@ -231,6 +231,7 @@ class DrillRun:
         self.diag_during: list[float | None] = [None] * len(drill.diagnose)
         self.diag_seen: list[bool] = [False] * len(drill.diagnose)
         self.diag_last = 0.0
+        self._calm_diagnosis: list[str] = []
         self.series: list[list[list[float]]] = [[] for _ in drill.diagnose]
         self.intervals: dict[tuple[str, tuple, str], list[list[float]]] = {}
         self.interval_labels: dict[tuple[str, tuple], dict[str, str]] = {}
@@ -429,7 +430,7 @@ class DrillRun:
         if snap.errors:
             self.blocked_by = snap.errors[0]
         else:
-            busy = self.busy(snap)
+            busy = self.busy(snap) or self._diagnosis_showing(snap.at)
             if busy and not self.blocked_by:
                 self.say(f"[{self.drill.name}] waiting until the lab is calm: {'; '.join(busy)}")
             self.blocked_by = "; ".join(busy)
@@ -441,6 +442,20 @@ class DrillRun:
                                  f"{self.blocked_by}")
             self.phase = "done"
             self.finished_at = snap.at
+
+    def _diagnosis_showing(self, now: float) -> list[str]:
+        """Diagnosis queries that already show the cause (an earlier drill's incident still in
+        their window): the drill waits for them, as it would fail "showed the cause before"."""
+        if now - self.diag_last < DIAGNOSE_EVERY_SECONDS:
+            return self._calm_diagnosis
+        self.diag_last = now
+        self._calm_diagnosis = []
+        for i, diagnose in enumerate(self.drill.diagnose):
+            value = self._diagnose_value(i)
+            if value is not None and diagnose.holds(value):
+                self._calm_diagnosis.append(f"the diagnosis query of {diagnose.runbook} already shows {value:g} "
+                                            f"({diagnose.shows})")
+        return self._calm_diagnosis
 
     def _begin(self, snap: Snapshot) -> None:
         self.started_at = snap.at
@@ -1050,12 +1065,11 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
                     continue
                 # One ahead of it that keeps quiet what it causes goes first, as soon as the lab
                 # is calm for it (started now, this one would keep it waiting for minutes).
-                if any(_wary_of(ahead, [run]) and all(ahead.compatible(o) for o in running)
-                       for ahead in pending[:pending.index(run)]):
+                if _held_back(run, pending, running):
                     continue
                 if all(run.compatible(other) for other in running) and (not running and not any(
                         p is not run and p.calm_in(last) and all(p.compatible(o) for o in running)
-                        for p in pending) or run.calm_in(last)):
+                        and not _held_back(p, pending, running) for p in pending) or run.calm_in(last)):
                     pending.remove(run)
                     run.created = time.time()
                     running.append(run)
@@ -1115,8 +1129,16 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
     return [by_run[id(run)].result() for run in order if id(run) in by_run]
 
 
+def _held_back(run: DrillRun, pending: list[DrillRun], running: list[DrillRun]) -> bool:
+    """A drill ahead of ``run`` that could start beside what runs is wary of it: it goes first."""
+    return any(_wary_of(ahead, [run]) and all(ahead.compatible(o) for o in running)
+               for ahead in pending[:pending.index(run)])
+
+
 def _wary_of(run: DrillRun, others: list[DrillRun]) -> int:
-    """How many of ``others`` cause an alert that ``run`` keeps quiet."""
+    """How many of ``others`` leave behind what keeps ``run`` from starting: an alert it keeps
+    quiet, or a page that would hold back what it expects (an SLO page's longer window pairs fire
+    for minutes after the incident)."""
     quiet = {q.alert for q in run.drill.quiet if not q.inhibited}     # held back, not silent: no wait
     return sum(1 for other in others if other is not run
-               and quiet & {name for name, _ in other.claims() + other.side_effects()})
+               and (quiet & {name for name, _ in other.claims() + other.side_effects()} or other.would_inhibit(run)))

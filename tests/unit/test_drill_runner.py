@@ -292,6 +292,19 @@ def test_a_drill_waiting_for_calm_is_not_overtaken_by_one_that_causes_what_it_ke
     assert order.index("card-processor") < order.index("accounts")
 
 
+def test_a_drill_waits_while_its_diagnosis_still_shows_an_earlier_incident(tmp_path, clock):
+    """slow-database right after accounts-latency: the transfers' p99 still holds the slowness for
+    one window, and a start then fails "showed the cause before the fault"."""
+    start = clock.t
+    lab = ScriptedLab(tmp_path, clock)
+    lab.query = lambda promql: ([{"metric": {}, "value": [clock.t, "2.5"]}]
+                                if "http_server_request_duration_seconds_bucket" in promql and clock.t < start + 20
+                                else [])
+    [result] = run(lab, "slow-database")
+    assert lab.t0 is not None and lab.t0 >= start + 20
+    assert result["diagnose"][0]["before"] is None and "before" not in result["diagnose"][0]["why"]
+
+
 def test_which_drills_may_run_side_by_side():
     def drill_run(name: str) -> runner.DrillRun:
         return runner.DrillRun(CATALOG.get(name), CATALOG, ScriptedLab(Path("/nonexistent"), Clock()), run_id=name)
