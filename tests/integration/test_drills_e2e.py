@@ -58,46 +58,47 @@ def active_faults(lab: RunningLab) -> list[dict]:
 
 
 # Two drills that must fail, run with the catalogue (side by side with it where they may): one
-# expects a label no alert carries, one keeps quiet what its own fault raises.
+# expects a label no alert carries, one keeps quiet what its own fault raises. They crash an IIS
+# application pool, so they run beside the banking drills, not in their chain.
 BROKEN = {
     "impossible-label": """\
         version: 1
         name: impossible-label
         title: Expects a label no alert carries
-        story: Fraud stops; the drill waits for its page on an instance that does not exist.
-        cause: service-down
-        timeline: [{kind: stop, target: fraud, duration: 1m}]
+        story: An application pool stops; the drill waits for its page on an instance that does not exist.
+        cause: iis-app-pool-crash
+        timeline: [{kind: app_pool_crash, target: CorporatePortalAppPool, duration: 1m}]
         expect:
-          - alert: BankingServiceDown
-            labels: {service: fraud, instance: "nowhere:1"}
+          - alert: IISAppPoolDown
+            labels: {app_pool: CorporatePortalAppPool, instance: "nowhere:1"}
             receiver: pager
             within: 30s
         diagnose:
-          - runbook: BankingServiceDown
-            query: up{tier="banking"} == 0
-            labels: {job: fraud}
-            shows: "== 0"
+          - runbook: IISAppPoolDown
+            query: windows_iis_app_pool_state != 3
+            labels: {app_pool: CorporatePortalAppPool}
+            shows: "> 3"
         """,
     "quiet-fires": """\
         version: 1
         name: quiet-fires
         title: Keeps quiet what the fault must raise
-        story: Fraud stops, and the drill claims no BankingServiceDown may fire for it.
-        cause: service-down
-        timeline: [{kind: stop, target: fraud, duration: 1m}]
+        story: An application pool stops, and the drill claims no IISAppPoolDown may fire for it.
+        cause: iis-app-pool-crash
+        timeline: [{kind: app_pool_crash, target: CorporatePortalAppPool, duration: 1m}]
         expect:
-          - alert: BankingServiceDown
-            labels: {job: fraud}
+          - alert: IISAppPoolDown
+            labels: {app_pool: CorporatePortalAppPool}
             receiver: pager
             within: 60s
         quiet:
-          - alert: BankingServiceDown
-            labels: {service: fraud}
+          - alert: IISAppPoolDown
+            labels: {service: iis}
         diagnose:
-          - runbook: BankingServiceDown
-            query: up{tier="banking"} == 0
-            labels: {job: fraud}
-            shows: "== 0"
+          - runbook: IISAppPoolDown
+            query: windows_iis_app_pool_state != 3
+            labels: {app_pool: CorporatePortalAppPool}
+            shows: "> 3"
         """,
 }
 
@@ -143,9 +144,9 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
     impossible = by_name["impossible-label"]
     [alert] = impossible["alerts"]
     assert not impossible["passed"] and alert["notified_seconds"] is None
-    assert "waited 30 s for a firing notification of BankingServiceDown{instance=nowhere:1,service=fraud}" \
+    assert "waited 30 s for a firing notification of IISAppPoolDown{app_pool=CorporatePortalAppPool,instance=nowhere:1}" \
         in alert["why"], alert["why"]
-    assert "(saw BankingServiceDown{" in alert["why"], f"the report names what it saw instead: {alert['why']}"
+    assert "(saw IISAppPoolDown{" in alert["why"], f"the report names what it saw instead: {alert['why']}"
     quiet = by_name["quiet-fires"]
     assert quiet["alerts"][0]["passed"]
     [held] = quiet["quiet"]
