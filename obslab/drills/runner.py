@@ -53,6 +53,8 @@ BANK_WIDE = frozenset({c.GATEWAY, c.LOAD_GENERATOR})
 _WINDOW_LABELS = frozenset({c.L_LONG_WINDOW, "short_window"})
 _SITE_OF = {name: site.site for site in c.IIS_SITES for name in (site.app_pool, site.app_name)}
 _SITES = frozenset(site.site for site in c.IIS_SITES)
+# Targets that are not processes: where their faults show.
+_PLACE_OF = {c.CARD_PROCESSOR: c.PAYMENTS}
 
 
 def _callers(service: str) -> set[str]:
@@ -266,8 +268,9 @@ class DrillRun:
         return all(s.target in _SITE_OF or s.target in _SITES for s in self.drill.timeline)
 
     def places(self) -> set[str]:
-        """Where the drill's steps act: a target, with an IIS app or app pool read as its site."""
-        return {_SITE_OF.get(s.target, s.target) for s in self.drill.timeline}
+        """Where the drill's steps act: a target, with an IIS app or app pool read as its site and
+        the simulated card processor as payments, which calls it."""
+        return {_SITE_OF.get(s.target, _PLACE_OF.get(s.target, s.target)) for s in self.drill.timeline}
 
     def reach(self) -> set[str]:
         """Where the drill's faults show: its places and the services that call them."""
@@ -1060,16 +1063,16 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
             for run in list(pending):
                 if len(running) >= max(1, parallel) or any(r.exclusive for r in running):
                     break
-                # Drills that disturb the lab for minutes wait until every gentler one is done.
-                if any(other.disturbance() < run.disturbance() for other in (*pending, *running)):
+                # Drills that disturb the lab for minutes wait until every gentler one is done,
+                # and one ahead of it that keeps quiet what it causes goes first, as soon as the
+                # lab is calm for it (started now, this one would keep it waiting for minutes).
+                if _waits_its_turn(run, pending, running):
                     continue
-                # One ahead of it that keeps quiet what it causes goes first, as soon as the lab
-                # is calm for it (started now, this one would keep it waiting for minutes).
-                if _held_back(run, pending, running):
-                    continue
+                # Not calm yet: it starts anyway (and waits in its calm phase, with a timeout) when
+                # nothing runs and no other drill may start now, so the run never stalls.
                 if all(run.compatible(other) for other in running) and (not running and not any(
                         p is not run and p.calm_in(last) and all(p.compatible(o) for o in running)
-                        and not _held_back(p, pending, running) for p in pending) or run.calm_in(last)):
+                        and not _waits_its_turn(p, pending, running) for p in pending) or run.calm_in(last)):
                     pending.remove(run)
                     run.created = time.time()
                     running.append(run)
@@ -1129,8 +1132,11 @@ def run_drills(drills: list[Drill], catalog: DrillCatalog, lab: Lab, *, parallel
     return [by_run[id(run)].result() for run in order if id(run) in by_run]
 
 
-def _held_back(run: DrillRun, pending: list[DrillRun], running: list[DrillRun]) -> bool:
-    """A drill ahead of ``run`` that could start beside what runs is wary of it: it goes first."""
+def _waits_its_turn(run: DrillRun, pending: list[DrillRun], running: list[DrillRun]) -> bool:
+    """A gentler drill is still to run or running, or one ahead of ``run`` that could start beside
+    what runs is wary of it: those go first."""
+    if any(other.disturbance() < run.disturbance() for other in (*pending, *running)):
+        return True
     return any(_wary_of(ahead, [run]) and all(ahead.compatible(o) for o in running)
                for ahead in pending[:pending.index(run)])
 

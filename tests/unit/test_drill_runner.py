@@ -305,6 +305,22 @@ def test_a_drill_waits_while_its_diagnosis_still_shows_an_earlier_incident(tmp_p
     assert result["diagnose"][0]["before"] is None and "before" not in result["diagnose"][0]["why"]
 
 
+@pytest.mark.timeout(30)
+def test_a_drill_that_never_becomes_calm_cannot_stall_the_run(tmp_path, clock):
+    """accounts-latency's alert stays pending; slow-database (held back by it) and the gateway
+    drill (waiting for every gentler one) must not keep it from starting and timing out."""
+    def script(t, t0):
+        stuck = {"labels": {"alertname": "ServiceLatencyHigh", "service": "accounts"}, "state": "pending",
+                 "activeAt": None}
+        return [stuck], []
+
+    results = run(ScriptedLab(tmp_path, clock, script), "accounts-latency", "slow-database",
+                  "gateway-down-blinds-detector", parallel=1, calm_timeout_s=60)
+    stuck = next(r for r in results if r["name"] == "accounts-latency")
+    assert any("never became calm" in problem for problem in stuck["problems"]), stuck["problems"]
+    assert {r["name"] for r in results} == {"accounts-latency", "slow-database", "gateway-down-blinds-detector"}
+
+
 def test_which_drills_may_run_side_by_side():
     def drill_run(name: str) -> runner.DrillRun:
         return runner.DrillRun(CATALOG.get(name), CATALOG, ScriptedLab(Path("/nonexistent"), Clock()), run_id=name)
