@@ -146,7 +146,7 @@ class DDoSModel:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         rows = np.atleast_2d(rows)
-        return (self.scores(rows) >= self.threshold) & (rows[:, _VOLUME] >= MIN_FLOOD_GROWTH)
+        return (self.scores(rows) >= self.threshold) & _adds_traffic(rows)
 
     def verdict(self, row: np.ndarray) -> Verdict:
         # The row and its nine occluded copies in one batch: the forest's per-call cost dominates.
@@ -157,7 +157,7 @@ class DDoSModel:
         parts = {name: float(values[0]) for name, values in batch.items()}
         combined = self._combine(batch)
         score = float(combined[0])
-        attack = score >= self.threshold and float(np.atleast_2d(row)[0, _VOLUME]) >= MIN_FLOOD_GROWTH
+        attack = score >= self.threshold and bool(_adds_traffic(row)[0])
         room = (1.0 - self.threshold) if attack else self.threshold
         margin = min(1.0, abs(score - self.threshold) / room)
         # Both models on the same side of the threshold: full trust; one alone: three quarters.
@@ -166,6 +166,11 @@ class DDoSModel:
         contributions = {name: float(drop) for name, drop in zip(self.features, drops)}
         return Verdict(score=score, confidence=round(margin * agreement, 6), attack=attack,
                        model_scores=parts, contributions=contributions)
+
+
+def _adds_traffic(rows: np.ndarray) -> np.ndarray:
+    """Per row: is the request rate far enough above its baseline for a flood to be possible?"""
+    return np.atleast_2d(rows)[:, _VOLUME] >= MIN_FLOOD_GROWTH
 
 
 def _svm_raw(svm: OneClassSVM, rows: np.ndarray) -> np.ndarray:

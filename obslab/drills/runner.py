@@ -53,8 +53,9 @@ BANK_WIDE = frozenset({c.GATEWAY, c.LOAD_GENERATOR})
 _WINDOW_LABELS = frozenset({c.L_LONG_WINDOW, "short_window"})
 _SITE_OF = {name: site.site for site in c.IIS_SITES for name in (site.app_pool, site.app_name)}
 _SITES = frozenset(site.site for site in c.IIS_SITES)
-# Targets that are not processes: where their faults show.
-_PLACE_OF = {c.CARD_PROCESSOR: c.PAYMENTS}
+# Where a target's faults show: an IIS app or app pool at its site, the simulated card processor
+# (not a process) at payments, which calls it.
+_PLACE_OF = {**_SITE_OF, c.CARD_PROCESSOR: c.PAYMENTS}
 
 
 def _callers(service: str) -> set[str]:
@@ -270,7 +271,7 @@ class DrillRun:
     def places(self) -> set[str]:
         """Where the drill's steps act: a target, with an IIS app or app pool read as its site and
         the simulated card processor as payments, which calls it."""
-        return {_SITE_OF.get(s.target, _PLACE_OF.get(s.target, s.target)) for s in self.drill.timeline}
+        return {_PLACE_OF.get(s.target, s.target) for s in self.drill.timeline}
 
     def reach(self) -> set[str]:
         """Where the drill's faults show: its places and the services that call them."""
