@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from obslab import conventions as c
+from obslab import topology
 
 
 class ConfigError(ValueError):
@@ -35,7 +35,7 @@ EPHEMERAL_PORTS_START = 32768
 
 def max_port_offset() -> int:
     """The largest offset that keeps every port of the lab below the kernel's ephemeral range."""
-    return EPHEMERAL_PORTS_START - 1 - max(c.DEFAULT_PORTS.values())
+    return EPHEMERAL_PORTS_START - 1 - max(topology.DEFAULT_PORTS.values())
 
 
 # --- declarations -------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def declaration(name: str) -> Setting | None:
         prefix, suffix = parts.group("prefix"), parts.group("suffix")
         if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix):
             key = name[len(prefix):len(name) - len(suffix)]
-            if key in {env_key(component) for component in c.DEFAULT_PORTS}:
+            if key in {env_key(component) for component in topology.DEFAULT_PORTS}:
                 return setting.of(key.lower().replace("_", "-"))
     return None
 
@@ -316,7 +316,7 @@ def host() -> str:
 
 
 def port(component: str, offset: int | None = None) -> int:
-    return c.DEFAULT_PORTS[component] + port_offset(offset)
+    return topology.DEFAULT_PORTS[component] + port_offset(offset)
 
 
 def service_url(component: str) -> str:

@@ -6,8 +6,7 @@ scrape jobs, the native process list, health checks, docker-compose.yml) reads t
 
 The compose stack adds third-party components the native lab replaces or lacks (the Collector
 and Jaeger, for which the trace sink stands in natively; Grafana; MySQL, for which SQLite files
-stand in). Their images fix their ports, so those live here rather than in
-``conventions.DEFAULT_PORTS`` (the ports the lab chooses).
+stand in). Their images fix their ports (``image_port``); the lab chooses its own (``DEFAULT_PORTS``).
 """
 
 from __future__ import annotations
@@ -21,13 +20,33 @@ from obslab import conventions as c
 OPERATOR = "operator"          # a person at the CLI, a drill, a test: drives the control plane
 ALERTMANAGER_PRINCIPAL = "alertmanager"  # posts notifications to the alert-receiver
 
+# The ports the lab chooses for its own components (the native lab adds OBSLAB_PORT_OFFSET).
+DEFAULT_PORTS: dict[str, int] = {
+    c.GATEWAY: 8080,
+    c.AUTH: 8081,
+    c.ACCOUNTS: 8082,
+    c.TRANSACTIONS: 8083,
+    c.PAYMENTS: 8084,
+    c.FRAUD: 8085,
+    c.NOTIFICATIONS: 8086,
+    c.TRACE_SINK: 4318,
+    c.PROMETHEUS: 9090,
+    c.FAULT_INJECTOR: 8094,
+    c.IIS_MOCK: 9182,
+    c.LOAD_GENERATOR: 8096,
+    c.ALERT_RECEIVER: 8095,
+    c.ALERTMANAGER: 9093,
+    c.DDOS_DETECTOR: 8091,
+    c.BASELINER: 8092,
+}
+
 Runtime = Literal["native", "compose"]
 Tier = Literal["banking", "ml", "iis", "telemetry", "monitoring", "control", "traffic", "storage"]
 
 
 @dataclass(frozen=True)
 class Component:
-    """``image_port``: the main port of a third-party image (the lab's own come from conventions).
+    """``image_port``: the main port of a third-party image (the lab's own: ``DEFAULT_PORTS``).
     ``health_port``: where ``health_path`` is served when not on the main port.
     ``metrics_ports``: (scrape job, port) pairs when /metrics is not on the main port.
     ``entry``: this project's code for it, ``module:callable``: a Flask app factory that
@@ -47,7 +66,7 @@ class Component:
 
     @property
     def port(self) -> int:
-        return self.image_port if self.image_port is not None else c.DEFAULT_PORTS[self.name]
+        return self.image_port if self.image_port is not None else DEFAULT_PORTS[self.name]
 
     def address(self, runtime: Runtime, host: str = "127.0.0.1", offset: int = 0,
                 port: int | None = None) -> str:
@@ -129,6 +148,27 @@ _BY_NAME = {comp.name: comp for comp in ALL}
 
 def component(name: str) -> Component:
     return _BY_NAME[name]
+
+
+# --- links the lab publishes (alert annotations, notifications, Grafana data links) ----------------
+
+# Runbooks are served by the alert-receiver, one page per alert: runbooks/<AlertName>.md.
+RUNBOOK_BASE_URL = f"http://localhost:{ALERT_RECEIVER.port}/runbooks"
+# Grafana's short dashboard link: /d/<uid> (Grafana adds the slug itself).
+DASHBOARD_BASE_URL = f"http://localhost:{GRAFANA.port}/d"
+# Jaeger's UI (compose); natively the trace sink answers its query API (/api/traces) instead.
+JAEGER_UI_URL = f"http://localhost:{JAEGER.port}"
+
+
+def runbook_url(alert: str, base: str = RUNBOOK_BASE_URL) -> str:
+    """Where the runbook of ``alert`` is served, e.g. ``.../runbooks/IISAppPoolDown.md`` (``base``:
+    the alert-receiver's runbook folder; a lab on other ports passes its own)."""
+    return f"{base}/{alert}.md"
+
+
+def dashboard_url(uid: str) -> str:
+    """Grafana link to the dashboard with ``uid``."""
+    return f"{DASHBOARD_BASE_URL}/{uid}"
 
 
 # --- who may call what (README.md, "Trust") -------------------------------------------------------

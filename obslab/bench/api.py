@@ -24,6 +24,7 @@ from pathlib import Path
 import requests
 
 from obslab import conventions as c
+from obslab import topology
 from obslab.native.lab import LabError, NativeLab
 from obslab.native.seed import demo_password
 from obslab.profiles import FAST
@@ -127,7 +128,7 @@ def run_api_benchmark(*, transfers: int, concurrency: int, warmup: int, port_off
                 if lab.up(detach=True, timeout=120) != 0:
                     raise LabError(f"the benchmark lab did not become healthy ({mode}); see the table above")
                 progress(f"[{mode}] {warmup} warm-up + {transfers} timed transfers, {concurrency} clients")
-                figures[mode] = measure(f"http://127.0.0.1:{c.DEFAULT_PORTS[c.GATEWAY] + port_offset}",
+                figures[mode] = measure(f"http://127.0.0.1:{topology.DEFAULT_PORTS[c.GATEWAY] + port_offset}",
                                         transfers, concurrency, warmup, progress)
             finally:
                 lab.down()

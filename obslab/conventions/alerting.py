@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from obslab.conventions.components import ALERT_RECEIVER, DEFAULT_PORTS
-
 # --- alerting (routing: alertmanager/README.md) ------------------------------------------------
-
-# Runbooks are served by the alert-receiver, one page per alert: runbooks/<AlertName>.md.
-RUNBOOK_BASE_URL = f"http://localhost:{DEFAULT_PORTS[ALERT_RECEIVER]}/runbooks"
-# Grafana's short dashboard link: /d/<uid> (Grafana adds the slug itself).
-DASHBOARD_BASE_URL = "http://localhost:3000/d"
-# Jaeger's UI (compose); natively the trace sink answers its query API (/api/traces) instead.
-JAEGER_UI_URL = "http://localhost:16686"
 
 # Routing labels of every alert (L_SERVICE, above, is the third) and its annotations.
 L_SEVERITY = "severity"
@@ -105,13 +96,3 @@ ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH = "IISTechnicalExceptionsHigh"
 ALERT_IIS_RESPONSE_TIME_P95_HIGH = "IISResponseTimeP95High"
 ALERT_IIS_APP_POOL_DOWN = "IISAppPoolDown"
 
-
-def runbook_url(alert: str, base: str = RUNBOOK_BASE_URL) -> str:
-    """Where the runbook of ``alert`` is served, e.g. ``.../runbooks/IISAppPoolDown.md`` (``base``:
-    the alert-receiver's runbook folder; a lab on other ports passes its own)."""
-    return f"{base}/{alert}.md"
-
-
-def dashboard_url(uid: str) -> str:
-    """Grafana link to the dashboard with ``uid``."""
-    return f"{DASHBOARD_BASE_URL}/{uid}"

@@ -60,7 +60,7 @@ def prometheus() -> dict[str, Any]:
             "exemplarTraceIdDestinations": [
                 {"name": c.EXEMPLAR_TRACE_ID_LABEL, "datasourceUid": JAEGER_UID,
                  "urlDisplayLabel": "Trace in Grafana"},
-                {"name": c.EXEMPLAR_TRACE_ID_LABEL, "url": f"{c.JAEGER_UI_URL}/trace/${{__value.raw}}",
+                {"name": c.EXEMPLAR_TRACE_ID_LABEL, "url": f"{topology.JAEGER_UI_URL}/trace/${{__value.raw}}",
                  "urlDisplayLabel": "Trace in Jaeger UI"},
             ],
         },

@@ -147,7 +147,7 @@ class NativeLab:
             stale.unlink()
         for relative, rule_file in rules.rule_files(self.profile).items():
             # A lab beside the default one serves its runbooks on its own port.
-            base = f"{self._url(topology.ALERT_RECEIVER)}/runbooks" if self.offset else c.RUNBOOK_BASE_URL
+            base = f"{self._url(topology.ALERT_RECEIVER)}/runbooks" if self.offset else topology.RUNBOOK_BASE_URL
             (directory / Path(relative).name).write_text(rule_file.render(self.profile, runbook_base=base))
         return directory
 

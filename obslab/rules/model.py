@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from obslab import conventions as c
+from obslab import topology
 from obslab.profiles import PRODUCTION, Profile
 from obslab.settings import PROMETHEUS_DURATION
 
@@ -53,7 +54,7 @@ class RecordingRule:
     def name(self) -> str:
         return self.record
 
-    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = topology.RUNBOOK_BASE_URL) -> dict[str, Any]:
         out: dict[str, Any] = {"record": self.record, "expr": self.expr}
         if self.labels:
             out["labels"] = dict(self.labels)
@@ -116,15 +117,15 @@ class AlertRule:
             routing[c.L_SERVICE] = self.service
         return {**routing, **dict(self.extra_labels)}
 
-    def annotations(self, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, str]:
+    def annotations(self, runbook_base: str = topology.RUNBOOK_BASE_URL) -> dict[str, str]:
         return {
             c.A_SUMMARY: self.summary,
             c.A_DESCRIPTION: self.description,
-            c.A_RUNBOOK_URL: c.runbook_url(self.alert, runbook_base),
-            c.A_DASHBOARD_URL: c.dashboard_url(self.dashboard),
+            c.A_RUNBOOK_URL: topology.runbook_url(self.alert, runbook_base),
+            c.A_DASHBOARD_URL: topology.dashboard_url(self.dashboard),
         }
 
-    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = topology.RUNBOOK_BASE_URL) -> dict[str, Any]:
         out: dict[str, Any] = {"alert": self.alert, "expr": self.expr}
         if self.for_ is not None:
             out["for"] = profile.alert_for(self.for_)
@@ -173,7 +174,7 @@ class RuleGroup:
     def alerts(self) -> Iterator[AlertRule]:
         return (rule for rule in self.rules if isinstance(rule, AlertRule))
 
-    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> dict[str, Any]:
+    def to_dict(self, profile: Profile = PRODUCTION, runbook_base: str = topology.RUNBOOK_BASE_URL) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         if self.interval is not None:
             out["interval"] = self.interval

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from obslab import conventions as c
+from obslab import topology
 from obslab.profiles import PRODUCTION, Profile
 from obslab.rules.model import AlertRule, RuleGroup
 
@@ -41,7 +41,7 @@ def dump(document: object) -> str:
 
 
 def render(groups: Sequence[RuleGroup], *, source: str, profile: Profile = PRODUCTION,
-           runbook_base: str = c.RUNBOOK_BASE_URL) -> str:
+           runbook_base: str = topology.RUNBOOK_BASE_URL) -> str:
     """The rule file's text: key order as Prometheus documents it, groups and rules as given;
     ``runbook_base``: where the alerts' runbooks are served (a lab on other ports passes its own)."""
     return header(source) + dump({"groups": [group.to_dict(profile, runbook_base) for group in groups]})
@@ -54,7 +54,7 @@ class RuleFile:
     source: str
     groups: tuple[RuleGroup, ...]
 
-    def render(self, profile: Profile = PRODUCTION, runbook_base: str = c.RUNBOOK_BASE_URL) -> str:
+    def render(self, profile: Profile = PRODUCTION, runbook_base: str = topology.RUNBOOK_BASE_URL) -> str:
         return render(self.groups, source=self.source, profile=profile, runbook_base=runbook_base)
 
     def alerts(self) -> list[AlertRule]:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from obslab import conventions as c
+from obslab import topology
 from obslab import settings
 from obslab.settings import ConfigError
 
@@ -69,8 +70,8 @@ class LinkPolicy:
     def from_settings(cls) -> LinkPolicy:
         port = settings.port(c.ALERT_RECEIVER)
         own = {("127.0.0.1", port), ("localhost", port)}
-        runbooks = _netloc(urlsplit(c.RUNBOOK_BASE_URL).netloc, "RUNBOOK_BASE_URL")
-        dashboards = _netloc(urlsplit(c.DASHBOARD_BASE_URL).netloc, "DASHBOARD_BASE_URL")
+        runbooks = _netloc(urlsplit(topology.RUNBOOK_BASE_URL).netloc, "RUNBOOK_BASE_URL")
+        dashboards = _netloc(urlsplit(topology.DASHBOARD_BASE_URL).netloc, "DASHBOARD_BASE_URL")
         hosts: set[tuple[str, int | None]] = {*own, runbooks, dashboards}
         for entry in settings.LINK_HOSTS.get().split(","):
             if entry.strip():

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from obslab import conventions as c
+from obslab import topology
 from obslab import settings
 from obslab.native.lab import port_in_use
 from obslab.native.seed import patient_session
@@ -42,7 +43,7 @@ def free_offset(start: int) -> int:
     highest = settings.max_port_offset()
     candidates = [*range(start, highest + 1, 250), *range(1_000, min(start, highest + 1), 250)]
     for offset in candidates:
-        if not any(port_in_use(port + offset) for port in c.DEFAULT_PORTS.values()):
+        if not any(port_in_use(port + offset) for port in topology.DEFAULT_PORTS.values()):
             return offset
     raise RuntimeError(f"no free port range for a test lab below {settings.EPHEMERAL_PORTS_START}")
 
@@ -59,7 +60,7 @@ class RunningLab:
     offset: int
 
     def url(self, component: str) -> str:
-        return f"http://127.0.0.1:{c.DEFAULT_PORTS[component] + self.offset}"
+        return f"http://127.0.0.1:{topology.DEFAULT_PORTS[component] + self.offset}"
 
     @property
     def api(self) -> str:

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from obslab import conventions as c
+from obslab import topology
 from tests.integration.lab import free_offset, obslab
 
 pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
@@ -52,7 +52,7 @@ def test_foreground_up_runs_until_ctrl_c_then_stops_every_process(tmp_path):
             obslab("down", "--data-dir", str(data_dir), offset=offset)
     assert process.returncode == 0, output
     assert "press Ctrl-C" in output and "Lab stopped." in output
-    for port in c.DEFAULT_PORTS.values():
+    for port in topology.DEFAULT_PORTS.values():
         try:
             requests.get(f"http://127.0.0.1:{port + offset}/health", timeout=1)
         except requests.ConnectionError:

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from obslab import conventions as c
+from obslab import topology
 from obslab import settings
 from tests.integration.lab import free_offset, start_lab
 
@@ -33,7 +34,7 @@ def lab(tmp_path_factory, untraced_client):
     assert running.ledger_violations() == []
     result = running.run("down")
     assert result.returncode == 0, result.stderr
-    for port in c.DEFAULT_PORTS.values():
+    for port in topology.DEFAULT_PORTS.values():
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port + running.offset}/", timeout=2)
 

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from obslab import conventions as c
+from obslab import topology
 from obslab import secrets, settings
 from obslab.services.fault_injector.app import create_app as injector_app
 from tests.support import PASSWORD, control_headers, serve
@@ -173,7 +174,7 @@ def served_gateway(tmp_path):
     processes = [subprocess.Popen([sys.executable, "-m", "obslab", "serve", name], env=environment,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for name in (c.AUTH, c.GATEWAY)]
-    url = f"http://127.0.0.1:{c.DEFAULT_PORTS[c.GATEWAY] + offset}"
+    url = f"http://127.0.0.1:{topology.DEFAULT_PORTS[c.GATEWAY] + offset}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -226,7 +227,7 @@ def test_200_half_open_connections_do_not_stop_the_gateway_answering_health_and_
 def test_a_lab_cannot_be_placed_in_the_kernels_ephemeral_port_range(monkeypatch):
     from tests.integration.lab import free_offset
 
-    highest_port = max(c.DEFAULT_PORTS.values())
+    highest_port = max(topology.DEFAULT_PORTS.values())
     assert highest_port + settings.max_port_offset() < settings.EPHEMERAL_PORTS_START
     monkeypatch.setenv("OBSLAB_PORT_OFFSET", str(settings.max_port_offset() + 1))
     with pytest.raises(settings.ConfigError, match="ephemeral"):

@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from obslab import amconfig, secrets, settings
 from obslab import conventions as c
+from obslab import topology
 from obslab.native import trace_sink
 from obslab.native.trace_sink import create_app as create_trace_sink
 from obslab.services.alert_receiver.app import create_app
@@ -57,8 +58,8 @@ PAGE = {
         "annotations": {
             "summary": "payments is down",
             "description": "payments has not answered its health check for 1m.",
-            "runbook_url": c.runbook_url("BankingServiceDown"),
-            "dashboard_url": c.dashboard_url("obslab-services"),
+            "runbook_url": topology.runbook_url("BankingServiceDown"),
+            "dashboard_url": topology.dashboard_url("obslab-services"),
         },
         "startsAt": "2026-11-23T10:15:02.114Z",
         "endsAt": "0001-01-01T00:00:00Z",
@@ -168,14 +169,14 @@ def test_a_page_with_a_link_to_a_foreign_host_is_stored_without_that_link(receiv
     [alert] = stored["alerts"]
     assert alert["runbook_url"] == "" and alert["annotations"]["runbook_url"] == ""
     assert alert["links_removed"] == ["runbook_url"] and stored["links_removed"] == ["runbook_url"]
-    assert alert["dashboard_url"] == c.dashboard_url("obslab-services"), "a lab link stays"
+    assert alert["dashboard_url"] == topology.dashboard_url("obslab-services"), "a lab link stays"
     assert alert["summary"] == "payments is down"
 
     html_page = requests.get(f"{receiver.url}/", timeout=5).text
     assert "bank-login.example" not in html_page
     assert "link removed" in html_page
     assert 'href="/runbooks/BankingServiceDown.md"' not in html_page, "a foreign runbook is not claimed as ours"
-    assert f'href="{c.dashboard_url("obslab-services")}"' in html_page
+    assert f'href="{topology.dashboard_url("obslab-services")}"' in html_page
     # Decision: the payload is kept as Alertmanager sent it (the evidence of what was attempted);
     # only the views, which filter every read, ever show it.
     [raw] = _stored_payloads(database)

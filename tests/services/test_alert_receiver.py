@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from obslab import alertscli, secrets, settings
 from obslab import conventions as c
+from obslab import topology
 from obslab.rules import load_catalog
 from obslab.services.alert_receiver.app import create_app
 from tests.support import free_port, required_binary, serve, stop_process
@@ -382,9 +383,9 @@ RUNBOOKS = settings.repo_root() / "runbooks"
 
 @pytest.mark.parametrize("name", load_catalog().alert_names())
 def test_every_alerts_runbook_url_resolves_to_its_page_with_the_name_as_heading(receiver, name):
-    path = urlsplit(c.runbook_url(name)).path
+    path = urlsplit(topology.runbook_url(name)).path
     response = requests.get(f"{receiver.url}{path}", timeout=5)
-    assert response.status_code == 200, f"{c.runbook_url(name)}: {response.status_code} {response.text[:200]}"
+    assert response.status_code == 200, f"{topology.runbook_url(name)}: {response.status_code} {response.text[:200]}"
     assert response.headers["Content-Type"].startswith("text/html")
     assert f"<h1>{name}</h1>" in response.text
     assert "<table>" in response.text, "the page's table is rendered as a table"

@@ -28,6 +28,7 @@ import yaml
 
 from obslab import amconfig, generate, rules, secrets, settings
 from obslab import conventions as c
+from obslab import topology
 from obslab.profiles import FAST, PRODUCTION, Profile
 from obslab.rules.build import TESTS_DIR
 from obslab.settings import ConfigError
@@ -379,8 +380,8 @@ def test_the_pager_text_says_what_where_how_bad_since_when_and_where_to_look(tmp
                                       "tier=banking")
     assert "for over a minute (up = 0)" in lines["How bad"]
     assert lines["Since"].strip() == "2026-11-23 10:15:02 UTC"
-    assert lines["Runbook"].strip() == c.runbook_url("BankingServiceDown")
-    assert lines["Dashboard"].strip() == c.dashboard_url(c.DASHBOARD_OVERVIEW)
+    assert lines["Runbook"].strip() == topology.runbook_url("BankingServiceDown")
+    assert lines["Dashboard"].strip() == topology.dashboard_url(c.DASHBOARD_OVERVIEW)
     traces = urllib.parse.urlsplit(lines["Traces"].strip())
     assert f"{traces.scheme}://{traces.netloc}{traces.path}" == "http://127.0.0.1:4318/api/traces"
     assert urllib.parse.parse_qs(traces.query)["service"] == ["payments"]
@@ -404,7 +405,7 @@ def test_the_chat_text_lists_firing_then_resolved_alerts_with_a_jaeger_search_in
     assert "Since:     2026-11-23 09:00:00 UTC, resolved 2026-11-23 10:25:02 UTC" in text
     [jaeger, _] = re.findall(r"^Traces: +(\S+)$", text, re.M)
     url = urllib.parse.urlsplit(jaeger)
-    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{c.JAEGER_UI_URL}/search"
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{topology.JAEGER_UI_URL}/search"
     query = urllib.parse.parse_qs(url.query)
     assert query["service"] == ["accounts"] and json.loads(query["tags"][0]) == {"error": "true"}
 
@@ -422,7 +423,7 @@ def test_the_templates_render_every_alert_of_the_spec(tmp_path, template):
     assert "<no value>" not in text and "(none" not in text
     if template != "obslab.pager.title":
         for labels in _generated_alert_label_sets():
-            assert c.runbook_url(labels["alertname"]) in text
+            assert topology.runbook_url(labels["alertname"]) in text
             assert f"service={urllib.parse.quote_plus(labels['service'])}&" in text
 
 
@@ -477,7 +478,7 @@ def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live-alertmanager")
     # The native configuration addresses the receiver at 127.0.0.1:8095 + offset: serve it there.
     receiver_port = free_port()
-    offset = receiver_port - c.DEFAULT_PORTS[c.ALERT_RECEIVER]
+    offset = receiver_port - topology.DEFAULT_PORTS[c.ALERT_RECEIVER]
     receiver = serve(create_app(f"sqlite:///{tmp / 'alerts.sqlite3'}"), port=receiver_port)
     # Alertmanager sends the token of this test process's lab (tests/conftest.py generated it).
     config = amconfig.write_native(tmp / "alertmanager", FAST, offset=offset, secrets_dir=secrets.secrets_dir())

@@ -3,6 +3,7 @@
 import pytest
 
 from obslab import conventions as c
+from obslab import topology
 from obslab.conventions import MetricSpec
 from obslab.telemetry import MetricSet
 
@@ -53,7 +54,7 @@ def test_metric_specs_refuse_names_that_break_prometheus_conventions(name, kind)
 
 
 def test_ports_are_the_design_ports():
-    assert c.DEFAULT_PORTS == {
+    assert topology.DEFAULT_PORTS == {
         "gateway": 8080, "auth": 8081, "accounts": 8082, "transactions": 8083, "payments": 8084,
         "fraud": 8085, "notifications": 8086, "trace-sink": 4318, "prometheus": 9090,
         "fault-injector": 8094, "iis-mock": 9182, "alert-receiver": 8095, "alertmanager": 9093,

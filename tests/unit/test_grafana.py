@@ -22,6 +22,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from obslab import secrets
 from obslab import conventions as c
+from obslab import topology
 from obslab import grafana, settings
 from obslab.grafana import dashboards, datasources, panels, queries
 from obslab.rules import load_catalog
@@ -125,7 +126,7 @@ def test_exemplar_links_open_the_trace_in_the_jaeger_datasource_and_in_jaegers_u
     external = [d for d in destinations if "url" in d]
     assert [d["datasourceUid"] for d in internal] == [grafana.JAEGER_UID]
     assert by_uid[internal[0]["datasourceUid"]]["type"] == "jaeger"
-    assert [d["url"] for d in external] == [c.JAEGER_UI_URL + "/trace/${__value.raw}"]
+    assert [d["url"] for d in external] == [topology.JAEGER_UI_URL + "/trace/${__value.raw}"]
     # The label name must be the one the services put on their exemplars.
     context = SpanContext(trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736, span_id=0x00F067AA0BA902B7,
                           is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
@@ -199,7 +200,7 @@ def test_dashboard_uids_are_the_conventions_ones_and_unique():
     # Every UID an alert's dashboard_url may name has its dashboard, and no other exists.
     assert set(uids) == CONVENTION_UIDS
     for alert in load_catalog().alerts():
-        assert alert.annotations()[c.A_DASHBOARD_URL].removeprefix(c.DASHBOARD_BASE_URL + "/") in uids, alert.alert
+        assert alert.annotations()[c.A_DASHBOARD_URL].removeprefix(topology.DASHBOARD_BASE_URL + "/") in uids, alert.alert
 
 
 def test_every_dashboard_links_to_every_other_and_each_link_resolves():

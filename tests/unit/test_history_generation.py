@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from obslab import conventions as c
+from obslab import topology
 from obslab.backfill import blocks, create_blocks, write_openmetrics
 from obslab.faults.model import Fault
 from obslab.sim.banking import BankingModel, Target
@@ -17,7 +18,7 @@ from obslab.sim.iis_series import iis_series
 from obslab.sim.series import Accumulator
 
 MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc).timestamp()
-TARGETS = {name: Target(name, f"127.0.0.1:{c.DEFAULT_PORTS[name]}", tier)
+TARGETS = {name: Target(name, f"127.0.0.1:{topology.DEFAULT_PORTS[name]}", tier)
            for name, tier in ((c.GATEWAY, "banking"), (c.TRANSACTIONS, "banking"), (c.PAYMENTS, "banking"))}
 
 

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from obslab import conventions as c
+from obslab import topology
 from obslab import rules, settings
 from obslab.rules import RecordingRule
 from tests.prometheus_support import scrape_job, start_prometheus
@@ -55,7 +56,7 @@ def test_the_handwritten_iis_cases_check_the_runbook_url_of_each_alert_they_fire
     for case in yaml.safe_load((RULES_DIR / "tests" / "iis_test.yml").read_text())["tests"]:
         for check in case.get("alert_rule_test", []):
             for expected in check.get("exp_alerts") or []:
-                assert expected["exp_annotations"][c.A_RUNBOOK_URL] == c.runbook_url(check["alertname"])
+                assert expected["exp_annotations"][c.A_RUNBOOK_URL] == topology.runbook_url(check["alertname"])
                 checked.add(check["alertname"])
     assert checked == set(IIS_ALERTS)
 

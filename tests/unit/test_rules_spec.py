@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from obslab import conventions as c
+from obslab import topology
 from obslab import generate, rules, settings
 from obslab.cli import main
 from obslab.profiles import FAST, PRODUCTION
@@ -85,8 +86,8 @@ def test_every_alert_carries_the_routing_labels_and_the_four_annotations():
         assert {c.L_SEVERITY, c.L_TEAM} <= set(labels), rule["alert"]
         assert labels[c.L_SEVERITY] in severities
         assert list(annotations) == [c.A_SUMMARY, c.A_DESCRIPTION, c.A_RUNBOOK_URL, c.A_DASHBOARD_URL]
-        assert annotations[c.A_RUNBOOK_URL] == f"{c.RUNBOOK_BASE_URL}/{rule['alert']}.md"
-        assert annotations[c.A_DASHBOARD_URL].startswith(f"{c.DASHBOARD_BASE_URL}/")
+        assert annotations[c.A_RUNBOOK_URL] == f"{topology.RUNBOOK_BASE_URL}/{rule['alert']}.md"
+        assert annotations[c.A_DASHBOARD_URL].startswith(f"{topology.DASHBOARD_BASE_URL}/")
         assert "$value" in annotations[c.A_DESCRIPTION], f"{rule['alert']}: say how bad (the value)"
         # service: static, or carried by every series of the expression (checked by promtool cases)
         assert c.L_SERVICE in labels or "service" in rule["expr"], rule["alert"]
@@ -363,7 +364,7 @@ def test_a_lab_on_other_ports_renders_its_own_runbook_base_into_every_alert():
     urls = []
     for rule_file in rules.rule_files(FAST).values():
         text = rule_file.render(FAST, runbook_base=base)
-        assert c.RUNBOOK_BASE_URL not in text
+        assert topology.RUNBOOK_BASE_URL not in text
         urls += [rule["annotations"][c.A_RUNBOOK_URL] for group in yaml.safe_load(text)["groups"]
                  for rule in group["rules"] if "alert" in rule]
     assert urls and all(url == f"{base}/{url.rsplit('/', 1)[1]}" for url in urls)

@@ -117,7 +117,7 @@ def test_the_table_states_the_severity_team_and_dashboard_of_the_rule(name):
         else:
             assert team.split()[0] == rule.team, f"runbooks/{name}.md: Team says {team!r}, the rule {rule.team!r}"
 
-    urls = {c.dashboard_url(rule.dashboard) for rule in rules}
+    urls = {topology.dashboard_url(rule.dashboard) for rule in rules}
     assert table["Dashboard"].split()[0] in urls and all(url in table["Dashboard"] for url in urls), \
         f"runbooks/{name}.md: Dashboard says {table['Dashboard']!r}, the rule links {sorted(urls)}"
 
