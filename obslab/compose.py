@@ -75,8 +75,9 @@ SETTINGS: dict[str, str] = {
     "GRAFANA_ADMIN_USER": "admin",
 }
 
-# Which components keep a database (one MySQL database each, `obslab_<name>`).
-DATABASE_COMPONENTS: tuple[str, ...] = (*c.BANKING_SERVICES, c.FAULT_INJECTOR, c.ALERT_RECEIVER)
+# Which components keep a database here (one MySQL database each, `obslab_<name>`): topology says.
+DATABASE_COMPONENTS: tuple[str, ...] = tuple(comp.name for comp in topology.ALL
+                                             if comp.database and comp.runs_in("compose"))
 TOKEN_COMPONENTS: tuple[str, ...] = (c.AUTH, c.GATEWAY)  # sign and verify access tokens
 # Verify control-plane tokens (the fault-injector's API, the alert-receiver's webhooks).
 CONTROL_VERIFIERS: tuple[str, ...] = (c.FAULT_INJECTOR, c.ALERT_RECEIVER)

@@ -50,7 +50,9 @@ class Component:
     ``health_port``: where ``health_path`` is served when not on the main port.
     ``metrics_ports``: (scrape job, port) pairs when /metrics is not on the main port.
     ``entry``: this project's code for it, ``module:callable``: a Flask app factory that
-    ``obslab serve`` serves, or, with ``runner``, a callable that runs in the foreground."""
+    ``obslab serve`` serves, or, with ``runner``, a callable that runs in the foreground.
+    ``database``: it keeps state in a database of its own (SQLite natively; in compose one MySQL
+    database and user each, unless native-only); its app factory refuses tables otherwise."""
 
     name: str
     tier: Tier
@@ -63,6 +65,7 @@ class Component:
     metrics_ports: tuple[tuple[str, int], ...] = ()
     entry: str | None = None
     runner: bool = False
+    database: bool = False
 
     @property
     def port(self) -> int:
@@ -84,18 +87,19 @@ class Component:
 
 
 SERVICES: tuple[Component, ...] = tuple(
-    Component(name, "banking", "/ready", entry=f"obslab.services.{name}.app:create_app") for name in c.BANKING_SERVICES
+    Component(name, "banking", "/ready", entry=f"obslab.services.{name}.app:create_app", database=True)
+    for name in c.BANKING_SERVICES
 )
 TRACE_SINK = Component(c.TRACE_SINK, "telemetry", "/ready", native_only=True,
-                       entry="obslab.native.trace_sink:create_app")
+                       entry="obslab.native.trace_sink:create_app", database=True)
 PROMETHEUS = Component(c.PROMETHEUS, "monitoring", "/-/ready")
 FAULT_INJECTOR = Component(c.FAULT_INJECTOR, "control", "/ready",
-                           entry="obslab.services.fault_injector.app:create_app")
+                           entry="obslab.services.fault_injector.app:create_app", database=True)
 IIS_MOCK = Component(c.IIS_MOCK, "iis", "/health", entry="obslab.iis_mock.exporter:create_app")
 LOAD_GENERATOR = Component(c.LOAD_GENERATOR, "traffic", "/health", entry="obslab.services.loadgen.runner:serve",
                            runner=True)
 ALERT_RECEIVER = Component(c.ALERT_RECEIVER, "monitoring", "/ready",
-                           entry="obslab.services.alert_receiver.app:create_app")
+                           entry="obslab.services.alert_receiver.app:create_app", database=True)
 ALERTMANAGER = Component(c.ALERTMANAGER, "monitoring", "/-/ready")
 # Alive is enough: without Prometheus they are up but stale (their /ready says why).
 DDOS_DETECTOR = Component(c.DDOS_DETECTOR, "ml", "/health", entry="obslab.ml.ddos.service:create_app")

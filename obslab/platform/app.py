@@ -90,6 +90,10 @@ def create_service_app(
     max_body_bytes: int = API_MAX_BODY_BYTES,
 ) -> Flask:
     """``max_body_bytes``: the largest request body (413 above it)."""
+    if metadata is not None and not topology.component(name).database:
+        # Compose gives a database (and its password) only to the components topology names.
+        raise ValueError(f"{name} declares tables but obslab/topology.py does not give it a database "
+                         "(set database=True on its Component)")
     configure_logging(name)
     # A component without its key (or with a known one) must not start: it could not prove who
     # it is, nor check who calls it.

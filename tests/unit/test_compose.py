@@ -303,11 +303,15 @@ def test_the_call_graph_wires_every_components_peers_in_both_runtimes(tmp_path):
         assert in_code <= set(topology.calls(name)), name
 
 
-def test_database_components_are_exactly_those_whose_app_keeps_a_database():
-    for comp in compose.project_components():
-        module = serving.FACTORIES.get(comp.name, serving.RUNNERS.get(comp.name)).partition(":")[0]
-        keeps_database = "metadata=metadata" in _source(module)
-        assert keeps_database == (comp.name in compose.DATABASE_COMPONENTS), comp.name
+def test_only_components_topology_gives_a_database_may_declare_tables():
+    """Compose creates a database and its password only for the components topology marks, so an
+    app that declares tables anywhere else is refused when it is built, not when compose runs."""
+    from sqlalchemy import MetaData
+
+    from obslab.platform.app import create_service_app
+
+    with pytest.raises(ValueError, match="does not give it a database"):
+        create_service_app(c.IIS_MOCK, lambda app, ctx: None, metadata=MetaData(), db_url="sqlite://")
 
 
 def test_native_and_compose_prometheus_load_the_same_rule_files_with_the_same_flags(resolved):
