@@ -111,7 +111,7 @@ def webhook_url(runtime: Runtime, receiver: str, *, offset: int = 0) -> str:
 def token_file(runtime: Runtime, secrets_dir: Path | None = None) -> str:
     """The file holding Alertmanager's control token, as Alertmanager reads it: compose's mount,
     or natively ``<secrets_dir>/alertmanager/token`` (default: this process's lab's secrets)."""
-    relative = secrets.token_file(secrets.ALERTMANAGER)
+    relative = secrets.token_file(topology.ALERTMANAGER_PRINCIPAL)
     if runtime == "compose":
         return f"{COMPOSE_SECRETS_DIR}/{relative}"
     return str((secrets_dir or secrets.secrets_dir()).resolve() / relative)

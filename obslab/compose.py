@@ -203,7 +203,7 @@ def secret_folders(name: str) -> list[str]:
     if name == topology.GRAFANA_NAME:
         return [folder(secrets.GRAFANA_PASSWORD_FILE)]
     if name == c.ALERTMANAGER:
-        return [folder(secrets.token_file(secrets.ALERTMANAGER)),   # its bearer token for the webhooks
+        return [folder(secrets.token_file(topology.ALERTMANAGER_PRINCIPAL)),   # its bearer token for the webhooks
                 folder(secrets.ALERTMANAGER_WEB_CONFIG_FILE)]        # its web config, the API's password
     if name == c.PROMETHEUS:
         return [folder(secrets.ALERTMANAGER_WEB_PASSWORD_FILE)]      # to push alerts to Alertmanager's API
@@ -216,7 +216,7 @@ def secret_folders(name: str) -> list[str]:
     if name in CONTROL_VERIFIERS:
         folders.append(folder(secrets.CONTROL_TOKENS_FILE))
     if name in OPERATOR_CONSOLES:
-        folders.append(folder(secrets.token_file(secrets.OPERATOR)))
+        folders.append(folder(secrets.token_file(topology.OPERATOR)))
     if name in DATABASE_COMPONENTS:
         folders.append(folder(secrets.database_password_file(name)))
     return folders

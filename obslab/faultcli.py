@@ -16,6 +16,7 @@ from typing import Any
 
 from obslab import conventions as c
 from obslab import secrets, settings
+from obslab import topology
 from obslab.labapi import LabApiClient, LabApiError, text_table
 
 _PARAMETER_OPTIONS = (
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     directory = secrets.secrets_dir(args.data_dir) if args.data_dir else None
     client = LabApiClient(c.FAULT_INJECTOR, args.url, actor=_actor(),
-                          token=secrets.control_token(secrets.OPERATOR, directory))
+                          token=secrets.control_token(topology.OPERATOR, directory))
     if args.fault_action == "set":
         ttl = parse_ttl(args.ttl)
         body: dict[str, Any] = {"kind": args.kind, "target": args.target, "reason": args.reason}

@@ -51,9 +51,7 @@ COMPOSE_SECRETS_DIR = "/run/obslab/secrets"
 JWT_SECRET_ENV = settings.JWT_SECRET.name
 CONTROL_TOKEN_ENV = settings.CONTROL_TOKEN.name
 
-OPERATOR = topology.OPERATOR
-ALERTMANAGER = topology.ALERTMANAGER_PRINCIPAL
-CONTROL_PRINCIPALS = (OPERATOR, ALERTMANAGER)
+CONTROL_PRINCIPALS = (topology.OPERATOR, topology.ALERTMANAGER_PRINCIPAL)
 
 JWT_SECRET_FILE = "jwt/secret"
 PUBLIC_KEYS_DIR = "keys/public"
@@ -234,7 +232,7 @@ def init_secrets(directory: Path, components: Iterable[str], *, database_compone
 
     private_dir(directory, mine)
     put(JWT_SECRET_FILE, _token().encode())
-    for component in sorted(set(components) | {OPERATOR}):
+    for component in sorted(set(components) | {topology.OPERATOR}):
         private_path = directory / private_key_file(component)
         if not private_path.exists():
             key = Ed25519PrivateKey.generate()
@@ -253,7 +251,8 @@ def init_secrets(directory: Path, components: Iterable[str], *, database_compone
             put(public_key_file(component), public)
 
     put(LOADGEN_PASSWORD_FILE, _token().encode())
-    principal_owner = {OPERATOR: mine, ALERTMANAGER: owners.alertmanager if compose else mine}
+    principal_owner = {topology.OPERATOR: mine,
+                       topology.ALERTMANAGER_PRINCIPAL: owners.alertmanager if compose else mine}
     for principal in CONTROL_PRINCIPALS:
         put(token_file(principal), _token().encode(), principal_owner[principal])
     digests = {p: _digest((directory / token_file(p)).read_text().strip()) for p in CONTROL_PRINCIPALS}
@@ -359,10 +358,10 @@ def jwt_secret() -> str:
                           f"({secrets_dir() / JWT_SECRET_FILE})")
 
 
-def control_token(principal: str = OPERATOR, directory: Path | None = None) -> str:
+def control_token(principal: str = topology.OPERATOR, directory: Path | None = None) -> str:
     """A control-plane token to send: ``$OBSLAB_CONTROL_TOKEN``, else the principal's file."""
     given = settings.CONTROL_TOKEN.get()
-    if given and principal == OPERATOR:
+    if given and principal == topology.OPERATOR:
         return given
     return read(token_file(principal), what=f"the {principal} control token", directory=directory)
 

@@ -22,6 +22,7 @@ from waitress import wasyncore
 
 from obslab import conventions as c
 from obslab import secrets
+from obslab import topology
 from obslab.platform.serving import server_options
 
 MYSQL_SERVER_URL = os.environ.get("OBSLAB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
@@ -232,7 +233,7 @@ def customer_headers(customer_id: str, caller: str, audience: str) -> dict[str, 
             c.HEADER_CUSTOMER_ASSERTION: _signers[c.GATEWAY].customer_assertion(customer_id)}
 
 
-def control_headers(principal: str = secrets.OPERATOR) -> dict[str, str]:
+def control_headers(principal: str = topology.OPERATOR) -> dict[str, str]:
     """The control plane's bearer token of ``principal`` (the lab's test secrets)."""
     return {"Authorization": f"Bearer {secrets.control_token(principal)}"}
 
@@ -248,5 +249,5 @@ def deposit(accounts_url: str, account: str, amount_minor: int, currency: str = 
     response = requests.post(f"{accounts_url}/deposits", json={
         "id": f"test-deposit-{uuid.uuid4().hex[:12]}", "account": account,
         "amount_minor": amount_minor, "currency": currency,
-    }, headers=service_headers(secrets.OPERATOR, c.ACCOUNTS), timeout=10)
+    }, headers=service_headers(topology.OPERATOR, c.ACCOUNTS), timeout=10)
     assert response.status_code == 201, response.text

@@ -22,6 +22,7 @@ import requests
 
 from obslab import conventions as c
 from obslab import secrets, settings
+from obslab import topology
 from obslab.profiles import PROFILES, Profile
 from obslab.settings import ConfigError, parse_duration
 
@@ -70,7 +71,7 @@ class Lab:
             Path(os.environ["COMPOSE_SECRETS_DIR"]) if os.environ.get("COMPOSE_SECRETS_DIR")
             else secrets.secrets_dir(data_dir))
         try:
-            token = secrets.control_token(secrets.OPERATOR, directory)
+            token = secrets.control_token(topology.OPERATOR, directory)
         except ConfigError as exc:
             raise DrillError(f"no operator token for the lab ({exc}); {START_HINT}") from None
         password = settings.ALERTMANAGER_PASSWORD.get()

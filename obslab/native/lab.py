@@ -330,7 +330,7 @@ class NativeLab:
     def _seed(self) -> None:
         marker = self.data_dir / "run" / "seeded"
         try:
-            operator = Signer.load(secrets.OPERATOR, self.secrets_dir)
+            operator = Signer.load(topology.OPERATOR, self.secrets_dir)
             seed_demo_data(self._url(topology.component(c.GATEWAY)), self._url(topology.component(c.ACCOUNTS)),
                            deposit_headers=lambda: operator.headers(c.ACCOUNTS))
         except (SeedError, requests.RequestException) as exc:

@@ -155,7 +155,7 @@ class RunningLab:
         from obslab import secrets
         from obslab.platform.identity import Signer
 
-        operator = Signer.load(secrets.OPERATOR, secrets.secrets_dir(self.data_dir))
+        operator = Signer.load(topology.OPERATOR, secrets.secrets_dir(self.data_dir))
         response = requests.get(f"{self.url(c.ACCOUNTS)}/ledger/invariants", headers=operator.headers(c.ACCOUNTS),
                                 timeout=30)
         assert response.status_code == 200, response.text

@@ -50,7 +50,7 @@ def strangers() -> dict[str, dict[str, Any]]:
         "the password with a character more": {"auth": (USER, password() + "x")},
         # The token Alertmanager itself sends to the alert-receiver is no key to Alertmanager.
         "alertmanager's webhook token": {"headers": {
-            "Authorization": f"Bearer {secrets.control_token(secrets.ALERTMANAGER)}"}},
+            "Authorization": f"Bearer {secrets.control_token(topology.ALERTMANAGER_PRINCIPAL)}"}},
     }
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from obslab import compose, promconfig, secrets, settings
+from obslab import topology
 from obslab import conventions as c
 from obslab.profiles import PRODUCTION
 from tests.support import required_binary
@@ -225,7 +226,7 @@ def test_each_secret_folder_is_mounted_read_only_into_the_containers_that_read_i
     }
     assert readers == expected
     # `docker compose exec fault-injector obslab fault set ...` finds the operator's token.
-    assert (layout / secrets.token_file(secrets.OPERATOR)).parent == layout / "operator"
+    assert (layout / secrets.token_file(topology.OPERATOR)).parent == layout / "operator"
 
 
 def test_every_service_waits_for_the_secrets_init(resolved):

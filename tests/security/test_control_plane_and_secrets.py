@@ -47,7 +47,7 @@ def test_a_stranger_cannot_take_the_bank_down_through_the_fault_injector(injecto
 
 
 def test_alertmanagers_token_cannot_drive_faults(injector):
-    response = requests.post(f"{injector}{FAULTS}", json=TAKE_DOWN, headers=control_headers(secrets.ALERTMANAGER),
+    response = requests.post(f"{injector}{FAULTS}", json=TAKE_DOWN, headers=control_headers(topology.ALERTMANAGER_PRINCIPAL),
                              timeout=5)
     assert response.status_code == 403
 
@@ -132,7 +132,7 @@ def test_two_labs_never_share_secrets(tmp_path):
     first, second = tmp_path / "one", tmp_path / "two"
     for directory in (first, second):
         secrets.init_secrets(directory, secrets.lab_components())
-    for relative in (secrets.JWT_SECRET_FILE, secrets.token_file(secrets.OPERATOR),
+    for relative in (secrets.JWT_SECRET_FILE, secrets.token_file(topology.OPERATOR),
                      secrets.private_key_file(c.GATEWAY)):
         assert (first / relative).read_bytes() != (second / relative).read_bytes()
 

@@ -31,7 +31,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.parser import text_string_to_metric_families
 
 from obslab import amconfig, secrets, settings
-from obslab import conventions as c
 from obslab import topology
 from obslab.native import trace_sink
 from obslab.native.trace_sink import create_app as create_trace_sink
@@ -75,7 +74,7 @@ def page(**annotations: str) -> dict:
     return body
 
 
-def bearer(principal: str = secrets.ALERTMANAGER) -> dict[str, str]:
+def bearer(principal: str = topology.ALERTMANAGER_PRINCIPAL) -> dict[str, str]:
     return {"Authorization": f"Bearer {secrets.control_token(principal)}"}
 
 
@@ -125,7 +124,7 @@ def test_a_stranger_cannot_post_a_fake_page_without_the_token(receiver):
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["error"] == "unauthenticated" and "Bearer" in response.json()["message"]
     # Another scheme carrying the right token is not the bearer token either.
-    basic = {"Authorization": f"Basic {secrets.control_token(secrets.ALERTMANAGER)}"}
+    basic = {"Authorization": f"Basic {secrets.control_token(topology.ALERTMANAGER_PRINCIPAL)}"}
     assert post(receiver.url, fake, headers=basic).status_code == 401
     assert listed(receiver.url) == []
     assert metric(receiver.url, "alert_receiver_rejected_total", {"reason": "unauthenticated"}) == 2.0
@@ -149,8 +148,8 @@ def test_a_stranger_cannot_post_a_fake_page_even_under_a_name_no_receiver_has(re
 
 
 def test_only_alertmanager_and_the_operator_may_post_a_page(receiver):
-    assert post(receiver.url, page(), headers=bearer(secrets.ALERTMANAGER)).status_code == 201
-    assert post(receiver.url, page(), headers=bearer(secrets.OPERATOR)).status_code == 201
+    assert post(receiver.url, page(), headers=bearer(topology.ALERTMANAGER_PRINCIPAL)).status_code == 201
+    assert post(receiver.url, page(), headers=bearer(topology.OPERATOR)).status_code == 201
     assert len(listed(receiver.url)) == 2
 
 
@@ -438,7 +437,7 @@ def test_alertmanager_delivers_with_the_lab_token_and_a_wrong_token_file_deliver
     binary = required_binary("prometheus-alertmanager")
     wrong = tmp_path / "wrong-token"
     wrong.write_text(random_secrets.token_urlsafe(32))
-    right = secrets.secrets_dir() / secrets.token_file(secrets.ALERTMANAGER)
+    right = secrets.secrets_dir() / secrets.token_file(topology.ALERTMANAGER_PRINCIPAL)
     config = tmp_path / "alertmanager.yml"
     config.write_text(yaml.safe_dump({
         "route": AM_ROUTE,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from obslab import conventions as c
 from obslab.services.common import money
 from obslab import secrets
+from obslab import topology
 from obslab.platform.identity import Signer
 from tests.support import Customer, customer_headers, deposit, service_headers
 
@@ -287,7 +288,7 @@ def test_an_oversized_body_is_a_413_with_a_json_error_on_every_service(stack, se
     path = {c.GATEWAY: "/api/v1/auth/login", c.AUTH: "/tokens", c.ACCOUNTS: "/deposits",
             c.TRANSACTIONS: "/transfers", c.PAYMENTS: "/payments", c.FRAUD: "/assessments",
             c.NOTIFICATIONS: "/notifications"}[service]
-    caller = {c.AUTH: c.GATEWAY, c.ACCOUNTS: secrets.OPERATOR, c.TRANSACTIONS: c.GATEWAY, c.PAYMENTS: c.GATEWAY,
+    caller = {c.AUTH: c.GATEWAY, c.ACCOUNTS: topology.OPERATOR, c.TRANSACTIONS: c.GATEWAY, c.PAYMENTS: c.GATEWAY,
               c.FRAUD: c.TRANSACTIONS, c.NOTIFICATIONS: c.TRANSACTIONS}.get(service)
     headers = {"Content-Type": "application/json", c.HEADER_IDEMPOTENCY_KEY: "k"}
     if caller:

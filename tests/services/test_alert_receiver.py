@@ -98,7 +98,7 @@ def receiver(tmp_path):
 
 def alertmanager_auth() -> dict[str, str]:
     """What Alertmanager sends with every webhook post (obslab/amconfig.py: http_config)."""
-    return {"Authorization": f"Bearer {secrets.control_token(secrets.ALERTMANAGER)}"}
+    return {"Authorization": f"Bearer {secrets.control_token(topology.ALERTMANAGER_PRINCIPAL)}"}
 
 
 def post(url: str, receiver: str, body, **kwargs) -> requests.Response:
@@ -337,7 +337,7 @@ receivers:
 def test_a_real_alertmanager_delivers_an_alert_to_the_receiver(receiver, tmp_path):
     binary = required_binary("prometheus-alertmanager")
     config = tmp_path / "alertmanager.yml"
-    token_file = secrets.secrets_dir() / secrets.token_file(secrets.ALERTMANAGER)
+    token_file = secrets.secrets_dir() / secrets.token_file(topology.ALERTMANAGER_PRINCIPAL)
     config.write_text(AM_CONFIG.format(url=receiver.url, token_file=token_file))
     port = free_port()
     process = subprocess.Popen(

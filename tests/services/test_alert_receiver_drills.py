@@ -12,7 +12,7 @@ import json
 import pytest
 import requests
 
-from obslab import secrets
+from obslab import topology
 from obslab.drills.report_html import NULL, render_index, render_report
 from obslab.services.alert_receiver.app import create_app
 from tests.support import control_headers, serve
@@ -242,7 +242,7 @@ def test_posting_without_credentials_is_a_401_and_stores_nothing(lite, post):
 @pytest.mark.parametrize("post", [post_report, post_event], ids=["report", "event"])
 def test_alertmanagers_token_cannot_post_drills(lite, post):
     body = REPORT if post is post_report else START
-    response = post(lite.url, body, headers=control_headers(secrets.ALERTMANAGER))
+    response = post(lite.url, body, headers=control_headers(topology.ALERTMANAGER_PRINCIPAL))
     assert response.status_code == 403, response.text
     assert response.json()["error"] == "forbidden"
     assert listed(lite.url) == []

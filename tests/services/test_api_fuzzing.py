@@ -39,7 +39,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 import obslab.services.gateway as gateway_package
 from obslab import conventions as c
-from obslab import secrets
+from obslab import topology
 from tests.support import PASSWORD, Customer, deposit, service_headers, start_stack
 
 SPEC_PATH = Path(gateway_package.__file__).parent / "openapi.yaml"
@@ -325,5 +325,5 @@ def test_the_fuzz_run_covered_every_operation_and_left_the_books_sound(stack, fu
     assert all(count >= 10 for count in fuzz_log.cases.values()), summary
     assert fuzz_log.auth_probed == {label for label in documented if "/auth/" not in label}, summary
     books = requests.get(f"{stack.url(c.ACCOUNTS)}/ledger/invariants",
-                         headers=service_headers(secrets.OPERATOR, c.ACCOUNTS), timeout=30)
+                         headers=service_headers(topology.OPERATOR, c.ACCOUNTS), timeout=30)
     assert books.status_code == 200 and books.json() == {"sound": True, "violations": []}, books.text

@@ -9,7 +9,7 @@ import requests
 
 from obslab import conventions as c
 from obslab.services.common import money
-from obslab import secrets
+from obslab import topology
 from tests.support import customer_headers, service_headers
 
 
@@ -27,7 +27,7 @@ def open_account(stack, owner: str, currency="EUR") -> str:
 def deposit(stack, account: str, amount_minor: int, movement_id: str | None = None) -> requests.Response:
     return requests.post(f"{stack.url('accounts')}/deposits", json={
         "id": movement_id or f"dep-{uuid.uuid4().hex[:12]}", "account": account, "amount_minor": amount_minor,
-        "currency": "EUR"}, headers=service_headers(secrets.OPERATOR, c.ACCOUNTS), timeout=10)
+        "currency": "EUR"}, headers=service_headers(topology.OPERATOR, c.ACCOUNTS), timeout=10)
 
 
 def move(stack, caller: str = c.TRANSACTIONS, customer: str | None = None, **body) -> requests.Response:
