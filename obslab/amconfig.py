@@ -76,10 +76,6 @@ PAGER_REPEAT_DIVISOR = 4
 # there is nothing to batch with it, so it waits at most this long.
 WATCHDOG_GROUP_WAIT_MAX_S = 5
 
-# Alerts a DDoS inhibition must never hide: the DDoS alerts themselves (they are the incident)
-# and a banking service down (a flood slows services, it does not stop processes).
-DDOS_ALERTS = (c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED)
-NEVER_DDOS_INHIBITED = frozenset({*DDOS_ALERTS, c.ALERT_BANKING_SERVICE_DOWN})
 _ALERT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -169,7 +165,7 @@ def team_receivers(teams: TeamsSpec) -> list[str]:
     return [c.chat_receiver(team) for team in teams.teams]
 
 
-def route(teams: TeamsSpec, profile: Profile) -> dict[str, Any]:
+def route(teams: TeamsSpec, profile: Profile, *, watchdog: str) -> dict[str, Any]:
     """The route tree. Children are tried in order and the first match wins (no ``continue``)."""
     # Alertmanager re-sends only on a group_interval tick that comes more than repeat_interval
     # after the last send, and the send lands a few ms after its own tick: with both equal to
@@ -178,7 +174,7 @@ def route(teams: TeamsSpec, profile: Profile) -> dict[str, Any]:
     heartbeat = duration(max(1, profile.watchdog_repeat_s // 2))
     watchdog = {
         "receiver": c.RECEIVER_DEADMAN,
-        "matchers": [_eq(c.L_ALERTNAME, c.ALERT_WATCHDOG)],
+        "matchers": [_eq(c.L_ALERTNAME, watchdog)],
         "group_wait": duration(min(profile.group_wait_s, WATCHDOG_GROUP_WAIT_MAX_S)),
         "group_interval": heartbeat,
         "repeat_interval": heartbeat,
@@ -217,9 +213,10 @@ def route(teams: TeamsSpec, profile: Profile) -> dict[str, Any]:
     }
 
 
-def inhibit_rules(ddos_caused: list[str]) -> list[dict[str, Any]]:
-    """Alertmanager 0.25 inhibition rules (source_matchers / target_matchers / equal)."""
-    hidden = sorted(set(ddos_caused) & NEVER_DDOS_INHIBITED)
+def inhibit_rules(ddos_caused: list[str], floods: list[str], flood_proof: list[str]) -> list[dict[str, Any]]:
+    """Alertmanager 0.25 inhibition rules (source_matchers / target_matchers / equal): ``floods``
+    (the spec's DDoS alerts) inhibit ``ddos_caused``, never themselves or a ``flood_proof`` alert."""
+    hidden = sorted(set(ddos_caused) & {*floods, *flood_proof})
     if hidden:
         raise ConfigError(f"prometheus/spec: {', '.join(hidden)} must not be caused_by_ddos: a DDoS "
                           "alert never inhibits itself or a banking service down")
@@ -242,7 +239,7 @@ def inhibit_rules(ddos_caused: list[str]) -> list[dict[str, Any]]:
         # error and SLO alerts it causes anywhere are inhibited (no equal: other services,
         # other teams). The edge team is paged for the cause instead.
         {
-            "source_matchers": [f'{c.L_ALERTNAME}=~"{_alternatives(list(DDOS_ALERTS))}"'],
+            "source_matchers": [f'{c.L_ALERTNAME}=~"{_alternatives(list(floods))}"'],
             "target_matchers": [f'{c.L_ALERTNAME}=~"{_alternatives(sorted(set(ddos_caused)))}"'],
         },
     ]
@@ -279,8 +276,8 @@ def config(runtime: Runtime, profile: Profile, *, offset: int = 0,
                           else str(TEMPLATES_DIR.resolve() / TEMPLATES_PATTERN))
     return {
         "templates": [templates_glob],
-        "route": route(catalog.teams, profile),
-        "inhibit_rules": inhibit_rules(catalog.ddos_caused()),
+        "route": route(catalog.teams, profile, watchdog=catalog.watchdog()),
+        "inhibit_rules": inhibit_rules(catalog.ddos_caused(), catalog.floods(), catalog.flood_proof()),
         "receivers": receivers(runtime, catalog.teams, offset=offset, secrets_dir=secrets_dir),
     }
 

@@ -55,16 +55,6 @@ OTELCOL_EXPORTER_SENT_SPANS = "otelcol_exporter_sent_spans_total"
 OTELCOL_EXPORTER_SEND_FAILED_SPANS = "otelcol_exporter_send_failed_spans_total"
 OTELCOL_METRICS = (OTELCOL_EXPORTER_SENT_SPANS, OTELCOL_EXPORTER_SEND_FAILED_SPANS)
 
-# Alerts code refers to (drills, the live tests, Alertmanager's routes).
-ALERT_WATCHDOG = "Watchdog"
-ALERT_PAYMENT_AVAILABILITY = "PaymentAvailabilityBudgetBurn"
-ALERT_SERVICE_ERROR_RATE = "ServiceErrorRateHigh"
-ALERT_GATEWAY_FLOOD = "GatewayFloodSuspected"
-ALERT_DDOS_SUSPECTED = "DDoSAttackSuspected"   # the ML detector's (ddos-detector)
-ALERT_ML_DETECTOR_STALE = "MLDetectorStale"
-ALERT_METRIC_OUTSIDE_BASELINE = "MetricOutsideBaseline"
-ALERT_BANKING_SERVICE_DOWN = "BankingServiceDown"   # never inhibited: a flood does not stop a process
-
 # Alertmanager receivers (alertmanager/): every route ends at the alert-receiver in the lab.
 RECEIVER_PAGER = "pager"
 RECEIVER_DEADMAN = "deadman"
@@ -74,25 +64,3 @@ RECEIVER_BLACKHOLE = "blackhole"               # info: recorded in Alertmanager,
 def chat_receiver(team: str) -> str:
     """The team chat receiver that gets ``team``'s warnings, e.g. ``chat-core-banking``."""
     return f"chat-{team}"
-
-# Recording rules, named level:metric:operations. An empty level is the whole IIS estate.
-RULE_IIS_SITE_REQUESTS_RATE = "site:windows_iis_requests:rate5m"
-RULE_IIS_SITE_SURGE_RATIO = "site:windows_iis_volume:surge_ratio"
-RULE_IIS_SITE_SERVER_ERRORS_RATE = "site:windows_iis_server_errors:rate5m"
-RULE_IIS_SITE_CLIENT_ERRORS_RATE = "site:windows_iis_client_errors:rate5m"
-RULE_IIS_SITE_SUCCESS_PERCENT = "site:windows_iis_success:percent_rate5m"
-RULE_IIS_SITE_P95 = "site:windows_iis_request_execution_time:p95_rate5m"
-RULE_IIS_APP_EXCEPTIONS_RATE = "app:windows_netframework_exceptions:rate5m"
-RULE_IIS_APP_EXCEPTIONS_PERCENT = "app:windows_netframework_exceptions:percent_rate5m"
-RULE_IIS_REQUESTS_RATE = ":windows_iis_requests:rate5m"
-RULE_IIS_SUCCESS_PERCENT = ":windows_iis_success:percent_rate5m"
-RULE_IIS_EXCEPTIONS_PERCENT = ":windows_netframework_exceptions:percent_rate5m"
-RULE_IIS_P95 = ":windows_iis_request_execution_time:p95_rate5m"
-
-# Alert names; each has runbooks/<name>.md.
-ALERT_IIS_VOLUME_SURGE = "IISVolumeSurge"
-ALERT_IIS_SUCCESS_RATE_LOW = "IISSuccessRateLow"
-ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH = "IISTechnicalExceptionsHigh"
-ALERT_IIS_RESPONSE_TIME_P95_HIGH = "IISResponseTimeP95High"
-ALERT_IIS_APP_POOL_DOWN = "IISAppPoolDown"
-

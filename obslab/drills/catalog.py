@@ -25,13 +25,15 @@ DRILLS_DIR = "drills"
 RUNBOOKS_DIR = "runbooks"
 # Alerts no drill can exercise, and why (the coverage report shows the reason instead of a gap).
 NOT_DRILLABLE: dict[str, str] = {
-    c.ALERT_WATCHDOG: "always firing by design; the telemetry-dark drill checks its absence at the dead-man receiver",
+    "Watchdog": "always firing by design; the telemetry-dark drill checks its absence at the dead-man receiver",
     "DatabaseErrorsHigh": "no fault makes a database raise errors: db_slow delays statements and SQLite's 30 s "
                           "busy timeout absorbs the waits (slow-database drills the slowness instead)",
-    c.ALERT_METRIC_OUTSIDE_BASELINE: "fires only after the baseliner has learned bands (15 minutes of history in "
+    "MetricOutsideBaseline": "fires only after the baseliner has learned bands (15 minutes of history in "
                                      "the fast profile) and then 15 minutes (fast: 90 s) outside them; drills "
                                      "tolerate it, none can rely on it in a lab younger than that",
 }
+# The spec file of the ML detectors' alerts: their inputs are scraped at the ML services' interval.
+ML_SPEC = "ml"
 _RECORDED = re.compile(r"\b[a-z_]*:[a-z][a-z0-9_]*:[a-z0-9_]+\b")
 
 
@@ -69,7 +71,7 @@ def receivers_for(catalog: Catalog, alert: str, labels: dict[str, str]) -> set[s
     dead-man receiver, critical to the pager, warning to the owning team's chat, info nowhere."""
     out: set[str] = set()
     for rule in matching_rules(catalog, alert, labels):
-        if rule.alert == c.ALERT_WATCHDOG:
+        if rule.alert == catalog.watchdog():
             out.add(c.RECEIVER_DEADMAN)
         elif rule.severity is c.Severity.CRITICAL:
             out.add(c.RECEIVER_PAGER)
@@ -108,7 +110,7 @@ def floor_seconds(catalog: Catalog, expect: Expect, profile: Profile) -> float:
             condition = burn_condition_seconds(policy, slo, window, profile)
         if "windows_" in rule.expr:
             scrape = profile.scrape_iis_s
-        elif rule.alert in (c.ALERT_DDOS_SUSPECTED, c.ALERT_METRIC_OUTSIDE_BASELINE, c.ALERT_ML_DETECTOR_STALE):
+        elif catalog.spec_of(rule.alert) == ML_SPEC:
             scrape = profile.scrape_ml_s + profile.ml_evaluation_s
         else:
             scrape = profile.scrape_banking_s

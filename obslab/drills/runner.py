@@ -261,7 +261,7 @@ class DrillRun:
         """0: local to its target; 1: floods or stops the gateway; 2: stops what observes the lab."""
         if self.exclusive:
             return 2
-        floods = {name for name, _ in self.claims()} & {c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED}
+        floods = {name for name, _ in self.claims()} & set(self.catalog.rules.floods())
         return 1 if self.bank_wide or floods else 0
 
     @property
@@ -332,7 +332,7 @@ class DrillRun:
         """Alertmanager would hold back what ``other`` expects while this drill's alerts fire: a
         page for the same service (and site), or a flood alert over what a flood causes."""
         names = {name for name, _ in self.claims() + self.side_effects()}
-        flood = bool(names & {c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED})
+        flood = bool(names & set(self.catalog.rules.floods()))
         pages = self._pages()
         for e in other.drill.expect:
             if flood and e.alert in self.catalog.rules.ddos_caused():
@@ -406,7 +406,7 @@ class DrillRun:
                 for alert in snap.alerts:
                     name = alert["labels"].get("alertname")
                     # Pending too: it fires within its `for` and holds the page back all the same.
-                    if name in (c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED):
+                    if name in self.catalog.rules.floods():
                         out.append(f"{name} {alert.get('state')} would inhibit {e.alert}")
         return sorted(set(out))
 
@@ -599,7 +599,7 @@ class DrillRun:
         for alert in snap.alerts:
             labels = alert["labels"]
             name = labels.get("alertname", "")
-            if name == c.ALERT_WATCHDOG:
+            if name == self.catalog.rules.watchdog():
                 continue
             ident = (name, _key(labels))
             # The picture shows the drill's own alerts and whatever started during it, not every
@@ -873,7 +873,7 @@ class DrillRun:
             if note["received_at"] > end + 1:
                 continue
             name = alert.get("alertname")
-            if name == c.ALERT_WATCHDOG and not any(e.expect.absent for e in self.expects):
+            if name == self.catalog.rules.watchdog() and not any(e.expect.absent for e in self.expects):
                 continue
             ident = (note.get("id"), name, alert.get("status"))
             if ident not in seen:

@@ -14,6 +14,7 @@ description; the native data check skips them for the reason in ``panels.COMPOSE
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from obslab.grafana import panels as p
 from obslab.grafana.panels import Row, target
 from obslab.rules import load_catalog
 from obslab.rules.spec import SlosSpec
+from obslab.settings import ConfigError
 
 RATE = "$__rate_interval"
 NONE_IS_NORMAL = " or on() vector(0)"
@@ -36,6 +38,18 @@ PROMETHEUS_ALERTS = "ALERTS"
 PROMETHEUS_UP = "up"
 ALERTMANAGER_NOTIFICATIONS = "alertmanager_notifications_total"
 ALERTMANAGER_NOTIFICATIONS_FAILED = "alertmanager_notifications_failed_total"
+
+
+def _recorded(name: str) -> str:
+    """A recording rule the spec defines: a renamed rule fails generation instead of blanking a panel."""
+    if name not in _recorded_names():
+        raise ConfigError(f"dashboards query the recording rule {name}, which prometheus/spec/ does not define")
+    return name
+
+
+@functools.cache
+def _recorded_names() -> frozenset[str]:
+    return frozenset(load_catalog().recorded_names())
 
 
 def _p95(bucket_metric: str, by: str, selector: str = "") -> str:
@@ -276,27 +290,37 @@ def baselines() -> tuple[list[Row], list[dict[str, Any]]]:
 # --- Windows IIS ----------------------------------------------------------------------------
 
 def iis() -> tuple[list[Row], list[dict[str, Any]]]:
+    # The spec's IIS recording rules (checked to exist, so a rename fails generation).
+    (requests, success, exceptions, p95, site_requests, site_surge, site_success, site_5xx, site_4xx, site_p95,
+     app_exceptions, app_exceptions_percent) = map(_recorded, (
+        ":windows_iis_requests:rate5m", ":windows_iis_success:percent_rate5m",
+        ":windows_netframework_exceptions:percent_rate5m",
+        ":windows_iis_request_execution_time:p95_rate5m", "site:windows_iis_requests:rate5m",
+        "site:windows_iis_volume:surge_ratio", "site:windows_iis_success:percent_rate5m",
+        "site:windows_iis_server_errors:rate5m", "site:windows_iis_client_errors:rate5m",
+        "site:windows_iis_request_execution_time:p95_rate5m", "app:windows_netframework_exceptions:rate5m",
+        "app:windows_netframework_exceptions:percent_rate5m"))
     estate = Row("IIS estate (recording rules :windows_iis_*)", [
-        p.stat("Requests", [target(c.RULE_IIS_REQUESTS_RATE)], unit="reqps", width=6),
-        p.stat("Success", [target(c.RULE_IIS_SUCCESS_PERCENT)], unit="percent", decimals=2, width=6,
+        p.stat("Requests", [target(requests)], unit="reqps", width=6),
+        p.stat("Success", [target(success)], unit="percent", decimals=2, width=6,
                steps=p.thresholds(("red", None), ("orange", 99), ("green", 99.5))),
-        p.stat("Technical exceptions", [target(c.RULE_IIS_EXCEPTIONS_PERCENT)], unit="percent", decimals=2,
+        p.stat("Technical exceptions", [target(exceptions)], unit="percent", decimals=2,
                width=6, steps=p.thresholds(("green", None), ("orange", 1), ("red", 5))),
-        p.stat("Execution time p95", [target(c.RULE_IIS_P95)], unit="s", width=6,
+        p.stat("Execution time p95", [target(p95)], unit="s", width=6,
                steps=p.thresholds(("green", None), ("orange", 0.2), ("red", 0.5))),
     ])
     sites = Row("Per site (site:windows_iis_*)", [
-        p.timeseries("Requests by site", [target(c.RULE_IIS_SITE_REQUESTS_RATE, "{{site}}")], unit="reqps",
+        p.timeseries("Requests by site", [target(site_requests, "{{site}}")], unit="reqps",
                      width=8, min_value=0),
-        p.timeseries("Volume vs 30 min average (surge ratio)", [target(c.RULE_IIS_SITE_SURGE_RATIO, "{{site}}")],
+        p.timeseries("Volume vs 30 min average (surge ratio)", [target(site_surge, "{{site}}")],
                      unit=TIMES, width=8, min_value=0),
-        p.timeseries("Success by site", [target(c.RULE_IIS_SITE_SUCCESS_PERCENT, "{{site}}")], unit="percent",
+        p.timeseries("Success by site", [target(site_success, "{{site}}")], unit="percent",
                      width=8),
-        p.timeseries("Server errors (5xx) by site", [target(c.RULE_IIS_SITE_SERVER_ERRORS_RATE, "{{site}}")],
+        p.timeseries("Server errors (5xx) by site", [target(site_5xx, "{{site}}")],
                      unit="reqps", width=8, min_value=0),
-        p.timeseries("Client errors (4xx) by site", [target(c.RULE_IIS_SITE_CLIENT_ERRORS_RATE, "{{site}}")],
+        p.timeseries("Client errors (4xx) by site", [target(site_4xx, "{{site}}")],
                      unit="reqps", width=8, min_value=0),
-        p.timeseries("Execution time p95 by site", [target(c.RULE_IIS_SITE_P95, "{{site}}")], unit="s",
+        p.timeseries("Execution time p95 by site", [target(site_p95, "{{site}}")], unit="s",
                      width=8, min_value=0),
         p.timeseries("Current connections", [target(c.IIS_CURRENT_CONNECTIONS.name, "{{site}}")], width=12,
                      min_value=0),
@@ -308,9 +332,9 @@ def iis() -> tuple[list[Row], list[dict[str, Any]]]:
         p.value_text(c.IIS_APP_POOL_STOPPED, "stopped", "red"),
     ]
     dotnet = Row(".NET applications", [
-        p.timeseries("Exceptions by application", [target(c.RULE_IIS_APP_EXCEPTIONS_RATE, "{{app_name}}")],
+        p.timeseries("Exceptions by application", [target(app_exceptions, "{{app_name}}")],
                      unit="short", width=8, min_value=0),
-        p.timeseries("Exceptions per request by application", [target(c.RULE_IIS_APP_EXCEPTIONS_PERCENT,
+        p.timeseries("Exceptions per request by application", [target(app_exceptions_percent,
                                                                       "{{app_name}}")],
                      unit="percent", width=8, min_value=0),
         p.timeseries("Exceptions by type", [target(_rate(c.NETFRAMEWORK_EXCEPTIONS.name, c.L_EXCEPTION_TYPE),
@@ -333,6 +357,7 @@ def _firing(**labels: str) -> str:
 
 def alerts() -> tuple[list[Row], list[dict[str, Any]]]:
     severity_colour = {c.Severity.CRITICAL: "red", c.Severity.WARNING: "orange", c.Severity.INFO: "blue"}
+    watchdog = load_catalog().watchdog()
     firing = Row("Firing alerts", [
         *(p.stat(f"Firing: {severity.value}", [target(
             f"count({_firing(**{c.L_SEVERITY: severity.value})})" + NONE_IS_NORMAL)],
@@ -341,9 +366,9 @@ def alerts() -> tuple[list[Row], list[dict[str, Any]]]:
         p.stat("Pending", [target(f'count({PROMETHEUS_ALERTS}{{alertstate="pending"}})' + NONE_IS_NORMAL)],
                width=5, steps=p.thresholds(("green", None), ("orange", 1))),
         p.stat("Alert pipeline heartbeat", [target(
-            f"count({_firing(**{c.L_ALERTNAME: c.ALERT_WATCHDOG})})" + NONE_IS_NORMAL)],
+            f"count({_firing(**{c.L_ALERTNAME: watchdog})})" + NONE_IS_NORMAL)],
                width=4, mappings=[p.value_text(0, "SILENT", "red"), p.value_text(1, "alive", "green")],
-               description=f"{c.ALERT_WATCHDOG} always fires; when it stops, the alert path is broken."),
+               description=f"{watchdog} always fires; when it stops, the alert path is broken."),
         p.timeseries("Firing alerts by severity", [target(f"count by ({c.L_SEVERITY}) ({_firing()})",
                                                           "{{severity}}")],
                      width=12, min_value=0, stacked=True),

@@ -65,6 +65,10 @@ class SpecFile:
     index_rows: tuple[tuple[str, str, str, str], ...] = ()   # alert, brief, team, service
     # kind slos: the spec, whose groups depend on the profile beyond `for:` (the windows).
     slos: SlosSpec | None = None
+    # kind rules: the spec's alert roles (AlertSpec.flood, flood_proof, always_fires).
+    floods: frozenset[str] = field(default=frozenset())
+    flood_proof: frozenset[str] = field(default=frozenset())
+    always_firing: frozenset[str] = field(default=frozenset())
 
     @property
     def spec_path(self) -> str:
@@ -108,6 +112,7 @@ def _rules_file(name: str, spec: RulesSpec, teams: TeamsSpec, source: str) -> Sp
     groups: list[RuleGroup] = []
     cases: list[dict] = []
     ddos: set[str] = set()
+    roles: dict[str, set[str]] = {"flood": set(), "flood_proof": set(), "always_fires": set()}
     index: list[tuple[str, str, str, str]] = []
     for group in spec.groups:
         rules: list = []
@@ -121,6 +126,9 @@ def _rules_file(name: str, spec: RulesSpec, teams: TeamsSpec, source: str) -> Sp
                     raise ConfigError(f"{source}: {exc}") from None
                 if rule.caused_by_ddos:
                     ddos.add(rule.alert)
+                for role, members in roles.items():
+                    if getattr(rule, role):
+                        members.add(rule.alert)
                 team = "owner of the service" if rule.team == TEAM_BY_SERVICE else rule.team
                 index.append((rule.alert, " ".join(rule.brief.split()), team, rule.service or "from the series"))
             else:
@@ -132,7 +140,9 @@ def _rules_file(name: str, spec: RulesSpec, teams: TeamsSpec, source: str) -> Sp
             groups.append(RuleGroup(group.name, tuple(rules), group.interval, scale_ranges=True))
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-    return SpecFile(name, tuple(groups), {name: cases}, {name: "1m"}, frozenset(ddos), tuple(index))
+    return SpecFile(name, tuple(groups), {name: cases}, {name: "1m"}, frozenset(ddos), tuple(index),
+                    floods=frozenset(roles["flood"]), flood_proof=frozenset(roles["flood_proof"]),
+                    always_firing=frozenset(roles["always_fires"]))
 
 
 def _slos_file(name: str, spec: SlosSpec, teams: TeamsSpec, source: str) -> SpecFile:
@@ -174,6 +184,11 @@ class Catalog:
         """Every alert rule; an SLO's alert appears once per window pair (same name)."""
         return [alert for f in self.files for group in f.groups for alert in group.alerts()]
 
+    def recorded_names(self) -> set[str]:
+        """Every recording rule's name."""
+        return {rule.name for f in self.files for group in f.groups for rule in group.rules
+                if isinstance(rule, RecordingRule)}
+
     def alert_names(self) -> list[str]:
         return list(dict.fromkeys(alert.alert for alert in self.alerts()))
 
@@ -188,6 +203,28 @@ class Catalog:
     def ddos_caused(self) -> list[str]:
         """Alerts a gateway flood causes downstream (inhibited while a DDoS alert fires)."""
         return sorted(name for f in self.files for name in f.ddos_caused)
+
+    def floods(self) -> list[str]:
+        """The DDoS alerts: verdicts that the gateway is flooded, which inhibit ddos_caused()."""
+        return sorted(name for f in self.files for name in f.floods)
+
+    def flood_proof(self) -> list[str]:
+        """Alerts a flood must never hide."""
+        return sorted(name for f in self.files for name in f.flood_proof)
+
+    def watchdog(self) -> str:
+        """The always-firing alert whose absence at the dead-man receiver means the alert path broke."""
+        names = sorted(name for f in self.files for name in f.always_firing)
+        if len(names) != 1:
+            raise ConfigError(f"{SPEC_DIR}: exactly one alert must be always_fires (the Watchdog), found {names}")
+        return names[0]
+
+    def spec_of(self, alert: str) -> str:
+        """The stem of the spec file that defines ``alert`` (prometheus/spec/<stem>.yml)."""
+        for f in self.files:
+            if any(rule.name == alert for group in f.groups for rule in group.rules):
+                return f.name
+        raise KeyError(alert)
 
     def generated(self, profile: Profile = PRODUCTION) -> dict[str, Callable[[], str]]:
         """Repository-relative path -> its content, for every file the spec generates."""

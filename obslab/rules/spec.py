@@ -97,12 +97,19 @@ class AlertSpec(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     # A gateway flood causes this alert downstream: the DDoS alerts inhibit it (alertmanager/).
     caused_by_ddos: bool = False
-    # The Watchdog: always firing by design, so it has no quiet case.
+    # The Watchdog: always firing by design, so it has no quiet case (the dead-man's switch).
     always_fires: bool = False
+    # A verdict that the gateway is flooded: while it fires, Alertmanager inhibits every
+    # caused_by_ddos alert (and it is never inhibited by a flood itself).
+    flood: bool = False
+    # A flood must never hide it (a flood slows services; it does not stop processes).
+    flood_proof: bool = False
     tests: list[AlertTestSpec]
 
     @model_validator(mode="after")
     def _fires_and_quiet(self) -> AlertSpec:
+        if self.caused_by_ddos and (self.flood or self.flood_proof):
+            raise ValueError(f"alert {self.alert}: a flood or flood_proof alert cannot be caused_by_ddos")
         if self.always_fires:
             if not self.tests or not all(t.fires for t in self.tests):
                 raise ValueError(f"alert {self.alert}: always_fires, so every test case must fire it")

@@ -91,7 +91,7 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
             peak_rate = max(peak_rate, gateway_rate(lab))
             peak_target = max(peak_target, lab.value(target) or 0.0)
             peak_journeys = max(peak_journeys, lab.value(journeys) or 0.0)
-            assert not lab.firing(c.ALERT_DDOS_SUSPECTED), f"a {SURGE_FACTOR}x surge raised DDoSAttackSuspected"
+            assert not lab.firing("DDoSAttackSuspected"), f"a {SURGE_FACTOR}x surge raised DDoSAttackSuspected"
             time.sleep(2)
     finally:
         lab.clear_fault(fault)
@@ -110,11 +110,11 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
 
 
 def test_a_flood_from_the_fault_control_plane_raises_ddos_attack_suspected(lab):
-    eventually(lambda: not lab.firing(c.ALERT_DDOS_SUSPECTED), 60, "no DDoS alert before the flood")
+    eventually(lambda: not lab.firing("DDoSAttackSuspected"), 60, "no DDoS alert before the flood")
     started = time.monotonic()
     fault = lab.set_fault("ddos_flood", c.GATEWAY, "--rps", "150", "--sources", "2000", "--ttl", "2m")["id"]
     try:
-        eventually(lambda: lab.firing(c.ALERT_DDOS_SUSPECTED), 90, "DDoSAttackSuspected firing", interval=1)
+        eventually(lambda: lab.firing("DDoSAttackSuspected"), 90, "DDoSAttackSuspected firing", interval=1)
         detected_s = time.monotonic() - started
         verdict = status(lab)["verdict"]
     finally:

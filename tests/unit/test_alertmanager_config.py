@@ -98,7 +98,7 @@ def _route_cases() -> list[dict[str, str]]:
         {"alertname": "SomethingNew", "severity": "warning", "team": "nobody", "service": "payments"},
         {"alertname": "SomethingNew", "severity": "warning"},
         {"alertname": "SomethingNew", "service": "payments"},
-        {"alertname": c.ALERT_DDOS_SUSPECTED, "severity": "critical", "team": "edge", "service": "gateway"},
+        {"alertname": "DDoSAttackSuspected", "severity": "critical", "team": "edge", "service": "gateway"},
     ]
     unique = {tuple(sorted(labels.items())): labels for labels in cases}
     return list(unique.values())
@@ -140,7 +140,7 @@ def test_every_alert_of_the_spec_has_a_route_expectation():
     assert set(CATALOG.alert_names()) <= covered
     # Both severities of the SLO alerts (page pairs and ticket pairs) are among them.
     slo = {(labels["alertname"], labels["severity"]) for labels in ROUTE_CASES if "long_window" in labels}
-    assert (c.ALERT_PAYMENT_AVAILABILITY, "critical") in slo and (c.ALERT_PAYMENT_AVAILABILITY, "warning") in slo
+    assert ("PaymentAvailabilityBudgetBurn", "critical") in slo and ("PaymentAvailabilityBudgetBurn", "warning") in slo
 
 
 @pytest.mark.parametrize("variant", ["compose", "native-fast"])
@@ -274,8 +274,8 @@ def _labels(alertname: str, severity: str, service: str | None = None) -> dict[s
 def test_a_critical_alert_inhibits_the_warnings_of_its_own_service_only():
     page = _labels("BankingServiceDown", "critical", "payments")
     assert _inhibited(page, _labels("ServiceErrorRateHigh", "warning", "payments"))
-    assert _inhibited(_labels(c.ALERT_PAYMENT_AVAILABILITY, "critical", "payments"),
-                      _labels(c.ALERT_PAYMENT_AVAILABILITY, "warning", "payments"))
+    assert _inhibited(_labels("PaymentAvailabilityBudgetBurn", "critical", "payments"),
+                      _labels("PaymentAvailabilityBudgetBurn", "warning", "payments"))
     assert not _inhibited(page, _labels("ServiceErrorRateHigh", "warning", "accounts"))
     assert not _inhibited(page, _labels("IISAppPoolDown", "critical", "payments"))
     assert not _inhibited(_labels("ServiceErrorRateHigh", "warning", "payments"), page)
@@ -289,21 +289,21 @@ def test_a_critical_alert_inhibits_the_warnings_of_its_own_service_only():
 def test_a_ddos_alert_inhibits_exactly_the_alerts_a_flood_causes():
     caused = set(CATALOG.ddos_caused())
     assert caused, "the spec marks the flood's downstream alerts caused_by_ddos"
-    for source in (c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED):
+    for source in ("GatewayFloodSuspected", "DDoSAttackSuspected"):
         flood = _labels(source, "critical", "gateway")
         for name in CATALOG.alert_names():
             for severity in ("critical", "warning"):
                 target = _labels(name, severity, "transactions")
                 assert _inhibited(flood, target) is (name in caused), (source, name, severity)
-        for never in (c.ALERT_GATEWAY_FLOOD, c.ALERT_DDOS_SUSPECTED, c.ALERT_BANKING_SERVICE_DOWN):
+        for never in ("GatewayFloodSuspected", "DDoSAttackSuspected", "BankingServiceDown"):
             assert not _inhibited(flood, _labels(never, "critical", "payments"))
     assert not _inhibited(_labels("TransferAvailabilityBudgetBurn", "critical", "transactions"),
-                          _labels(c.ALERT_GATEWAY_FLOOD, "critical", "gateway"))
+                          _labels("GatewayFloodSuspected", "critical", "gateway"))
 
 
 def test_a_spec_that_lets_a_flood_hide_a_service_down_is_refused():
     with pytest.raises(ConfigError, match="BankingServiceDown must not be caused_by_ddos"):
-        amconfig.inhibit_rules(["ServiceLatencyHigh", c.ALERT_BANKING_SERVICE_DOWN])
+        amconfig.inhibit_rules(["ServiceLatencyHigh", "BankingServiceDown"], CATALOG.floods(), CATALOG.flood_proof())
 
 
 def test_write_native_copies_the_templates_and_points_at_the_copy(tmp_path):
@@ -544,8 +544,8 @@ def test_live_a_critical_alert_pages_and_inhibits_the_warnings_of_its_service(li
 
 
 def test_live_a_gateway_flood_inhibits_the_slo_pages_it_causes(live):
-    live.post({"alertname": c.ALERT_GATEWAY_FLOOD, "severity": "critical", "team": "edge", "service": "gateway"})
-    eventually(lambda: live.delivered("pager", alertname=c.ALERT_GATEWAY_FLOOD), WAIT_S,
+    live.post({"alertname": "GatewayFloodSuspected", "severity": "critical", "team": "edge", "service": "gateway"})
+    eventually(lambda: live.delivered("pager", alertname="GatewayFloodSuspected"), WAIT_S,
                "GatewayFloodSuspected did not reach /webhook/pager")
 
     burn = {"alertname": "TransferAvailabilityBudgetBurn", "severity": "critical", "team": "core-banking",
@@ -558,7 +558,7 @@ def test_live_a_gateway_flood_inhibits_the_slo_pages_it_causes(live):
     time.sleep(1)
     assert live.delivered(alertname="TransferAvailabilityBudgetBurn") == []
     [alert] = live.alerts("TransferAvailabilityBudgetBurn")
-    assert alert["status"]["inhibitedBy"] == [_only_fingerprint(live, c.ALERT_GATEWAY_FLOOD)]
+    assert alert["status"]["inhibitedBy"] == [_only_fingerprint(live, "GatewayFloodSuspected")]
 
 
 def test_live_a_page_for_one_iis_site_does_not_hide_another_sites_ticket(live):

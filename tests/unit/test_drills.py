@@ -121,7 +121,7 @@ def test_receivers_follow_the_route_tree():
     assert receivers_for(RULES, "PaymentAvailabilityBudgetBurn", {"long_window": "1h"}) == {c.RECEIVER_PAGER}
     assert receivers_for(RULES, "PaymentAvailabilityBudgetBurn", {"long_window": "1d"}) == {"chat-core-banking"}
     assert receivers_for(RULES, "ServiceLatencyHigh", {"service": "fraud"}) == {"chat-fraud"}
-    assert receivers_for(RULES, c.ALERT_WATCHDOG, {}) == {c.RECEIVER_DEADMAN}
+    assert receivers_for(RULES, "Watchdog", {}) == {c.RECEIVER_DEADMAN}
 
 
 def test_the_floor_adds_scrape_evaluation_condition_for_and_group_wait():

@@ -23,8 +23,8 @@ from tests.support import required_binary
 
 ROOT = settings.repo_root()
 RULES_DIR = ROOT / "prometheus" / "rules"
-IIS_ALERTS = (c.ALERT_IIS_VOLUME_SURGE, c.ALERT_IIS_SUCCESS_RATE_LOW, c.ALERT_IIS_TECHNICAL_EXCEPTIONS_HIGH,
-              c.ALERT_IIS_RESPONSE_TIME_P95_HIGH, c.ALERT_IIS_APP_POOL_DOWN)
+IIS_ALERTS = ("IISVolumeSurge", "IISSuccessRateLow", "IISTechnicalExceptionsHigh",
+              "IISResponseTimeP95High", "IISAppPoolDown")
 
 
 def _rendered_alerts() -> list[dict]:
@@ -144,13 +144,13 @@ def _wait_for(url: str, promql: str, count: int, timeout: float = 30) -> list[di
 def test_a_real_prometheus_loads_the_rules_and_records_the_seed_figures(prometheus_with_the_rules):
     url = prometheus_with_the_rules
     sites = len(c.IIS_SITES)
-    success = _wait_for(url, c.RULE_IIS_SITE_SUCCESS_PERCENT, sites)
+    success = _wait_for(url, "site:windows_iis_success:percent_rate5m", sites)
     assert {r["metric"][c.L_SITE] for r in success} == {s.site for s in c.IIS_SITES}
     assert all(float(r["value"][1]) == pytest.approx(99.5, abs=0.01) for r in success)
-    exceptions = _wait_for(url, c.RULE_IIS_APP_EXCEPTIONS_PERCENT, sites)
+    exceptions = _wait_for(url, "app:windows_netframework_exceptions:percent_rate5m", sites)
     assert {r["metric"][c.L_APP_NAME] for r in exceptions} == {s.app_name for s in c.IIS_SITES}
     assert all(float(r["value"][1]) == pytest.approx(0.2, abs=0.001) for r in exceptions)
-    (p95,) = _wait_for(url, c.RULE_IIS_P95, 1)
+    (p95,) = _wait_for(url, ":windows_iis_request_execution_time:p95_rate5m", 1)
     assert float(p95["value"][1]) == pytest.approx(0.089, abs=0.001)
 
     groups = requests.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
@@ -160,4 +160,4 @@ def test_a_real_prometheus_loads_the_rules_and_records_the_seed_figures(promethe
     assert {name: (rule["health"], rule.get("lastError", "")) for name, rule in loaded.items()
             if rule["health"] != "ok"} == {}
     firing = [a["metric"]["alertname"] for a in _query(url, "ALERTS") if a["metric"]["alertstate"] == "firing"]
-    assert firing == [c.ALERT_WATCHDOG], "only the always-firing Watchdog, on normal IIS series"
+    assert firing == ["Watchdog"], "only the always-firing Watchdog, on normal IIS series"

@@ -39,20 +39,20 @@ def _rendered_alerts() -> list[dict]:
 def test_the_spec_defines_the_slos_and_symptom_alerts_the_issue_asks_for():
     names = set(CATALOG.alert_names())
     assert {"TransferAvailabilityBudgetBurn", "TransferLatencyBudgetBurn", "LoginAvailabilityBudgetBurn",
-            c.ALERT_PAYMENT_AVAILABILITY} <= names
+            "PaymentAvailabilityBudgetBurn"} <= names
     assert {"BankingServiceDown", "TargetDown", "ServiceLatencyHigh", "SlowTransactionsHigh", "CircuitBreakerOpen",
-            "DatabaseErrorsHigh", "TelemetrySpansDropped", c.ALERT_WATCHDOG, c.ALERT_SERVICE_ERROR_RATE} <= names
+            "DatabaseErrorsHigh", "TelemetrySpansDropped", "Watchdog", "ServiceErrorRateHigh"} <= names
 
 
 def test_every_slo_alert_has_one_rule_per_window_pair_of_the_workbook_policy_and_no_for():
     pairs = {(a.alert, dict(a.extra_labels)[c.L_LONG_WINDOW], dict(a.extra_labels)[c.L_SHORT_WINDOW],
               a.severity.value) for a in CATALOG.alerts() if c.L_LONG_WINDOW in dict(a.extra_labels)}
-    for name in ("TransferAvailabilityBudgetBurn", c.ALERT_PAYMENT_AVAILABILITY):
+    for name in ("TransferAvailabilityBudgetBurn", "PaymentAvailabilityBudgetBurn"):
         assert {p[1:] for p in pairs if p[0] == name} == {
             ("1h", "5m", "critical"), ("6h", "30m", "critical"), ("1d", "2h", "warning"), ("3d", "6h", "warning")}
     burn = [a for a in CATALOG.alerts() if c.L_LONG_WINDOW in dict(a.extra_labels)]
     assert burn and all(a.for_ is None for a in burn)
-    page = next(a for a in burn if a.alert == c.ALERT_PAYMENT_AVAILABILITY and dict(a.extra_labels)[c.L_LONG_WINDOW] == "1h")
+    page = next(a for a in burn if a.alert == "PaymentAvailabilityBudgetBurn" and dict(a.extra_labels)[c.L_LONG_WINDOW] == "1h")
     assert page.expr == ('slo:burn_rate:ratio_rate1h{slo="payment-availability"} > 14.4\n'
                          'and\nslo:burn_rate:ratio_rate5m{slo="payment-availability"} > 14.4')
 
@@ -114,7 +114,7 @@ def test_every_metric_an_expression_reads_is_declared_in_conventions_or_recorded
 
 
 def test_the_team_of_a_per_service_alert_is_chosen_by_the_teams_spec():
-    alert = next(a for a in CATALOG.alerts() if a.alert == c.ALERT_SERVICE_ERROR_RATE)
+    alert = next(a for a in CATALOG.alerts() if a.alert == "ServiceErrorRateHigh")
     assert alert.service is None
     assert alert.team == build.team_template(CATALOG.teams)
     assert '"payments"' in alert.team and "core-banking" in alert.team
@@ -157,6 +157,8 @@ groups:
      "needs a test case that fires it and one that does not"),
     (lambda t: t.replace("dashboard: demo", "dashboard: demo\n        colour: red"), "colour"),
     (lambda t: t + "  - [", "not valid YAML"),
+    (lambda t: t.replace("dashboard: demo", "dashboard: demo\n        flood: true\n        caused_by_ddos: true"),
+     "a flood or flood_proof alert cannot be caused_by_ddos"),
 ])
 def test_a_bad_spec_is_refused_with_one_message_naming_the_file_and_field(edit, complaint):
     with pytest.raises(ConfigError, match=re.escape(complaint)) as caught:
@@ -333,7 +335,7 @@ def test_every_alert_has_a_case_that_fires_and_one_where_it_never_fires():
                     quiet.update(names)
     everything = set(CATALOG.alert_names())
     assert everything - fires == set(), "no promtool case fires these"
-    assert everything - quiet - {c.ALERT_WATCHDOG} == set(), "no promtool case shows these never firing"
+    assert everything - quiet - {"Watchdog"} == set(), "no promtool case shows these never firing"
 
 
 def test_every_slo_window_pair_has_a_firing_a_reset_and_a_quiet_case():
@@ -368,3 +370,11 @@ def test_a_lab_on_other_ports_renders_its_own_runbook_base_into_every_alert():
         urls += [rule["annotations"][c.A_RUNBOOK_URL] for group in yaml.safe_load(text)["groups"]
                  for rule in group["rules"] if "alert" in rule]
     assert urls and all(url == f"{base}/{url.rsplit('/', 1)[1]}" for url in urls)
+
+
+def test_the_spec_names_the_alert_roles_code_depends_on():
+    """Alertmanager's DDoS inhibition, the dead-man route and the drills read these from the spec."""
+    assert CATALOG.floods() == ["DDoSAttackSuspected", "GatewayFloodSuspected"]
+    assert CATALOG.flood_proof() == ["BankingServiceDown"]
+    assert CATALOG.watchdog() == "Watchdog"
+    assert CATALOG.spec_of("MLDetectorStale") == "ml" and CATALOG.spec_of("Watchdog") == "platform"

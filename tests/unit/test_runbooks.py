@@ -248,7 +248,7 @@ def prometheus_scraping_the_services(tmp_path):
         # Two scrapes of each target and an evaluation after them: rates and recorded series exist.
         server.wait_for(lambda: server.query('service:http_server_requests:rate5m{service="gateway"}'), 30,
                         "the gateway's recorded request rate")
-        server.wait_for(lambda: server.query(c.RULE_IIS_SITE_SUCCESS_PERCENT), 30, "the IIS success rate")
+        server.wait_for(lambda: server.query("site:windows_iis_success:percent_rate5m"), 30, "the IIS success rate")
         yield server
     finally:
         if server is not None:
