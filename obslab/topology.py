@@ -91,7 +91,7 @@ SERVICES: tuple[Component, ...] = tuple(
     for name in c.BANKING_SERVICES
 )
 TRACE_SINK = Component(c.TRACE_SINK, "telemetry", "/ready", native_only=True,
-                       entry="obslab.native.trace_sink:create_app", database=True)
+                       entry="obslab.lab.trace_sink:create_app", database=True)
 PROMETHEUS = Component(c.PROMETHEUS, "monitoring", "/-/ready")
 FAULT_INJECTOR = Component(c.FAULT_INJECTOR, "control", "/ready",
                            entry="obslab.services.fault_injector.app:create_app", database=True)

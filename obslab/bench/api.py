@@ -8,6 +8,7 @@ are threads in this process moving 0.01 EUR back and forth between alice and bob
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -25,8 +26,8 @@ import requests
 
 from obslab import conventions as c
 from obslab import topology
-from obslab.native.lab import LabError, NativeLab
-from obslab.native.seed import demo_password
+from obslab.lab.native import LabError, NativeLab
+from obslab.lab.seed import demo_password
 from obslab.profiles import FAST
 
 
@@ -108,6 +109,21 @@ def measure(gateway_url: str, transfers: int, concurrency: int, warmup: int, pro
         transfers_per_second=round(transfers / elapsed, 1),
         p50_ms=round(_percentile(latencies, 50), 1), p99_ms=round(_percentile(latencies, 99), 1),
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transfers", type=int, default=1000, help="transfers per run (default: 1000)")
+    parser.add_argument("--concurrency", type=int, default=8, help="parallel clients (default: 8)")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed transfers first (default: 100)")
+    parser.add_argument("--port-offset", type=int, default=20000,
+                        help="ports of the labs the benchmark starts = defaults + this (default: 20000; every "
+                             "port stays below the kernel's ephemeral range)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_api_benchmark(transfers=args.transfers, concurrency=args.concurrency, warmup=args.warmup,
+                             port_offset=args.port_offset, as_json=args.json)
 
 
 def run_api_benchmark(*, transfers: int, concurrency: int, warmup: int, port_offset: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 # --- alerting (routing: alertmanager/README.md) ------------------------------------------------
@@ -64,3 +65,7 @@ RECEIVER_BLACKHOLE = "blackhole"               # info: recorded in Alertmanager,
 def chat_receiver(team: str) -> str:
     """The team chat receiver that gets ``team``'s warnings, e.g. ``chat-core-banking``."""
     return f"chat-{team}"
+
+# A drill's name (and its file name, drills/<name>.yml); the alert-receiver checks the drill
+# reports it stores by it.
+DRILL_NAME = re.compile(r"[a-z][a-z0-9-]{1,62}")

@@ -67,7 +67,7 @@ def matching_rules(catalog: Catalog, alert: str, labels: dict[str, str]) -> list
 
 
 def receivers_for(catalog: Catalog, alert: str, labels: dict[str, str]) -> set[str]:
-    """Where Alertmanager's route tree sends the alert (obslab/amconfig.py): the Watchdog to the
+    """Where Alertmanager's route tree sends the alert (obslab/generators/amconfig.py): the Watchdog to the
     dead-man receiver, critical to the pager, warning to the owning team's chat, info nowhere."""
     out: set[str] = set()
     for rule in matching_rules(catalog, alert, labels):

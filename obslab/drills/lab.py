@@ -199,7 +199,7 @@ class Lab:
 
     def _supervise(self, action: str, component: str) -> None:
         if self.runtime == "native":
-            from obslab.native.supervisor import Supervisor, SupervisorError
+            from obslab.lab.supervisor import Supervisor, SupervisorError
 
             supervisor = Supervisor(self.data_dir)
             try:

@@ -19,8 +19,6 @@ from obslab.profiles import PROFILES, Profile
 from obslab.settings import ConfigError, parse_duration
 
 DRILL_VERSION = 1
-# A drill name (and its file name); the alert-receiver checks the reports it stores by it.
-DRILL_NAME = re.compile(r"[a-z][a-z0-9-]{1,62}")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SELECTOR = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\{\s*[a-zA-Z_][a-zA-Z0-9_]*=[^,{}=]+(\s*,\s*[a-zA-Z_][a-zA-Z0-9_]*=[^,{}=]+)*\s*\})?$")
 _CONDITION = re.compile(r"^\s*(>|>=|<|<=|==|!=)\s*(-?[0-9]+(\.[0-9]+)?)\s*$")
@@ -264,7 +262,7 @@ class Drill(_Strict):
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not DRILL_NAME.fullmatch(value):
+        if not c.DRILL_NAME.fullmatch(value):
             raise ValueError(f"name {value!r} must be lower-case words joined by '-' (2-63 characters)")
         return value
 

@@ -20,7 +20,7 @@ def drills_dir(data_dir: Path) -> Path:
 def write_report(data_dir: Path, result: dict[str, Any], lab: Any | None = None) -> Path:
     """Write ``result`` as ``<run_id>.json`` and ``.html``; append it to the history; post it to
     the lab's alert-receiver when ``lab`` is given. Returns the JSON file's path."""
-    from obslab.drills.report_html import render_report
+    from obslab.services.alert_receiver.drill_pages import render_report
 
     directory = drills_dir(data_dir) / "reports"
     directory.mkdir(parents=True, exist_ok=True)

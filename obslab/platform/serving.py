@@ -122,7 +122,7 @@ def serve(name: str, host: str | None = None, port: int | None = None) -> None:
 def _exit_after_flushing_spans(status: int) -> None:
     """Flush the queued spans for a bounded time, then end the process: an exporter retrying
     against a collector that hangs must not keep a stopping component alive (compose gives a
-    container 20 s; see obslab/compose.py)."""
+    container 20 s; see obslab/generators/compose.py)."""
     from obslab.telemetry import shutdown_tracing
 
     flusher = threading.Thread(target=shutdown_tracing, name="span-flush", daemon=True)

@@ -99,7 +99,7 @@ GATEWAY_CODE = {Status.COMPLETED: "201", Status.REJECTED: "422", Status.DECLINED
 
 @dataclass(frozen=True)
 class Target:
-    """The labels the scrape adds: job, instance, tier (see obslab/promconfig.py)."""
+    """The labels the scrape adds: job, instance, tier (see obslab/generators/promconfig.py)."""
 
     job: str
     instance: str

@@ -7,7 +7,7 @@ log call, the span exporter passes each span through :func:`redact_span` once an
 formatter (:mod:`obslab.telemetry.logs`) passes each record through :func:`redact_text`.
 
 The Collector of the compose runtime applies the same rules again, in the same order
-(:func:`obslab.collectorconfig.redactions`); ``tests/unit/test_collector_config.py`` checks that
+(:func:`obslab.generators.collectorconfig.redactions`); ``tests/unit/test_collector_config.py`` checks that
 both produce the same text.
 """
 
@@ -97,7 +97,7 @@ def _mask_card(match: re.Match[str]) -> str:
     return "*" * (len(match.group(0)) - 4) + match.group(0)[-4:]
 
 
-# In the order they run, which the Collector follows (obslab/collectorconfig.py): tokens before
+# In the order they run, which the Collector follows (obslab/generators/collectorconfig.py): tokens before
 # the digit runs they contain, key-named secrets before values that would be masked piecemeal.
 RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (_JWT, lambda m: REDACTED_TOKEN),

@@ -8,7 +8,7 @@ readable in the lab: ``GET /drills`` (list), ``GET /drills/<run_id>`` (the repor
 
 * posting needs the operator's control token (obslab/topology.py); Alertmanager's is refused;
 * a report is validated minimally (``run_id``, ``name``, ``passed``, ``started_at``); the rest
-  is stored exactly as sent and rendered defensively (obslab/drills/report_html.py);
+  is stored exactly as sent and rendered defensively (services/alert_receiver/drill_pages.py);
 * the same ``run_id`` (or the same run's same event) posted again replaces the earlier one;
 * a report body may be 2 MiB (``MAX_REPORT_BYTES``; every other route keeps its own limit);
 * reports are kept by count (``$OBSLAB_RECEIVER_MAX_DRILL_REPORTS``, 500), the oldest runs
@@ -50,11 +50,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.drills.model import DRILL_NAME
-from obslab.drills.report_html import render_index, render_report, report_path
 from obslab.platform.app import ServiceContext, query_int
 from obslab.platform.clock import now_ms
 from obslab.platform.errors import ApiError, validation_error
+from obslab.services.alert_receiver.drill_pages import render_index, render_report, report_path
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ def _run_id(value: str) -> str:
 
 
 def _drill_name(value: str) -> str:
-    if not DRILL_NAME.fullmatch(value):
+    if not c.DRILL_NAME.fullmatch(value):
         raise ValueError("must be a drill name: lower-case words joined by '-' (2-63 characters)")
     return value
 

@@ -17,8 +17,8 @@ import requests
 from obslab import conventions as c
 from obslab import topology
 from obslab import settings
-from obslab.native.lab import port_in_use
-from obslab.native.seed import patient_session
+from obslab.lab.native import port_in_use
+from obslab.lab.seed import patient_session
 
 
 def eventually(check: Callable[[], Any], timeout: float, what: str | Callable[[], str],

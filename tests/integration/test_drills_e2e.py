@@ -124,7 +124,7 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
     assert result.stdout, result.stderr[-3000:]
     print(result.stderr)        # the run's progress (what each drill waited for), shown if this fails
     drills = json.loads(result.stdout)["drills"]
-    from obslab.drills.cli import summary
+    from obslab.cli.drill import summary
 
     with capsys.disabled():     # the figures belong in `make test`'s output, passed or not
         print(f"\n{len(drills)} drills in {took:.0f} s (up to {PARALLEL} at once, fast profile)\n" + summary(drills))
@@ -168,7 +168,7 @@ def test_every_drill_of_the_catalogue_passes_with_its_figures_and_broken_drills_
     assert 'href="/drills"' in requests.get(f"{receiver}/", timeout=10).text
 
     # Drill start and end are series the dashboards annotate (every dashboard's "Drills").
-    from obslab.grafana import DASHBOARDS, dashboards, queries
+    from obslab.generators.grafana import DASHBOARDS, dashboards, queries
 
     [marker] = {a.expr for d in DASHBOARDS for a in queries.annotation_queries(dashboards.build(d))
                 if c.DRILL_ACTIVE.name in a.expr}

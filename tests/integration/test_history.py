@@ -19,7 +19,8 @@ import pytest
 from obslab import conventions as c
 from obslab import topology
 from obslab.backfill import blocks
-from obslab.history import LabPrometheus, add_arguments, make_plan
+from obslab.cli.history import add_arguments
+from obslab.lab.history import LabPrometheus, make_plan
 from tests.prometheus_support import start_prometheus
 
 pytestmark = pytest.mark.prometheus

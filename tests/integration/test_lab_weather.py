@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from obslab import conventions as c
-from obslab.native.supervisor import Supervisor
+from obslab.lab.supervisor import Supervisor
 from tests.integration.lab import RunningLab, eventually, free_offset, start_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]

@@ -150,7 +150,7 @@ def test_every_grafana_panel_query_returns_data_from_the_lab(lab):
     traffic, a surge and a flood; exemplar-enabled latency queries find exemplars with trace ids;
     annotation queries find the flood's fault and its critical alerts in the lab's recent past.
     Panels on metrics only the Collector writes are skipped for the reason printed."""
-    from obslab.grafana import DASHBOARDS, compose_only_reason, dashboards, queries
+    from obslab.generators.grafana import DASHBOARDS, compose_only_reason, dashboards, queries
 
     def query(expr: str) -> list[dict]:
         return lab.query(expr)

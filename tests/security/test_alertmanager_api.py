@@ -24,9 +24,10 @@ import pytest
 import requests
 import yaml
 
-from obslab import amconfig, promconfig, secrets, settings, topology
+from obslab import secrets, settings, topology
+from obslab.generators import amconfig, promconfig
 from obslab import conventions as c
-from obslab.native.lab import LabComponent, NativeLab, check_health
+from obslab.lab.native import LabComponent, NativeLab, check_health
 from obslab.profiles import FAST, PRODUCTION
 from obslab.services.alert_receiver.app import create_app
 from tests.integration.lab import free_offset

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from obslab import compose, promconfig, secrets, settings
+from obslab import secrets, settings
+from obslab.generators import compose, promconfig
 from obslab import topology
 from obslab import conventions as c
 from obslab.profiles import PRODUCTION
@@ -319,7 +320,7 @@ def test_a_stranger_cannot_post_alerts_or_silences_to_alertmanager_in_compose(re
     """Its published port (loopback, and the whole compose network) reaches an API that takes alerts
     and silences: it runs with the lab's web config (basic auth), and every client authenticates.
     (tests/security/test_alertmanager_api.py runs the attacks against a real Alertmanager.)"""
-    from obslab.secretscli import COMPOSE_OWNERS
+    from obslab.cli.secrets import COMPOSE_OWNERS
 
     services = resolved["services"]
     web_config = f"{SECRETS}/{secrets.ALERTMANAGER_WEB_CONFIG_FILE}"

@@ -30,10 +30,11 @@ import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from obslab import amconfig, secrets, settings
+from obslab import secrets, settings
+from obslab.generators import amconfig
 from obslab import topology
-from obslab.native import trace_sink
-from obslab.native.trace_sink import create_app as create_trace_sink
+from obslab.lab import trace_sink
+from obslab.lab.trace_sink import create_app as create_trace_sink
 from obslab.services.alert_receiver.app import create_app
 from tests.support import free_port, required_binary, serve, stop_process
 
@@ -431,7 +432,7 @@ def _failed_webhook_sends(am_url: str) -> float:
 
 
 def test_alertmanager_delivers_with_the_lab_token_and_a_wrong_token_file_delivers_nothing(receiver, tmp_path):
-    """The generated webhook_config (obslab/amconfig.py) on the real Alertmanager 0.25: the
+    """The generated webhook_config (obslab/generators/amconfig.py) on the real Alertmanager 0.25: the
     receiver whose credentials_file holds the lab's token stores the page; the one with another
     token gets a 401 for every try, and nothing of it is stored."""
     binary = required_binary("prometheus-alertmanager")

@@ -17,7 +17,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from obslab import alertscli, secrets, settings
+from obslab import secrets, settings
+from obslab.cli import alerts as alertscli
 from obslab import conventions as c
 from obslab import topology
 from obslab.rules import load_catalog
@@ -97,7 +98,7 @@ def receiver(tmp_path):
 
 
 def alertmanager_auth() -> dict[str, str]:
-    """What Alertmanager sends with every webhook post (obslab/amconfig.py: http_config)."""
+    """What Alertmanager sends with every webhook post (obslab/generators/amconfig.py: http_config)."""
     return {"Authorization": f"Bearer {secrets.control_token(topology.ALERTMANAGER_PRINCIPAL)}"}
 
 

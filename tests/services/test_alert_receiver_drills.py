@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from obslab import topology
-from obslab.drills.report_html import NULL, render_index, render_report
+from obslab.services.alert_receiver.drill_pages import NULL, render_index, render_report
 from obslab.services.alert_receiver.app import create_app
 from tests.support import control_headers, serve
 

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from obslab import conventions as c
 from obslab.faults.board import FaultBoard, process_board
 from obslab.faults.model import Fault
-from obslab.services.loadgen import cli as loadgen_cli
+from obslab.cli import load as loadgen_cli
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.generator import LoadGenerator
 from obslab.services.loadgen.mix import JOURNEYS, JourneyMix

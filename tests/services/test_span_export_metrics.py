@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from obslab import conventions as c
-from obslab.native.trace_sink import create_app as create_trace_sink
+from obslab.lab.trace_sink import create_app as create_trace_sink
 from obslab.platform.app import context
 from tests.support import free_port, serve
 

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from obslab.native.trace_sink import create_app, inflate
+from obslab.lab.trace_sink import create_app, inflate
 from obslab.settings import ConfigError
 from tests.support import serve
 
@@ -116,7 +116,7 @@ def test_the_cap_setting_must_be_at_least_a_mib(tmp_path, monkeypatch):
 
 
 def test_inflate_never_produces_more_than_the_cap_plus_one_byte(monkeypatch):
-    from obslab.native import trace_sink
+    from obslab.lab import trace_sink
 
     produced = 0
 
@@ -151,7 +151,7 @@ def test_inflate_never_produces_more_than_the_cap_plus_one_byte(monkeypatch):
 
 
 def test_a_chunked_body_over_the_wire_limit_is_refused_not_cut(sink):
-    from obslab.native.trace_sink import MAX_BODY_BYTES
+    from obslab.lab.trace_sink import MAX_BODY_BYTES
 
     body = export("accounts")
     chunks = [body] + [bytes(MiB)] * (MAX_BODY_BYTES // MiB + 1)
@@ -165,7 +165,7 @@ def test_a_chunked_body_over_the_wire_limit_is_refused_not_cut(sink):
 def test_inflating_in_tiny_steps_agrees_with_gzip_and_zlib(monkeypatch, steps):
     """Step boundaries anywhere (mid-header, mid-match, mid-trailer, between members) change
     nothing: the result, or the refusal of a cut stream, is what gzip/zlib say."""
-    from obslab.native import trace_sink
+    from obslab.lab import trace_sink
 
     monkeypatch.setattr(trace_sink, "_INFLATE_STEP", steps[0])
     monkeypatch.setattr(trace_sink, "_INPUT_STEP", steps[1])

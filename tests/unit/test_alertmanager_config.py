@@ -2,7 +2,7 @@
 
 ``amtool check-config`` accepts every variant; ``amtool config routes test`` sends every alert the
 spec defines, with the labels it really carries, to the receiver the routing policy below says
-(written here, independently of obslab/amconfig.py, so a routing mistake fails); ``amtool template
+(written here, independently of obslab/generators/amconfig.py, so a routing mistake fails); ``amtool template
 render`` renders the notification templates from realistic payloads; and a real Alertmanager,
 started with the native fast configuration and the lab's web config (its API answers only basic
 auth), delivers to the real alert-receiver over loopback: pages, inhibitions, team chat and the
@@ -26,7 +26,8 @@ import pytest
 import requests
 import yaml
 
-from obslab import amconfig, generate, rules, secrets, settings
+from obslab import rules, secrets, settings
+from obslab.generators import amconfig, generate
 from obslab import conventions as c
 from obslab import topology
 from obslab.profiles import FAST, PRODUCTION, Profile
@@ -37,7 +38,7 @@ from tests.support import free_port, required_binary, serve, stop_process
 CATALOG = rules.load_catalog()
 TEAMS = CATALOG.teams
 COMPOSE_FILE = settings.repo_root() / "alertmanager" / amconfig.CONFIG_NAME
-# Prometheus adds its external labels (obslab/promconfig.py) to every alert it sends.
+# Prometheus adds its external labels (obslab/generators/promconfig.py) to every alert it sends.
 EXTERNAL_LABELS = {"lab": "obslab", "profile": "fast"}
 
 

@@ -18,7 +18,7 @@ import string
 import pytest
 import yaml
 
-from obslab import collectorconfig as cc
+from obslab.generators import collectorconfig as cc
 from obslab import conventions as c
 from obslab import settings, topology
 from obslab.telemetry.redaction import redact_text

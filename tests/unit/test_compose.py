@@ -29,10 +29,11 @@ from typing import Any
 import pytest
 import yaml
 
-from obslab import compose
+from obslab.generators import compose
 from obslab import conventions as c
-from obslab import promconfig, secrets, settings, topology
-from obslab.native.lab import NativeLab
+from obslab import secrets, settings, topology
+from obslab.generators import promconfig
+from obslab.lab.native import NativeLab
 from obslab.platform import db, serving
 from obslab.profiles import PRODUCTION
 from tests.support import required_binary

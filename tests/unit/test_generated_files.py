@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from obslab import generate, promconfig, settings, topology
+from obslab import settings, topology
+from obslab.generators import generate, promconfig
 from obslab.profiles import FAST, PRODUCTION
 
 

@@ -23,8 +23,9 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from obslab import secrets
 from obslab import conventions as c
 from obslab import topology
-from obslab import grafana, settings
-from obslab.grafana import dashboards, datasources, panels, queries
+from obslab import settings
+from obslab.generators import grafana
+from obslab.generators.grafana import dashboards, datasources, panels, queries
 from obslab.rules import load_catalog
 from obslab.telemetry.metrics import exemplar
 

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from obslab.services.loadgen.cli import add_arguments, config_from_arguments
+from obslab.cli.load import add_arguments, config_from_arguments
 from obslab.services.loadgen.config import LoadConfig
 from obslab.settings import ConfigError, parse_duration
 

@@ -13,7 +13,8 @@ import yaml
 
 from obslab import conventions as c
 from obslab import topology
-from obslab import generate, rules, settings
+from obslab import rules, settings
+from obslab.generators import generate
 from obslab.cli import main
 from obslab.profiles import FAST, PRODUCTION
 from obslab.rules import AlertRule, RecordingRule, RuleGroup, build, spec

@@ -36,7 +36,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.native.trace_store import STATUS_ERROR, STATUS_OK, StoredSpan, TraceStore, decode, metadata
+from obslab.lab.trace_store import STATUS_ERROR, STATUS_OK, StoredSpan, TraceStore, decode, metadata
 from obslab.platform.app import ServiceContext, create_service_app
 
 PROTOBUF = "application/x-protobuf"

@@ -16,6 +16,9 @@ from obslab.labapi import text_table
 from obslab.profiles import FAST, PRODUCTION
 
 
+HELP = "incident drills: break the lab on purpose, check who is paged in time, score it"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="drill_action", required=True, metavar="ACTION")
 

@@ -23,6 +23,9 @@ _HEADER = ["TIME", "RECEIVER", "STATUS", "ALERTNAME", "SEVERITY", "SERVICE", "SU
 AlertsCliError = LabApiError
 
 
+HELP = "notifications Alertmanager delivered to the lab's alert-receiver"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="alert-receiver base URL (default: $OBSLAB_ALERT_RECEIVER_URL or "
                                       "the native lab's, port 8095 + $OBSLAB_PORT_OFFSET)")

@@ -16,6 +16,9 @@ from pathlib import Path
 from obslab import profiles, settings
 
 
+HELP = "the ML detectors' models: train"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="ml_action", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a model from the lab's Prometheus")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from obslab.ml.ddos import store
     from obslab.ml.ddos.retrain import retrain
     from obslab.ml.ddos.service import model_dir, windows
-    from obslab.native.lab import NativeLab
+    from obslab.lab.native import NativeLab
     from obslab.ml.ddos.training import NotEnoughData
     from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 

@@ -24,9 +24,10 @@ from typing import TextIO
 import requests
 
 from obslab import conventions as c
-from obslab import promconfig, rules, secrets, settings, topology
-from obslab.native.seed import SeedError, seed_demo_data
-from obslab.native.supervisor import Program, Supervisor, SupervisorError
+from obslab import rules, secrets, settings, topology
+from obslab.generators import promconfig
+from obslab.lab.seed import SeedError, seed_demo_data
+from obslab.lab.supervisor import Program, Supervisor, SupervisorError
 from obslab.platform.identity import Signer
 from obslab.profiles import RETENTION_DAYS, Profile
 
@@ -169,7 +170,7 @@ class NativeLab:
         ], priority=900)
 
     def _alertmanager_program(self, binary: str) -> Program:
-        from obslab import amconfig
+        from obslab.generators import amconfig
 
         assert self.profile is not None
         directory = self.data_dir / "alertmanager"
@@ -194,7 +195,7 @@ class NativeLab:
         """LabComponent's health_user and health_password_file: Alertmanager's basic auth."""
         if comp is not topology.ALERTMANAGER:
             return {}
-        from obslab import amconfig
+        from obslab.generators import amconfig
 
         return {"health_user": secrets.ALERTMANAGER_WEB_USER,
                 "health_password_file": amconfig.web_password_file("native", self.secrets_dir)}

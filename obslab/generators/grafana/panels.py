@@ -6,7 +6,7 @@ leaves everything else to Grafana's defaults, so the committed JSON stays short 
 Panels are laid out in rows by :func:`layout`, which assigns ids and ``gridPos`` so no panel
 carries hand-computed coordinates.
 
->>> from obslab.grafana import panels as p
+>>> from obslab.generators.grafana import panels as p
 >>> panel = p.timeseries("Requests", [p.target("sum(rate(http_server_requests_total[$__rate_interval]))")],
 ...                      unit="reqps")
 >>> row, placed = p.layout([p.Row("Traffic", [panel])])
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from obslab import conventions as c
-from obslab.grafana.datasources import PROMETHEUS_REF
+from obslab.generators.grafana.datasources import PROMETHEUS_REF
 
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24

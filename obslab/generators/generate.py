@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from obslab import amconfig, collectorconfig, compose, grafana, promconfig, rules, settings
+from obslab import rules, settings
+from obslab.generators import amconfig, collectorconfig, compose, grafana, promconfig
 
 # Every generator: a module whose generated_files() maps repository paths to their producers.
 GENERATORS = (promconfig, rules, amconfig, compose, collectorconfig, grafana, settings)

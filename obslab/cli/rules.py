@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from obslab import generate
+from obslab.generators import generate
 from obslab.labapi import text_table
 from obslab.rules import load_catalog
+
+
+HELP = "alert and recording rules from prometheus/spec/: generate, list"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,9 @@ COMPOSE_OWNERS = secrets.Owners(components=(10001, 10001), mysql=(999, 999), gra
                                 alertmanager=(65534, 65534))
 
 
+HELP = "the lab's per-deployment secrets (keys, tokens, passwords): init"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="secrets_action", required=True, metavar="ACTION")
     init = actions.add_parser("init", help="generate every missing secret (existing ones are kept)")
@@ -27,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from obslab import compose
+    from obslab.generators import compose
 
     directory = args.dir.resolve() if args.dir else secrets.secrets_dir(args.data_dir)
     written = secrets.init_secrets(

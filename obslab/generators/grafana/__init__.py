@@ -1,6 +1,6 @@
 """Grafana for the compose runtime: provisioning and dashboards, generated from Python.
 
-The dashboards are plain dicts built by small helpers (:mod:`obslab.grafana.panels`) from the
+The dashboards are plain dicts built by small helpers (:mod:`obslab.generators.grafana.panels`) from the
 names in :mod:`obslab.conventions` and the rule catalog, rather than with a dashboard SDK: the
 JSON Grafana 11 imports is a few dozen fields per panel, and owning the builders keeps the
 parts this lab depends on (fixed datasource UIDs, ``exemplar`` on latency targets, links
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from obslab.grafana import dashboards, datasources
-from obslab.grafana.dashboards import DASHBOARDS, Dashboard
-from obslab.grafana.datasources import ALERTMANAGER_UID, JAEGER_UID, PROMETHEUS_UID
-from obslab.grafana.panels import COMPOSE_ONLY_METRICS, compose_only_reason
+from obslab.generators.grafana import dashboards, datasources
+from obslab.generators.grafana.dashboards import DASHBOARDS, Dashboard
+from obslab.generators.grafana.datasources import ALERTMANAGER_UID, JAEGER_UID, PROMETHEUS_UID
+from obslab.generators.grafana.panels import COMPOSE_ONLY_METRICS, compose_only_reason
 
 DATASOURCES_PATH = "grafana/provisioning/datasources/datasources.yml"
 DASHBOARD_PROVIDER_PATH = "grafana/provisioning/dashboards/dashboards.yml"

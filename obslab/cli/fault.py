@@ -46,6 +46,9 @@ def parse_ttl(text: str) -> int | None:
     return int(seconds)
 
 
+HELP = "set, list and clear injected faults (the lab's fault-injector)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="fault-injector base URL (default: $OBSLAB_FAULT_INJECTOR_URL or "
                                       "the native lab's, port 8094 + $OBSLAB_PORT_OFFSET)")

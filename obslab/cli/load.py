@@ -32,6 +32,9 @@ PLAIN_STATUS_SECONDS = 10.0
 SETUP_PATIENCE_SECONDS = 120.0
 
 
+HELP = "run realistic user journeys against a gateway (what `up` runs in the background)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Numbers are read as text and checked in run(), so every mistake is one clear line.
     parser.add_argument("--gateway", metavar="URL",

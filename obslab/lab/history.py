@@ -1,4 +1,4 @@
-"""``obslab history --days N``: past IIS and banking metrics in the lab's Prometheus, from minute one.
+"""Past IIS and banking metrics in the lab's Prometheus, from minute one (``obslab history``).
 
 Baselining and the ML detectors need weeks of data; a fresh lab has minutes. This command
 simulates N days that end where the lab's stored data begins (the IIS model, the banking
@@ -37,7 +37,7 @@ from obslab.profiles import RETENTION_DAYS
 from obslab.sim.banking import BankingModel, Target
 from obslab.sim.iis import Effects, IisModel
 from obslab.sim.iis_series import iis_series
-from obslab.sim.incidents import DEFAULT_SEED, Incident, iso8601, plan_incidents
+from obslab.sim.incidents import Incident, iso8601, plan_incidents
 from obslab.sim.series import Accumulator
 
 K = c.FaultKind
@@ -45,24 +45,6 @@ MIN_DAYS, MAX_DAYS = 1, 30
 MIN_STEP, MAX_STEP = 10, 150        # rate(x[5m]) needs two samples in five minutes
 LIVE_MARGIN_SECONDS = 300           # room between history and live data scraped right after
 PICKUP_TIMEOUT_SECONDS = 90         # Prometheus rescans its data directory every 60 s
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--days", type=int, required=True, metavar="N",
-                        help=f"days of history to write ({MIN_DAYS}-{MAX_DAYS}; the lab keeps {RETENTION_DAYS})")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="lab state directory (default: $OBSLAB_DATA_DIR or .obslab/)")
-    parser.add_argument("--step", type=int, default=60, metavar="SECONDS",
-                        help=f"seconds between samples ({MIN_STEP}-{MAX_STEP}, default: 60)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
-                        help=f"seed of the simulated traffic and incident times (default: {DEFAULT_SEED})")
-    parser.add_argument("--end", metavar="ISO8601|now",
-                        help="end of the history (default: where the stored data begins, at most 5 min ago)")
-    parser.add_argument("--no-incidents", action="store_true", help="no injected incidents: a clean baseline")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="do not wait for a running Prometheus to pick up the new blocks")
-    parser.add_argument("--keep-openmetrics", action="store_true",
-                        help="keep the OpenMetrics files under <data-dir>/history/openmetrics/")
 
 
 # --- the lab's Prometheus ---------------------------------------------------------------------
@@ -154,7 +136,7 @@ class Plan:
 
 
 
-def _validate(args: argparse.Namespace) -> None:
+def validate(args: argparse.Namespace) -> None:
     if not MIN_DAYS <= args.days <= MAX_DAYS:
         raise settings.ConfigError(
             f"--days must be between {MIN_DAYS} and {MAX_DAYS} (the lab keeps {RETENTION_DAYS} days "
@@ -167,7 +149,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 def make_plan(args: argparse.Namespace, prometheus: LabPrometheus | None, tsdb: Path, *,
               now: Callable[[], float] = time.time) -> Plan:
-    _validate(args)
+    validate(args)
     step = args.step
     stored, how = earliest_stored(tsdb, prometheus)
     if args.end is None:
@@ -317,7 +299,7 @@ def write_incidents(plan: Plan) -> Path:
     return path
 
 
-def _wait_for_pickup(prometheus: LabPrometheus, plan: Plan, progress: Progress) -> float | None:
+def wait_for_pickup(prometheus: LabPrometheus, plan: Plan, progress: Progress) -> float | None:
     started = time.monotonic()
     while time.monotonic() - started < PICKUP_TIMEOUT_SECONDS:
         if prometheus.serves(plan.end):
@@ -326,43 +308,3 @@ def _wait_for_pickup(prometheus: LabPrometheus, plan: Plan, progress: Progress) 
                       f"({time.monotonic() - started:.0f} s; it rescans its data directory every minute)")
         time.sleep(2)
     return None
-
-
-def run(args: argparse.Namespace) -> int:
-    _validate(args)
-    data_dir = settings.data_dir(args.data_dir)
-    tsdb = data_dir / "prometheus" / "data"
-    prometheus = LabPrometheus.find(tsdb)
-    plan = make_plan(args, prometheus, tsdb)
-    progress = Progress()
-    result = generate(plan, keep_openmetrics=args.keep_openmetrics, progress=progress)
-    labels = write_incidents(plan)
-
-    print(f"History: {plan.days} days, {iso8601(plan.start)} .. {iso8601(plan.end)}, one sample every {plan.step} s")
-    print(f"  ends {plan.why_end}")
-    print(f"  {result.series:,} series, {result.samples:,} samples, {result.seconds:.1f} s")
-    print(f"  {len(result.new_blocks)} blocks written to {plan.tsdb} ({result.block_bytes / 1e6:.1f} MB on disk; "
-          f"{result.text_bytes / 1e6:.0f} MB of OpenMetrics text "
-          f"{'kept in ' + str(plan.history_dir / 'openmetrics') if args.keep_openmetrics else 'removed'})")
-    print(f"  {len(plan.incidents)} incidents; labels in {labels}")
-    if prometheus is None:
-        print("Prometheus is not running on this data directory: it loads the blocks when the lab starts "
-              "(`obslab up`).")
-        return 0
-    retention = prometheus.retention_days()
-    if (time.time() - plan.start) / 86400 > retention:
-        print(f"! Prometheus keeps {retention:g} days: history older than that is deleted at its next "
-              f"compaction. Start it with --storage.tsdb.retention.time={RETENTION_DAYS}d (as `obslab up` does).")
-    if args.no_wait:
-        print(f"Prometheus at {prometheus.url} loads the new blocks on its own within a minute "
-              "(no restart or reload needed; /-/reload does not load blocks).")
-        return 0
-    waited = _wait_for_pickup(prometheus, plan, progress)
-    progress.done()
-    if waited is None:
-        print(f"! Prometheus at {prometheus.url} does not serve the history after {PICKUP_TIMEOUT_SECONDS} s; "
-              "restart it (`obslab down && obslab up --detach`).")
-        return 1
-    print(f"Prometheus at {prometheus.url} serves the history now (picked it up after {waited:.0f} s, "
-          "without a restart).")
-    return 0
