@@ -51,6 +51,7 @@ class Component:
     ``metrics_ports``: (scrape job, port) pairs when /metrics is not on the main port.
     ``entry``: this project's code for it, ``module:callable``: a Flask app factory that
     ``obslab serve`` serves, or, with ``runner``, a callable that runs in the foreground.
+    ``image``: the pinned third-party image (repository:tag) compose runs it from; never ``latest``.
     ``database``: it keeps state in a database of its own (SQLite natively; in compose one MySQL
     database and user each, unless native-only); its app factory refuses tables otherwise."""
 
@@ -66,6 +67,12 @@ class Component:
     entry: str | None = None
     runner: bool = False
     database: bool = False
+    image: str | None = None
+
+    @property
+    def image_variable(self) -> str:
+        """The .env variable compose reads this component's image from, e.g. ``GRAFANA_IMAGE``."""
+        return f"{self.name.upper().replace('-', '_')}_IMAGE"
 
     @property
     def port(self) -> int:
@@ -92,7 +99,7 @@ SERVICES: tuple[Component, ...] = tuple(
 )
 TRACE_SINK = Component(c.TRACE_SINK, "telemetry", "/ready", native_only=True,
                        entry="obslab.lab.trace_sink:create_app", database=True)
-PROMETHEUS = Component(c.PROMETHEUS, "monitoring", "/-/ready")
+PROMETHEUS = Component(c.PROMETHEUS, "monitoring", "/-/ready", image="prom/prometheus:v2.55.1")
 FAULT_INJECTOR = Component(c.FAULT_INJECTOR, "control", "/ready",
                            entry="obslab.services.fault_injector.app:create_app", database=True)
 IIS_MOCK = Component(c.IIS_MOCK, "iis", "/health", entry="obslab.iis_mock.exporter:create_app")
@@ -100,13 +107,16 @@ LOAD_GENERATOR = Component(c.LOAD_GENERATOR, "traffic", "/health", entry="obslab
                            runner=True)
 ALERT_RECEIVER = Component(c.ALERT_RECEIVER, "monitoring", "/ready",
                            entry="obslab.services.alert_receiver.app:create_app", database=True)
-ALERTMANAGER = Component(c.ALERTMANAGER, "monitoring", "/-/ready")
+ALERTMANAGER = Component(c.ALERTMANAGER, "monitoring", "/-/ready", image="prom/alertmanager:v0.27.0")
 # Alive is enough: without Prometheus they are up but stale (their /ready says why).
 DDOS_DETECTOR = Component(c.DDOS_DETECTOR, "ml", "/health", entry="obslab.ml.ddos.service:create_app")
 BASELINER = Component(c.BASELINER, "ml", "/health", entry="obslab.ml.baseliner:create_app")
 ML: tuple[Component, ...] = (DDOS_DETECTOR, BASELINER)
 
-# --- compose only ------------------------------------------------------------------------------
+# --- compose only ---
+# The versions whose configuration keys obslab/generators/collectorconfig.py was written against.
+COLLECTOR_VERSION = "0.115.1"        # otel/opentelemetry-collector-contrib
+JAEGER_VERSION = "2.1.0"             # jaegertracing/jaeger---------------------------------------------------------------------------
 OTEL_COLLECTOR_NAME = "otel-collector"
 JAEGER_NAME = "jaeger"
 GRAFANA_NAME = "grafana"
@@ -119,15 +129,16 @@ COLLECTOR_HEALTH_PORT = 13133       # the health_check extension
 # Services send OTLP/HTTP, so that is its main port; both exporter endpoints are scraped.
 OTEL_COLLECTOR = Component(OTEL_COLLECTOR_NAME, "telemetry", "/", compose_only=True,
                            image_port=OTLP_HTTP_PORT, health_port=COLLECTOR_HEALTH_PORT,
+                           image=f"otel/opentelemetry-collector-contrib:{COLLECTOR_VERSION}",
                            metrics_ports=((OTEL_COLLECTOR_NAME, COLLECTOR_PROMETHEUS_PORT),
                                           (f"{OTEL_COLLECTOR_NAME}-telemetry", COLLECTOR_TELEMETRY_PORT)))
 # The query API, not just the UI: it answers once the trace storage does.
 JAEGER = Component(JAEGER_NAME, "telemetry", "/api/services", scraped=False, compose_only=True,
-                   image_port=16686)
+                   image_port=16686, image=f"jaegertracing/jaeger:{JAEGER_VERSION}")
 GRAFANA = Component(GRAFANA_NAME, "monitoring", "/api/health", scraped=False, compose_only=True,
-                    image_port=3000)
+                    image_port=3000, image="grafana/grafana:11.4.0")
 # Not HTTP: compose probes it with mysqladmin.
-MYSQL = Component(MYSQL_NAME, "storage", "", scraped=False, compose_only=True, image_port=3306)
+MYSQL = Component(MYSQL_NAME, "storage", "", scraped=False, compose_only=True, image_port=3306, image="mysql:8.0.40")
 COMPOSE_ONLY: tuple[Component, ...] = (OTEL_COLLECTOR, JAEGER, GRAFANA, MYSQL)
 
 # Start order of the native lab: the sink first so no early span is lost, the alert path next

@@ -15,7 +15,6 @@ from obslab.drills.model import CAUSES
 from obslab.labapi import text_table
 from obslab.profiles import FAST, PRODUCTION
 
-
 HELP = "incident drills: break the lab on purpose, check who is paged in time, score it"
 
 

@@ -15,8 +15,7 @@ import time
 from typing import Any
 
 from obslab import conventions as c
-from obslab import secrets, settings
-from obslab import topology
+from obslab import secrets, settings, topology
 from obslab.labapi import LabApiClient, LabApiError, text_table
 
 _PARAMETER_OPTIONS = (

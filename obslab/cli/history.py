@@ -11,7 +11,6 @@ from obslab.lab import history
 from obslab.profiles import RETENTION_DAYS
 from obslab.sim.incidents import DEFAULT_SEED, iso8601
 
-
 HELP = "write N days of past IIS and banking metrics into Prometheus"
 
 

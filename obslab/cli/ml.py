@@ -15,7 +15,6 @@ from pathlib import Path
 
 from obslab import profiles, settings
 
-
 HELP = "the ML detectors' models: train"
 
 
@@ -38,10 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from obslab.lab.native import NativeLab
     from obslab.ml.ddos import store
     from obslab.ml.ddos.retrain import retrain
     from obslab.ml.ddos.service import model_dir, windows
-    from obslab.lab.native import NativeLab
     from obslab.ml.ddos.training import NotEnoughData
     from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 

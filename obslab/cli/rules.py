@@ -8,7 +8,6 @@ from obslab.generators import generate
 from obslab.labapi import text_table
 from obslab.rules import load_catalog
 
-
 HELP = "alert and recording rules from prometheus/spec/: generate, list"
 
 

@@ -29,14 +29,7 @@ from typing import Any
 import yaml
 
 from obslab import conventions as c
-from obslab.topology import PROMETHEUS
-
-# The versions whose configuration keys this module was written against.
-COLLECTOR_VERSION = "0.115.1"        # otel/opentelemetry-collector-contrib
-JAEGER_VERSION = "2.1.0"             # jaegertracing/jaeger
-
-COLLECTOR_HOST = "otel-collector"    # compose service names
-JAEGER_HOST = "jaeger"
+from obslab.topology import JAEGER, PROMETHEUS
 
 OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
@@ -305,7 +298,7 @@ def collector_config() -> dict[str, Any]:
         },
         "exporters": {
             JAEGER_EXPORTER: {
-                "endpoint": f"{JAEGER_HOST}:{JAEGER_OTLP_GRPC_PORT}", "tls": {"insecure": True},
+                "endpoint": f"{JAEGER.name}:{JAEGER_OTLP_GRPC_PORT}", "tls": {"insecure": True},
             },
             "prometheus": {
                 "endpoint": _endpoint(SPANMETRICS_PORT),

@@ -35,7 +35,6 @@ from typing import Any
 import yaml
 
 from obslab import __version__
-from obslab.generators import collectorconfig
 from obslab import conventions as c
 from obslab import secrets, settings, topology
 from obslab.generators import promconfig
@@ -54,16 +53,12 @@ HEADER = (
     "# Change the generator (or obslab/topology.py) and run `obslab generate`.\n"
 )
 
-# Pinned images (.env variable -> image). The tags exist upstream; `latest` is never used.
+# Pinned images (.env variable -> image). The tags exist upstream; `latest` is never used. The
+# third-party components' images are topology's; these two are what the lab's own images build on.
 IMAGES: dict[str, str] = {
     "PYTHON_IMAGE": "python:3.11-slim-bookworm",
     "BUSYBOX_IMAGE": "busybox:1.37.0-musl",
-    "OTELCOL_IMAGE": f"otel/opentelemetry-collector-contrib:{collectorconfig.COLLECTOR_VERSION}",
-    "JAEGER_IMAGE": f"jaegertracing/jaeger:{collectorconfig.JAEGER_VERSION}",
-    "PROMETHEUS_IMAGE": "prom/prometheus:v2.55.1",
-    "ALERTMANAGER_IMAGE": "prom/alertmanager:v0.27.0",
-    "GRAFANA_IMAGE": "grafana/grafana:11.4.0",
-    "MYSQL_IMAGE": "mysql:8.0.40",
+    **{comp.image_variable: comp.image for comp in topology.ALL if comp.image},
 }
 # Images built here are tagged with the project's version.
 PROJECT_IMAGE = "obslab:${OBSLAB_VERSION}"
@@ -401,7 +396,7 @@ def services() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {
         SECRETS_INIT: _secrets_init_service(),
         topology.MYSQL_NAME: {
-            "image": "${MYSQL_IMAGE}",
+            "image": f"${{{topology.MYSQL.image_variable}}}",
             # Only root's password: the entrypoint creates no user of its own; the init script
             # creates one per component (render_mysql_init).
             "environment": {"MYSQL_ROOT_PASSWORD_FILE": MYSQL_ROOT_PASSWORD_PATH},
@@ -425,12 +420,12 @@ def services() -> dict[str, dict[str, Any]]:
         # keeps its badger files in /tmp/jaeger of its own filesystem (jaeger/config.yaml): not
         # read-only, so that its traces outlive a restart without being held in memory.
         jaeger.name: {
-            **_probed_service(jaeger, "JAEGER_IMAGE", JAEGER_CONFIG),
+            **_probed_service(jaeger, topology.JAEGER.image_variable, JAEGER_CONFIG),
             **_hardening(read_only=False),
             **_common(jaeger.name),
         },
         collector.name: {
-            **_probed_service(collector, "OTELCOL_IMAGE", COLLECTOR_CONFIG),
+            **_probed_service(collector, topology.OTEL_COLLECTOR.image_variable, COLLECTOR_CONFIG),
             "depends_on": _depends_on(jaeger.name),   # its traces exporter
             # It keeps nothing on disk (no file_storage in otel-collector/config.yaml).
             **_hardening(read_only=True),
@@ -443,7 +438,7 @@ def services() -> dict[str, dict[str, Any]]:
     # ports above 1024 and write only their data volume (and /tmp): no capability, read-only.
     third_party = _hardening(read_only=True, tmpfs=(TMPFS_SMALL,))
     out[c.ALERTMANAGER] = {
-        "image": "${ALERTMANAGER_IMAGE}",
+        "image": f"${{{topology.ALERTMANAGER.image_variable}}}",
         "command": [
             "--config.file=/etc/alertmanager/alertmanager.yml",
             "--storage.path=/alertmanager",
@@ -470,7 +465,7 @@ def services() -> dict[str, dict[str, Any]]:
         **_common(c.ALERTMANAGER),
     }
     out[c.PROMETHEUS] = {
-        "image": "${PROMETHEUS_IMAGE}",
+        "image": f"${{{topology.PROMETHEUS.image_variable}}}",
         # The native lab's flags (promconfig.server_flags), with the container's paths. No
         # --web.enable-lifecycle: nobody may stop or reload it over HTTP.
         "command": promconfig.server_flags(PRODUCTION, config_file="/etc/prometheus/prometheus.yml",
@@ -488,7 +483,7 @@ def services() -> dict[str, dict[str, Any]]:
         **_common(c.PROMETHEUS),
     }
     out[topology.GRAFANA_NAME] = {
-        "image": "${GRAFANA_IMAGE}",
+        "image": f"${{{topology.GRAFANA.image_variable}}}",
         "environment": {
             "GF_SECURITY_ADMIN_USER": "${GRAFANA_ADMIN_USER}",
             # Read by the image's entrypoint; applies when grafana-data is created.

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from obslab import topology
-from obslab.services.alert_receiver.drill_pages import NULL, render_index, render_report
 from obslab.services.alert_receiver.app import create_app
+from obslab.services.alert_receiver.drill_pages import NULL, render_index, render_report
 from tests.support import control_headers, serve
 
 DRILLS = "/api/v1/drills"

@@ -22,9 +22,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from obslab import conventions as c
+from obslab.cli import load as loadgen_cli
 from obslab.faults.board import FaultBoard, process_board
 from obslab.faults.model import Fault
-from obslab.cli import load as loadgen_cli
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.generator import LoadGenerator
 from obslab.services.loadgen.mix import JOURNEYS, JourneyMix

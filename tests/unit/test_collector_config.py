@@ -18,9 +18,9 @@ import string
 import pytest
 import yaml
 
-from obslab.generators import collectorconfig as cc
 from obslab import conventions as c
 from obslab import settings, topology
+from obslab.generators import collectorconfig as cc
 from obslab.telemetry.redaction import redact_text
 from obslab.topology import PROMETHEUS
 
@@ -424,7 +424,7 @@ def test_prometheus_scrapes_open_metrics_so_exemplars_survive(collector):
 def test_jaeger_export_goes_where_jaeger_listens_and_is_the_exporter_the_alert_watches(collector, jaeger):
     exporter = collector["exporters"][cc.JAEGER_EXPORTER]
     host, port = exporter["endpoint"].rsplit(":", 1)
-    assert host == cc.JAEGER_HOST and exporter["tls"]["insecure"] is True
+    assert host == topology.JAEGER_NAME and exporter["tls"]["insecure"] is True
     assert jaeger["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(f":{port}")
     alert_spec = (ROOT / "prometheus/spec/platform.yml").read_text()
     assert f'exporter="{cc.JAEGER_EXPORTER}"' in alert_spec
@@ -452,7 +452,7 @@ def test_the_collector_listens_on_the_lab_ports(collector):
 
 def test_the_topology_reaches_the_collector_and_jaeger_where_they_listen():
     try:
-        collector, jaeger = topology.component(cc.COLLECTOR_HOST), topology.component(cc.JAEGER_HOST)
+        collector, jaeger = topology.component(topology.OTEL_COLLECTOR_NAME), topology.component(topology.JAEGER_NAME)
     except KeyError:
         pytest.skip("the topology has no compose-only components yet")
     assert collector.port in (cc.OTLP_GRPC_PORT, cc.OTLP_HTTP_PORT)

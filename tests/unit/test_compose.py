@@ -29,10 +29,9 @@ from typing import Any
 import pytest
 import yaml
 
-from obslab.generators import compose
 from obslab import conventions as c
 from obslab import secrets, settings, topology
-from obslab.generators import promconfig
+from obslab.generators import compose, promconfig
 from obslab.lab.native import NativeLab
 from obslab.platform import db, serving
 from obslab.profiles import PRODUCTION
@@ -146,7 +145,7 @@ def test_the_dockerfiles_default_to_the_images_env_pins():
     assert root_defaults == {"PYTHON_IMAGE": env["PYTHON_IMAGE"]}
     probe = (ROOT / compose.PROBE_CONTEXT / "Dockerfile").read_text()
     probe_defaults = dict(re.findall(r"^ARG (\w+)=(\S+)", probe, re.MULTILINE))
-    assert probe_defaults == {"PROBE_IMAGE": env["BUSYBOX_IMAGE"], "BASE_IMAGE": env["OTELCOL_IMAGE"]}
+    assert probe_defaults == {"PROBE_IMAGE": env["BUSYBOX_IMAGE"], "BASE_IMAGE": env["OTEL_COLLECTOR_IMAGE"]}
 
 
 def test_every_published_port_is_an_env_variable_on_the_component_port(raw, resolved):
