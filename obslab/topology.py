@@ -126,6 +126,8 @@ OTLP_HTTP_PORT = 4318
 COLLECTOR_PROMETHEUS_PORT = 8889    # the prometheus exporter: spanmetrics, servicegraph (OpenMetrics)
 COLLECTOR_TELEMETRY_PORT = 8888     # the Collector's own metrics (queue sizes, refused and dropped spans)
 COLLECTOR_HEALTH_PORT = 13133       # the health_check extension
+JAEGER_OTLP_GRPC_PORT = 4317        # Jaeger v2 receives the Collector's traces over OTLP/gRPC
+JAEGER_HEALTH_PORT = 13133          # Jaeger v2's healthcheckv2 extension
 # Services send OTLP/HTTP, so that is its main port; both exporter endpoints are scraped.
 OTEL_COLLECTOR = Component(OTEL_COLLECTOR_NAME, "telemetry", "/", compose_only=True,
                            image_port=OTLP_HTTP_PORT, health_port=COLLECTOR_HEALTH_PORT,

@@ -29,23 +29,25 @@ from typing import Any
 import yaml
 
 from obslab import conventions as c
-from obslab.topology import JAEGER, PROMETHEUS
+from obslab.topology import (
+    COLLECTOR_HEALTH_PORT,
+    COLLECTOR_PROMETHEUS_PORT,
+    COLLECTOR_TELEMETRY_PORT,
+    JAEGER,
+    JAEGER_HEALTH_PORT,
+    JAEGER_OTLP_GRPC_PORT,
+    OTLP_GRPC_PORT,
+    OTLP_HTTP_PORT,
+    PROMETHEUS,
+)
 
-OTLP_GRPC_PORT = 4317
-OTLP_HTTP_PORT = 4318
-COLLECTOR_TELEMETRY_PORT = 8888      # the Collector's own metrics (otelcol_*)
-SPANMETRICS_PORT = 8889              # span metrics and service graph, OpenMetrics with exemplars
-HEALTH_CHECK_PORT = 13133
-JAEGER_UI_PORT = 16686
-JAEGER_OTLP_GRPC_PORT = 4317
-JAEGER_HEALTH_CHECK_PORT = 13133
 
 COLLECTOR_PORTS: dict[str, int] = {
     "otlp-grpc": OTLP_GRPC_PORT,
     "otlp-http": OTLP_HTTP_PORT,
     "telemetry": COLLECTOR_TELEMETRY_PORT,
-    "spanmetrics": SPANMETRICS_PORT,
-    "health": HEALTH_CHECK_PORT,
+    "spanmetrics": COLLECTOR_PROMETHEUS_PORT,
+    "health": COLLECTOR_HEALTH_PORT,
 }
 
 # Exporter name the telemetry-pipeline alert selects on (prometheus/spec/platform.yml).
@@ -236,7 +238,7 @@ def _endpoint(port: int) -> str:
 def collector_config() -> dict[str, Any]:
     rules = redactions()
     return {
-        "extensions": {"health_check": {"endpoint": _endpoint(HEALTH_CHECK_PORT)}},
+        "extensions": {"health_check": {"endpoint": _endpoint(COLLECTOR_HEALTH_PORT)}},
         "receivers": {"otlp": {"protocols": {
             "grpc": {"endpoint": _endpoint(OTLP_GRPC_PORT)},
             "http": {"endpoint": _endpoint(OTLP_HTTP_PORT)},
@@ -301,7 +303,7 @@ def collector_config() -> dict[str, Any]:
                 "endpoint": f"{JAEGER.name}:{JAEGER_OTLP_GRPC_PORT}", "tls": {"insecure": True},
             },
             "prometheus": {
-                "endpoint": _endpoint(SPANMETRICS_PORT),
+                "endpoint": _endpoint(COLLECTOR_PROMETHEUS_PORT),
                 "enable_open_metrics": True,
                 "resource_to_telemetry_conversion": {"enabled": True},
             },
@@ -340,7 +342,7 @@ METRIC_STORE = "prometheus_store"
 def jaeger_config() -> dict[str, Any]:
     return {
         "extensions": {
-            "healthcheckv2": {"use_v2": True, "http": {"endpoint": _endpoint(JAEGER_HEALTH_CHECK_PORT)}},
+            "healthcheckv2": {"use_v2": True, "http": {"endpoint": _endpoint(JAEGER_HEALTH_PORT)}},
             "jaeger_storage": {
                 "backends": {TRACE_STORE: {"badger": {
                     "directories": {"keys": f"{JAEGER_DATA_DIR}/keys",

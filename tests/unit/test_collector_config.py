@@ -450,18 +450,6 @@ def test_the_collector_listens_on_the_lab_ports(collector):
         "otlp-grpc": 4317, "otlp-http": 4318, "telemetry": 8888, "spanmetrics": 8889, "health": 13133}
 
 
-def test_the_topology_reaches_the_collector_and_jaeger_where_they_listen():
-    try:
-        collector, jaeger = topology.component(topology.OTEL_COLLECTOR_NAME), topology.component(topology.JAEGER_NAME)
-    except KeyError:
-        pytest.skip("the topology has no compose-only components yet")
-    assert collector.port in (cc.OTLP_GRPC_PORT, cc.OTLP_HTTP_PORT)
-    assert collector.health_port == cc.HEALTH_CHECK_PORT
-    scraped = {port for _job, port in collector.scrape_jobs()}
-    assert scraped == {cc.SPANMETRICS_PORT, cc.COLLECTOR_TELEMETRY_PORT}
-    assert jaeger.port == cc.JAEGER_UI_PORT
-
-
 # --- Jaeger -----------------------------------------------------------------------------------
 
 def test_every_component_jaeger_names_is_defined_and_used(jaeger):
@@ -492,4 +480,4 @@ def test_jaeger_monitor_tab_reads_the_collectors_span_metrics_from_prometheus(co
 
 def test_jaeger_has_a_health_endpoint_for_the_compose_healthcheck(jaeger):
     assert "healthcheckv2" in jaeger["service"]["extensions"]
-    assert _port(jaeger["extensions"]["healthcheckv2"]["http"]["endpoint"]) == cc.JAEGER_HEALTH_CHECK_PORT
+    assert _port(jaeger["extensions"]["healthcheckv2"]["http"]["endpoint"]) == topology.JAEGER_HEALTH_PORT
