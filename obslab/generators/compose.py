@@ -340,7 +340,7 @@ def _project_service(comp: Component) -> dict[str, Any]:
 def _secrets_init_service() -> dict[str, Any]:
     """Generates every missing secret into the volume, then exits; existing ones are kept, so a
     restarted lab keeps its keys and passwords. Root inside the container, because it gives each
-    folder to the user of the image that reads it (secretscli.COMPOSE_OWNERS): CHOWN for that,
+    folder to the user of the image that reads it (obslab/cli/secrets.py, COMPOSE_OWNERS): CHOWN for that,
     DAC_OVERRIDE to write (and, on a later run, read) inside folders that then belong to those
     users (0700); FOWNER is not needed (it never changes the mode of a file it does not own).
     Nothing else: no network, a read-only root filesystem, no privilege to gain."""
