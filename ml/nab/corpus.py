@@ -9,8 +9,11 @@ but the root lacks are allowed (a subset of the corpus, such as the development 
 the held-out categories); :attr:`Corpus.missing` lists them so that a report can say that its
 scores are not comparable with NAB's published table.
 
-Windows are kept as inclusive row indices, the form the scorer works on. Timestamps may repeat
-(four NAB files have duplicate rows) but never go back in time.
+Windows are kept as inclusive row indices, the form the scorer works on. Rows are taken in file
+order, as NAB's scorer takes them: timestamps may repeat (four NAB files have duplicate rows) or
+step back (a daylight-saving change or a clock correction in a real export), and such rows are
+scored where they stand, never refused. A window limit is the first row at exactly its timestamp,
+as NAB's ``Sweeper`` finds it (``timestamps.index``).
 """
 
 from __future__ import annotations
@@ -152,11 +155,6 @@ def read_data_file(path: Path, relative: str, limits: Sequence[tuple[str, str]] 
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise NabDataError(f"data/{relative} line {row + 2}: value {frame['value'].iloc[row]!r} is not a number")
     stamps = parsed.to_numpy(dtype="datetime64[ns]")
-    backwards = np.flatnonzero(np.diff(stamps) < np.timedelta64(0, "ns"))
-    if len(backwards):
-        row = int(backwards[0]) + 1
-        raise NabDataError(f"data/{relative} line {row + 2}: timestamp {text[row]} goes back in time; "
-                           f"rows must be in time order")
     windows = _window_rows(stamps, limits, relative)
     return DataFile(relative, text, stamps.astype("int64") / 1e9, values.to_numpy(dtype=float), windows)
 
@@ -182,11 +180,11 @@ def _row_of(stamps: np.ndarray, text: str, relative: str) -> int:
         wanted = pd.Timestamp(text).to_datetime64()
     except ValueError:
         raise NabDataError(f"{WINDOWS_FILE}: {text!r} (a window of {relative}) is not a timestamp") from None
-    row = int(np.searchsorted(stamps, wanted, side="left"))
-    if row == len(stamps) or stamps[row] != wanted:
+    matches = np.flatnonzero(stamps == wanted)
+    if not len(matches):
         raise NabDataError(f"{WINDOWS_FILE}: window timestamp {text} of {relative} is not a row of "
                            f"data/{relative}; window limits must match a row's timestamp exactly")
-    return row
+    return int(matches[0])
 
 
 def _first_line(exc: Exception) -> str:

@@ -8,9 +8,12 @@ Results land where NAB's ``nab/detectors/base.py`` ``detectDataSet`` puts them,
 anomaly_score,label``, so that NAB's own scorer could read them. Scores are written with full
 precision: the scorer here reads the same numbers from memory that NAB would read from disk.
 
-The protocol wants strictly increasing timestamps; four NAB files repeat a timestamp (a clock
-change, a duplicated export row). A detector sees such a row :data:`REPEAT_NUDGE_SECONDS` after
-the one before it; the results files and the scoring keep the files' own timestamps.
+The protocol wants strictly increasing timestamps; real exports repeat a timestamp (four NAB
+files do: a duplicated row) or step back (a daylight-saving change, a clock correction). A
+detector sees a repeated row :data:`REPEAT_NUDGE_SECONDS` after the one before it, and after a
+step back the rest of the file shifted forward so that the row comes one usual interval after
+its predecessor (the spacing the detector learns from stays as it was); the results files and
+the scoring keep the files' own timestamps and order.
 """
 
 from __future__ import annotations
@@ -53,10 +56,16 @@ def anomaly_scores(detector: Detector, data: DataFile) -> np.ndarray:
 
 
 def strictly_increasing(timestamps: np.ndarray) -> np.ndarray:
-    """``timestamps`` with each repeat moved :data:`REPEAT_NUDGE_SECONDS` after its predecessor."""
+    """``timestamps`` made strictly increasing in file order: after a step back, every later row
+    moves forward by the step plus one usual interval; a repeat moves :data:`REPEAT_NUDGE_SECONDS`
+    after its predecessor."""
     if len(timestamps) < 2 or bool(np.all(np.diff(timestamps) > 0)):
         return timestamps
     nudged = np.array(timestamps, dtype=float)
+    steps = np.diff(nudged)
+    forward = steps[steps > 0]
+    usual = float(np.median(forward)) if len(forward) else 1.0
+    nudged[1:] += np.cumsum(np.where(steps < 0, usual - steps, 0.0))
     for i in np.flatnonzero(np.diff(nudged) <= 0) + 1:     # a handful of rows in a whole corpus
         for j in range(i, len(nudged)):
             if nudged[j] > nudged[j - 1]:

@@ -191,8 +191,6 @@ def test_a_corpus_maps_window_timestamps_to_rows_and_lists_the_labelled_files_it
      "must start with the columns timestamp,value"),
     (lambda root: (root / "data" / "artificialNoAnomaly" / "flat.csv").write_text(
         "timestamp,value\n2015-01-01 00:00:00,1\n2015-01-01 00:05:00,lots\n"), "line 3: value 'lots' is not a number"),
-    (lambda root: (root / "data" / "artificialNoAnomaly" / "flat.csv").write_text(
-        "timestamp,value\n2015-01-01 00:05:00,1\n2015-01-01 00:00:00,2\n"), "goes back in time"),
     (lambda root: (root / "labels" / "combined_windows.json").write_text(json.dumps({
         "artificialNoAnomaly/flat.csv": [],
         "artificialWithAnomaly/spike.csv": [["2015-01-01 00:01:00", "2015-01-01 01:00:00"]]})),
@@ -222,6 +220,32 @@ def test_a_detector_sees_repeated_timestamps_nudged_while_the_results_keep_the_f
     assert anomaly_scores(Strict(), data).tolist() == [0.0] * 4
     assert np.all(np.diff(seen[0]) > 0) and seen[0][2] - seen[0][1] == pytest.approx(REPEAT_NUDGE_SECONDS, abs=1e-6)
     assert data.timestamps[1] == data.timestamps[2]
+
+
+def test_a_clock_that_steps_back_is_scored_in_file_order_never_refused(tmp_path):
+    """A daylight-saving change in a real export: 01:00-01:55 comes twice. The detector sees the
+    second hour shifted forward with its spacing kept; windows and scores keep the file's rows."""
+    path = tmp_path / "data" / "realKnownCause" / "dst.csv"
+    path.parent.mkdir(parents=True)
+    times = [f"2015-10-25 00:{m:02d}:00" for m in range(0, 60, 5)]
+    times += [f"2015-10-25 01:{m:02d}:00" for m in range(0, 60, 5)] * 2
+    times += [f"2015-10-25 02:{m:02d}:00" for m in range(0, 60, 5)]
+    path.write_text("timestamp,value\n" + "".join(f"{t},{i}\n" for i, t in enumerate(times)))
+    # NAB enters a window at the first row with its start and leaves at the first row with its end.
+    data = read_data_file(path, "realKnownCause/dst.csv", [("2015-10-25 01:30:00", "2015-10-25 02:10:00")])
+    assert len(data) == 48 and data.windows == ((18, 38),)
+    seen = []
+
+    class Strict:
+        name = "strict"
+
+        def causal(self, values, timestamps):
+            seen.append(timestamps)
+            return Bands(values, values, values, np.linspace(0, 1, values.shape[1])[None, :])
+
+    scores = anomaly_scores(Strict(), data)
+    assert scores.tolist() == pytest.approx(np.linspace(0, 1, 48).tolist())
+    assert np.all(np.diff(seen[0]) == pytest.approx(300.0)), "one usual interval between every two rows"
 
 
 # --- bench nab end to end --------------------------------------------------------------------
