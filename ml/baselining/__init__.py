@@ -3,22 +3,31 @@
 Each algorithm models "normal" differently, and each is wrong in its own way (see its module):
 
 - ``zscore`` (:class:`ZScore`): trailing mean +/- k sigma; stationary symmetric noise.
-- ``seasonal_mad`` (:class:`SeasonalMAD`): hour-of-day / hour-of-week median +/- k robust sigma;
+- ``seasonalMad`` (:class:`SeasonalMAD`): hour-of-day / hour-of-week median +/- k robust sigma;
   seasonal traffic, spike-proof.
-- ``holt_winters`` (:class:`HoltWinters`): robust damped-trend exponential smoothing with a daily
+- ``holtWinters`` (:class:`HoltWinters`): robust damped-trend exponential smoothing with a daily
   season; ramps, drifts, short histories, level shifts.
 - ``quantile`` (:class:`TrailingQuantile`): trailing median with stretched 5 %/95 % quantiles;
   skewed latency distributions.
 - ``ensemble`` (:class:`Ensemble`): per-point median of their bands, the recommended threshold.
 
+And one streaming detector that models no band of normal at all:
+
+- ``levelNovelty`` (:class:`LevelNovelty`): the first visit of a value range never seen, at several
+  resolutions; the best of them on NAB.
+
+Names follow NAB's convention (camelCase, no underscore): NAB's scorer takes a detector's name
+from a results file's name up to the first ``_``.
+
 >>> [d.name for d in all_detectors()]
-['zscore', 'seasonal_mad', 'holt_winters', 'quantile', 'ensemble']
+['zscore', 'seasonalMad', 'holtWinters', 'quantile', 'ensemble', 'levelNovelty']
 """
 
 from __future__ import annotations
 
 from obslab.ml.baselining.ensemble import Ensemble, EnsembleBaseline, median_band
 from obslab.ml.baselining.holt_winters import HoltWinters, HoltWintersBaseline
+from obslab.ml.baselining.novelty import LevelNovelty
 from obslab.ml.baselining.quantile import TrailingQuantile
 from obslab.ml.baselining.seasonal import SeasonalBaseline, SeasonalMAD
 from obslab.ml.baselining.zscore import ZScore
@@ -30,6 +39,7 @@ __all__ = [
     "EnsembleBaseline",
     "HoltWinters",
     "HoltWintersBaseline",
+    "LevelNovelty",
     "SeasonalBaseline",
     "SeasonalMAD",
     "TrailingQuantile",
@@ -53,8 +63,8 @@ def ensemble() -> Ensemble:
 
 
 def all_detectors() -> tuple[BaselineAlgorithm, ...]:
-    """The four algorithms then the ensemble, always in this order."""
-    return (*ALGORITHMS, ensemble())
+    """The four algorithms, the ensemble, then the streaming detectors, always in this order."""
+    return (*ALGORITHMS, ensemble(), LevelNovelty())
 
 
 def names() -> tuple[str, ...]:

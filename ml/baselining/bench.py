@@ -116,9 +116,9 @@ def measure(n_series: int = 1000, n_points: int = 5760, step_s: float = 15.0, se
 
     >>> figures = measure(n_series=5, n_points=300)
     >>> sorted(figures["algorithms"])
-    ['ensemble', 'holt_winters', 'quantile', 'seasonal_mad', 'zscore']
+    ['ensemble', 'holtWinters', 'levelNovelty', 'quantile', 'seasonalMad', 'zscore']
     """
-    from obslab.ml.baselining import ALGORITHMS, ensemble
+    from obslab.ml.baselining import ALGORITHMS, LevelNovelty, ensemble
     from obslab.ml.baselining.ensemble import median_band
 
     say = progress or (lambda message: None)
@@ -156,6 +156,13 @@ def measure(n_series: int = 1000, n_points: int = 5760, step_s: float = 15.0, se
                                   "combine_causal_s": combine_causal.wall}
         say(_line(combined.name, fit, causal)
             + f"   (combine only: {combine_fit.wall:.2f} s / {combine_causal.wall:.2f} s)")
+        streaming = LevelNovelty()
+        with _Clock() as fit:
+            streaming.fit(values, timestamps).bands(upcoming)
+        with _Clock() as causal:
+            bands = streaming.causal(values, timestamps)
+        figures[streaming.name] = _figures(fit, causal, bands)
+        say(_line(streaming.name, fit, causal))
     refit_cycle_s = sum(figures[a.name]["fit_s"] for a in ALGORITHMS) + combine_fit.wall
     peak_growth = max(0.0, _peak_rss_mib() - peak_before)
     say(f"  total {everything.wall:.1f} s wall ({everything.cpu:.1f} s CPU), one refit "

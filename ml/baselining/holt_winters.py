@@ -70,7 +70,7 @@ class HoltWinters:
     True
     """
 
-    name: ClassVar[str] = "holt_winters"
+    name: ClassVar[str] = "holtWinters"
     summary: ClassVar[str] = ("robust damped-trend exponential smoothing with a daily season "
                               "after 2 days: follows ramps and short histories, adopts shifts")
 

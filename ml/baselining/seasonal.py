@@ -68,7 +68,7 @@ class SeasonalMAD:
     True
     """
 
-    name: ClassVar[str] = "seasonal_mad"
+    name: ClassVar[str] = "seasonalMad"
     summary: ClassVar[str] = ("median +/- k robust sigma of past values in the same hour-of-day "
                               "(hour-of-week after 2 weeks) slot: seasonal traffic, spike-proof")
 

@@ -57,7 +57,7 @@ def test_the_detector_learns_the_labs_normal_traffic_by_itself(lab):
 def test_the_baseliner_publishes_every_algorithms_band_and_the_recommended_threshold(lab):
     query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
     algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
-                            >= {"zscore", "seasonal_mad", "holt_winters", "quantile", "ensemble"}
+                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble"}
                             and lab.query(query),
                             120, "bands of every algorithm for gateway_request_rate", interval=3)
     assert len(algorithms) == 5

@@ -50,5 +50,5 @@ def test_without_prometheus_every_gauge_is_withdrawn_and_the_baseliner_says_stal
     assert client.get("/health").status_code == 200
     status = client.get("/api/v1/status").get_json()
     assert status["stale"] and "unreachable" in status["reason"]
-    assert [a["name"] for a in status["algorithms"]] == ["zscore", "seasonal_mad", "holt_winters", "quantile",
+    assert [a["name"] for a in status["algorithms"]] == ["zscore", "seasonalMad", "holtWinters", "quantile",
                                                          "ensemble"]

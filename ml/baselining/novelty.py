@@ -1,0 +1,147 @@
+"""Level novelty: a streaming detector that flags the first visit of a value range never seen.
+
+What it models: the ranges a series has visited so far, at several resolutions at once. The
+learning period fixes a unit (its range divided into ``levels - 1`` steps, for each ``levels`` of
+:attr:`LevelNovelty.resolutions`); every value then falls into a bin of each resolution, and a
+bin the series has never been in is news. The score of a point is the share of resolutions at
+which its bin is new: 1 for a value far outside everything seen (new at every resolution), a
+fraction for a value that only a fine resolution tells apart, 0 for a familiar level.
+
+Why it works as a streaming detector (the ML README has the ablations): most incidents in
+operations data take a series somewhere it has not been (a spike, a level shift, a drop to
+nothing), and "never seen before" needs no distribution assumption, no seasonality model and no
+threshold per series: the same parameters serve every file of NAB. Several resolutions, averaged,
+make the score graded and keep any single bin width from deciding alone. After an alarm (a
+majority of resolutions agree) the detector rests for a fifth of its learning period, as NAB's
+CAD OSE does: the alarm has been raised, and the points that follow an incident are its
+aftermath, not new incidents (NAB counts every point above the threshold outside a window as
+one more false positive).
+
+When it fails: anomalies inside the familiar range (a missing daily peak, a change of rhythm or
+of noise) never make a new bin, and a slow drift to new levels alarms once per step of drift.
+
+Causal by construction: the bins of point ``t`` come from the learning period and the points
+before ``t``; the learning period is NAB's probationary period (15 % of the stream, at most 750
+points) unless ``learn_points`` fixes it.
+
+>>> import numpy as np
+>>> ts = np.arange(1000) * 300.0
+>>> values = np.sin(ts / 3600)[None, :]
+>>> values[0, 800] = 5.0                       # far outside anything seen
+>>> score = LevelNovelty().causal(values, ts).score[0]
+>>> float(score[800]), float(score[801:].max())
+(1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from obslab.ml.baselining._common import FlatBaseline, as_batch, clean_band
+from obslab.ml.protocol import Bands
+
+# NAB's probationary period: 15 % of a file, at most 750 rows (nab/sweeper.py).
+PROBATION_SHARE = 0.15
+PROBATION_MAX_POINTS = 750
+
+
+def probation_points(n_points: int) -> int:
+    return int(min(np.floor(PROBATION_SHARE * n_points), PROBATION_MAX_POINTS))
+
+
+@dataclass(frozen=True)
+class LevelNovelty:
+    """The share of ``resolutions`` at which a value's bin is new; rests after an alarm."""
+
+    name: ClassVar[str] = "levelNovelty"
+    summary: ClassVar[str] = ("first visits of value ranges never seen, at several resolutions: "
+                              "spikes, level shifts and drops in any series, no model of normal")
+
+    resolutions: tuple[int, ...] = (6, 8, 10, 12, 16, 20, 24, 32)
+    alarm: float = 0.5              # a majority of resolutions: an alarm, then the rest period
+    rest_share: float = 0.2         # of the learning period (CAD OSE rests probation / 5)
+    learn_points: int | None = None
+    min_learn_points: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.resolutions or min(self.resolutions) < 2:
+            raise ValueError("resolutions must be at least 2 levels each")
+        if not 0 < self.alarm <= 1 or self.rest_share < 0:
+            raise ValueError("alarm must be in (0, 1] and rest_share >= 0")
+
+    def learning(self, n_points: int) -> int:
+        wanted = self.learn_points if self.learn_points is not None else probation_points(n_points)
+        return max(self.min_learn_points, min(wanted, n_points))
+
+    def causal(self, values: np.ndarray, timestamps: np.ndarray) -> Bands:
+        values, timestamps = as_batch(values, timestamps)
+        n_series, n_points = values.shape
+        learn = self.learning(n_points)
+        score = np.zeros_like(values)
+        for row in range(n_series):
+            score[row] = self._rested(self._novelty(values[row], learn), learn)
+        # The band shows the range seen before each point: what "familiar" meant then.
+        with np.errstate(invalid="ignore"):
+            lower = _shift_right(np.fmin.accumulate(np.where(np.isnan(values), np.inf, values), axis=1))
+            upper = _shift_right(np.fmax.accumulate(np.where(np.isnan(values), -np.inf, values), axis=1))
+        unseen = ~np.isfinite(lower) | ~np.isfinite(upper)
+        unseen[:, :self.min_learn_points] = True
+        lower, upper = np.where(unseen, np.nan, lower), np.where(unseen, np.nan, upper)
+        expected, lower, upper = clean_band((lower + upper) / 2, lower, upper)
+        return Bands(expected, lower, upper, score)
+
+    def fit(self, values: np.ndarray, timestamps: np.ndarray) -> FlatBaseline:
+        """The range the history visited (a value outside it is a first visit), its middle as
+        the expected value; no band before a learning period's worth of points."""
+        values, _ = as_batch(values, timestamps)
+        enough = np.sum(~np.isnan(values), axis=1) >= self.min_learn_points
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # an all-gap series: NaN band
+            lower, upper = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+        lower, upper = np.where(enough, lower, np.nan), np.where(enough, upper, np.nan)
+        return FlatBaseline((lower + upper) / 2, lower, upper)
+
+    def _novelty(self, series: np.ndarray, learn: int) -> np.ndarray:
+        head = series[:learn]
+        head = head[~np.isnan(head)]
+        novelty = np.zeros(series.shape[0])
+        if head.size == 0:
+            return novelty
+        low, high = float(head.min()), float(head.max())
+        valid = np.flatnonzero(~np.isnan(series))
+        for levels in self.resolutions:
+            # A flat learning period still needs a unit: any departure from a line is news.
+            width = (high - low) / (levels - 1) if high > low else max(abs(low), 1.0) * 1e-9
+            bins = np.floor((series[valid] - low) / width + 0.5)
+            _, first = np.unique(bins, return_index=True)
+            novelty[valid[first]] += 1.0
+        novelty[:learn] = 0.0           # learning: every bin is new then, none of it is news
+        return novelty / len(self.resolutions)
+
+    def _rested(self, novelty: np.ndarray, learn: int) -> np.ndarray:
+        """Silence the points that follow an alarm for the rest period, unless one is news at
+        more resolutions than the alarm was (a spike on top of the incident): it alarms anew."""
+        rest = int(self.rest_share * learn)
+        alarms = np.flatnonzero(novelty >= self.alarm)
+        if rest == 0 or alarms.size == 0:
+            return novelty
+        out = novelty.copy()
+        until, strength = -1, 0.0
+        for index in alarms:             # alarms are rare: a loop over them, not over points
+            if index <= until and novelty[index] <= strength and novelty[index] < 1.0:
+                continue
+            out[index] = novelty[index]          # a rest already begun may have silenced it
+            out[index + 1:index + 1 + rest] = 0.0
+            until, strength = index + rest, novelty[index]
+        return out
+
+
+def _shift_right(array: np.ndarray) -> np.ndarray:
+    shifted = np.empty_like(array)
+    shifted[:, :1] = np.nan
+    shifted[:, 1:] = array[:, :-1]
+    return shifted
