@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from obslab import backfill
+from obslab.lab import backfill
 from obslab import conventions as c
 from obslab import settings, topology
-from obslab.backfill import BLOCK_SECONDS
+from obslab.lab.backfill import BLOCK_SECONDS
 from obslab.iis_mock.clock import parse_time
 from obslab.profiles import RETENTION_DAYS
 from obslab.sim.banking import BankingModel, Target

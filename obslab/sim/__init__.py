@@ -8,6 +8,6 @@
 - :mod:`.banking`: the banking services' metrics for history;
 - :mod:`.incidents`: the seeded incident plan of history (and of the NAB lab corpus).
 
-Nothing here serves, scrapes or runs promtool: obslab/backfill.py and obslab/lab/history.py load
+Nothing here serves, scrapes or runs promtool: obslab/lab/backfill.py and obslab/lab/history.py load
 what is simulated into Prometheus.
 """

@@ -3,7 +3,7 @@
 A generator (the IIS model, the banking model) describes each exposed sample as a
 :class:`Series` of per-step values; :class:`Accumulator` turns counter increments into the
 running totals a scrape would have seen. The live IIS exporter and generated history
-(:mod:`obslab.backfill`) use the same series and accumulator, so history and live data carry
+(:mod:`obslab.lab.backfill`) use the same series and accumulator, so history and live data carry
 identical names and label values (``le="1.0"`` and ``le="1"`` would be two different series in
 Prometheus 2).
 """

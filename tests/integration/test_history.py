@@ -18,7 +18,7 @@ import pytest
 
 from obslab import conventions as c
 from obslab import topology
-from obslab.backfill import blocks
+from obslab.lab.backfill import blocks
 from obslab.cli.history import add_arguments
 from obslab.lab.history import LabPrometheus, make_plan
 from tests.prometheus_support import start_prometheus

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from obslab import conventions as c
-from obslab.backfill import blocks
+from obslab.lab.backfill import blocks
 from tests.prometheus_support import scrape_job, start_prometheus
 from tests.support import free_port
 

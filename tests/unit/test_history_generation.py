@@ -10,7 +10,7 @@ import pytest
 
 from obslab import conventions as c
 from obslab import topology
-from obslab.backfill import blocks, create_blocks, write_openmetrics
+from obslab.lab.backfill import blocks, create_blocks, write_openmetrics
 from obslab.faults.model import Fault
 from obslab.sim.banking import BankingModel, Target
 from obslab.sim.iis import IisModel
