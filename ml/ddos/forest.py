@@ -32,22 +32,30 @@ class PackedForest:
         trees = [estimator.tree_ for estimator in forest.estimators_]
         width = max(tree.node_count for tree in trees)
         shape = (len(trees), width)
-        self.left = np.full(shape, _LEAF, dtype=np.intp)
-        self.right = np.full(shape, _LEAF, dtype=np.intp)
-        self.feature = np.zeros(shape, dtype=np.intp)
-        self.threshold = np.zeros(shape)
-        self.leaf_value = np.zeros(shape)
+        left = np.full(shape, _LEAF, dtype=np.intp)
+        right = np.full(shape, _LEAF, dtype=np.intp)
+        feature = np.zeros(shape, dtype=np.intp)
+        threshold = np.zeros(shape)
+        leaf_value = np.zeros(shape)
         for index, tree in enumerate(trees):
             count = tree.node_count
-            self.left[index, :count] = tree.children_left
-            self.right[index, :count] = tree.children_right
-            self.feature[index, :count] = np.maximum(tree.feature, 0)     # leaves say -2
-            self.threshold[index, :count] = tree.threshold
-            self.leaf_value[index, :count] = (forest._decision_path_lengths[index]
-                                              + forest._average_path_length_per_tree[index] - 1.0)
+            left[index, :count] = tree.children_left
+            right[index, :count] = tree.children_right
+            feature[index, :count] = np.maximum(tree.feature, 0)     # leaves say -2
+            threshold[index, :count] = tree.threshold
+            leaf_value[index, :count] = (forest._decision_path_lengths[index]
+                                         + forest._average_path_length_per_tree[index] - 1.0)
         self.depth = max(tree.max_depth for tree in trees)
         self.denominator = len(trees) * float(_average_path_length([forest._max_samples])[0])
-        self._trees = np.arange(len(trees))[None, :]
+        # Flat views: a node of tree t is t * width + node, and one 1-D take per array per level
+        # is much cheaper than 2-D fancy indexing.
+        self._offsets = (np.arange(len(trees)) * width)[None, :]
+        offsets = self._offsets.T
+        self._left = np.where(left == _LEAF, _LEAF, left + offsets).ravel()
+        self._right = np.where(right == _LEAF, _LEAF, right + offsets).ravel()
+        self._feature = feature.ravel()
+        self._threshold = threshold.ravel()
+        self._leaf_value = leaf_value.ravel()
 
     def score_samples(self, rows: np.ndarray) -> np.ndarray:
         """What ``IsolationForest.score_samples`` returns: minus the anomaly score (lower = odder)."""
@@ -55,17 +63,19 @@ class PackedForest:
         rows = np.asarray(rows, dtype=np.float32).astype(np.float64)
         if np.isnan(rows).any():
             raise ValueError("rows with NaN: score them with scikit-learn, which routes missing values")
-        trees, samples = self._trees, np.arange(rows.shape[0])[:, None]
-        node = np.zeros((rows.shape[0], trees.shape[1]), dtype=np.intp)
+        n_features = rows.shape[1]
+        row_base = (np.arange(rows.shape[0]) * n_features)[:, None]
+        flat_rows = rows.ravel()
+        node = np.repeat(self._offsets, rows.shape[0], axis=0)      # every tree's root, per row
         for _ in range(self.depth):
-            left = self.left[trees, node]
+            left = self._left.take(node)
             inner = left != _LEAF
             if not inner.any():
                 break
-            goes_left = rows[samples, self.feature[trees, node]] <= self.threshold[trees, node]
-            node = np.where(inner, np.where(goes_left, left, self.right[trees, node]), node)
+            goes_left = flat_rows.take(row_base + self._feature.take(node)) <= self._threshold.take(node)
+            node = np.where(inner, np.where(goes_left, left, self._right.take(node)), node)
         depths = np.zeros(rows.shape[0])
-        for column in self.leaf_value[trees, node].T:     # tree by tree, as scikit-learn adds them
+        for column in self._leaf_value.take(node).T:    # tree by tree, as scikit-learn adds them
             depths += column
         if self.denominator == 0:
             return -np.ones_like(depths)
