@@ -602,11 +602,14 @@ class DrillRun:
             if name == self.catalog.rules.watchdog():
                 continue
             ident = (name, _key(labels))
-            # The picture shows the drill's own alerts and whatever started during it, not every
-            # alert that was already firing in the lab.
+            # The picture shows the drill's own alerts, any alert of a name it expects (with other
+            # labels, perhaps left firing by an earlier drill: a report that waited in vain names
+            # what it saw instead) and whatever started during it, not every alert that was
+            # already firing in the lab.
             own = any(name == alert and _matches(labels, {k: v for k, v in wanted.items()
                                                             if k not in _WINDOW_LABELS})
-                      for alert, wanted in self.claims() + self.watches())
+                      for alert, wanted in self.claims() + self.watches()) \
+                or any(name == e.alert for e in self.drill.expect)
             if not own and ident in self.baseline:
                 continue
             self.interval_labels[ident] = labels
