@@ -15,7 +15,8 @@ make the score graded and keep any single bin width from deciding alone. After a
 majority of resolutions agree) the detector rests for a fifth of its learning period, as NAB's
 CAD OSE does: the alarm has been raised, and the points that follow an incident are its
 aftermath, not new incidents (NAB counts every point above the threshold outside a window as
-one more false positive).
+one more false positive). Only a stronger point alarms during the rest: news at more
+resolutions, or at as many and at least twice as far beyond everything seen before.
 
 When it fails: anomalies inside the familiar range (a missing daily peak, a change of rhythm or
 of noise) never make a new bin, and a slow drift to new levels alarms once per step of drift.
@@ -47,6 +48,8 @@ from obslab.ml.protocol import Bands
 # NAB's probationary period: 15 % of a file, at most 750 rows (nab/sweeper.py).
 PROBATION_SHARE = 0.15
 PROBATION_MAX_POINTS = 750
+# During a rest, as news but this many times as far beyond everything seen: a new alarm.
+REALARM_FACTOR = 2.0
 
 
 def probation_points(n_points: int) -> int:
@@ -83,7 +86,7 @@ class LevelNovelty:
         learn = self.learning(n_points)
         score = np.zeros_like(values)
         for row in range(n_series):
-            score[row] = self._rested(self._novelty(values[row], learn), learn)
+            score[row] = self._rested(self._novelty(values[row], learn), values[row], learn)
         # The band shows the range seen before each point: what "familiar" meant then.
         with np.errstate(invalid="ignore"):
             lower = _shift_right(np.fmin.accumulate(np.where(np.isnan(values), np.inf, values), axis=1))
@@ -122,22 +125,45 @@ class LevelNovelty:
         novelty[:learn] = 0.0           # learning: every bin is new then, none of it is news
         return novelty / len(self.resolutions)
 
-    def _rested(self, novelty: np.ndarray, learn: int) -> np.ndarray:
-        """Silence the points that follow an alarm for the rest period, unless one is news at
-        more resolutions than the alarm was (a spike on top of the incident): it alarms anew."""
+    def _rested(self, novelty: np.ndarray, series: np.ndarray, learn: int) -> np.ndarray:
+        """Silence the points that follow an alarm for the rest period, unless one is stronger:
+        news at more resolutions than the alarm was, or at as many and at least
+        :data:`REALARM_FACTOR` times as far beyond everything seen before (a spike on top of the
+        incident, not the next step of the same climb): it alarms anew."""
         rest = int(self.rest_share * learn)
         alarms = np.flatnonzero(novelty >= self.alarm)
         if rest == 0 or alarms.size == 0:
             return novelty
+        beyond = _beyond_seen(series, learn)
         out = novelty.copy()
-        until, strength = -1, 0.0
+        until, strength, reach = -1, 0.0, 0.0
         for index in alarms:             # alarms are rare: a loop over them, not over points
-            if index <= until and novelty[index] <= strength and novelty[index] < 1.0:
-                continue
+            if index <= until:
+                stronger = novelty[index] > strength or (
+                    novelty[index] >= strength and beyond[index] > 0
+                    and beyond[index] >= REALARM_FACTOR * reach)
+                if not stronger:
+                    continue
             out[index] = novelty[index]          # a rest already begun may have silenced it
             out[index + 1:index + 1 + rest] = 0.0
-            until, strength = index + rest, novelty[index]
+            until, strength, reach = index + rest, novelty[index], beyond[index]
         return out
+
+
+def _beyond_seen(series: np.ndarray, learn: int) -> np.ndarray:
+    """Per point: how far it lies outside the range of every point before it, in units of the
+    learning period's range (0 inside; gaps count as inside)."""
+    head = series[:learn]
+    head = head[~np.isnan(head)]
+    span = float(head.max() - head.min()) if head.size else 0.0
+    span = span or max(abs(float(head[0])) if head.size else 0.0, 1.0)
+    filled = np.where(np.isnan(series), -np.inf, series)
+    high = np.concatenate([[np.inf], np.maximum.accumulate(filled)[:-1]])
+    filled = np.where(np.isnan(series), np.inf, series)
+    low = np.concatenate([[-np.inf], np.minimum.accumulate(filled)[:-1]])
+    with np.errstate(invalid="ignore"):
+        outside = np.maximum(series - high, low - series)
+    return np.where(np.isfinite(outside) & (outside > 0), outside / span, 0.0)
 
 
 def _shift_right(array: np.ndarray) -> np.ndarray:
