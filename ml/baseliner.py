@@ -33,8 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from obslab import conventions as c
 from obslab import profiles, settings
-from obslab.ml.baselining import ALGORITHMS, ensemble
+from obslab.ml.baselining import ALGORITHMS, LevelNovelty, ensemble
 from obslab.ml.baselining.ensemble import median_band
+from obslab.ml.baselining.novelty import NoveltyReference
 from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 from obslab.ml.protocol import Baseline, BaselineAlgorithm, deviation_score
 from obslab.ml.runtime import Freshness, create_ml_app, prometheus_client
@@ -43,6 +44,7 @@ from obslab.profiles import Profile
 
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"   # obslab.ml.baselining.Ensemble.name
+LEVEL_NOVELTY = LevelNovelty.name
 # Fewer points than this and no algorithm's band means anything yet.
 MIN_HISTORY_POINTS = 20
 
@@ -114,6 +116,7 @@ class Fit:
     usable: np.ndarray          # per target: enough history
     points: np.ndarray          # per target: non-NaN points used
     non_negative: np.ndarray    # per target: never below 0 (rates, ratios, latencies): lower band >= 0
+    novelty: NoveltyReference   # per target: the levels visited before the last baseline_adopt_s
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class Baseliner:
         self.algorithms = list(algorithms or ALGORITHMS)
         # The ensemble is the median of the members' bands: combined from their forecasts, not refitted.
         self.ensemble = ensemble()
+        self.novelty = LevelNovelty()
         self.freshness = Freshness(c.BASELINER, ctx.metrics)
         self._lock = threading.Lock()
         self._fit: Fit | None = None
@@ -158,7 +162,12 @@ class Baseliner:
         baselines = {algorithm.name: algorithm.fit(values, timestamps) for algorithm in self.algorithms}
         with np.errstate(invalid="ignore"):
             non_negative = ~(values < 0).any(axis=1)
-        fit = Fit(end, time.perf_counter() - started, baselines, points >= MIN_HISTORY_POINTS, points, non_negative)
+        # What the series did until baseline_adopt_s ago: a level it has held only since then is
+        # still news, one it has held for longer is its new normal.
+        settled = timestamps <= end - self.profile.baseline_adopt_s
+        novelty = self.novelty.reference(values[:, settled])
+        fit = Fit(end, time.perf_counter() - started, baselines, points >= MIN_HISTORY_POINTS, points, non_negative,
+                  novelty)
         with self._lock:
             self._fit = fit
         metrics = self.ctx.metrics
@@ -186,6 +195,7 @@ class Baseliner:
         column = observed[:, None]
         bands = {name: baseline.bands(np.array([at])) for name, baseline in fit.baselines.items()}
         bands[ENSEMBLE] = median_band(list(bands.values()), self.ensemble.min_members)
+        news = fit.novelty.score(observed)
         scores: dict[str, SeriesScore] = {}
         for index, target in enumerate(self.targets):
             if target.name in self.broken:
@@ -207,6 +217,15 @@ class Baseliner:
                 s = float(deviation_score(column[index], np.array([e]), np.array([lo]), np.array([up]))[0])
                 if np.isfinite(e):
                     per_algorithm[name] = (e, lo, up, s)
+            reference = fit.novelty.series[index]
+            if reference is not None:
+                low, high, _ = reference
+                per_algorithm[LEVEL_NOVELTY] = ((low + high) / 2, low, high, float(news[index]))
+                if ENSEMBLE in per_algorithm:
+                    # The anomaly score that pages (MetricOutsideBaseline) is levelNovelty's, confirmed
+                    # by the ensemble's band: outside it *and* at a level not visited before.
+                    e, lo, up, s = per_algorithm[ENSEMBLE]
+                    per_algorithm[ENSEMBLE] = (e, lo, up, min(s, float(news[index])))
             scores[target.name] = SeriesScore(float(observed[index]), per_algorithm)
         with self._lock:
             self._scores = scores
@@ -222,7 +241,8 @@ class Baseliner:
         scores = self.snapshot()
         return {
             "detector": c.BASELINER, "profile": self.profile.name, **self.freshness.describe(),
-            "algorithms": [{"name": a.name, "summary": a.summary} for a in (*self.algorithms, self.ensemble)],
+            "algorithms": [{"name": a.name, "summary": a.summary}
+                           for a in (*self.algorithms, self.ensemble, self.novelty)],
             "last_fit": None if fit is None else {"at": fit.at, "duration_seconds": round(fit.duration_s, 4)},
             "series": {
                 t.name: {"service": t.service, "expr": t.expr, "problem": self.problems.get(t.name),

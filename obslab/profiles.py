@@ -55,6 +55,9 @@ class Profile:
     ddos_min_training_rows: int = 60      # a fresh lab's detector learns once it has this many
     baseline_refit_s: int = 300           # the baseliner refits every series this often
     baseline_history_s: int = 6 * 3600    # ... from this much history (1-24 h makes sense)
+    # A level the series never visited is news (levelNovelty) until it has lasted this long; then
+    # it is the new normal. Twice MetricOutsideBaseline's 15 minutes, so a lasting excursion pages.
+    baseline_adopt_s: int = 1800
 
     def duration(self, seconds: int) -> str:
         """Prometheus duration text: ``15`` -> ``"15s"``."""
@@ -121,7 +124,7 @@ FAST = Profile("fast", scrape_default_s=2, scrape_banking_s=2, scrape_ml_s=2, sc
                watchdog_repeat_s=30, resend_delay_s=2, ml_evaluation_s=2, ddos_signal_window_s=10,
                ddos_baseline_window_s=180, ddos_baseline_lag_s=20, ddos_retrain_s=300, ddos_training_window_s=900,
                ddos_min_training_rows=20,
-               baseline_refit_s=30, baseline_history_s=900)
+               baseline_refit_s=30, baseline_history_s=900, baseline_adopt_s=180)
 
 PROFILES = {p.name: p for p in (PRODUCTION, FAST)}
 

@@ -108,6 +108,24 @@ class LevelNovelty:
         lower, upper = np.where(enough, lower, np.nan), np.where(enough, upper, np.nan)
         return FlatBaseline((lower + upper) / 2, lower, upper)
 
+    def reference(self, values: np.ndarray) -> NoveltyReference:
+        """The live form (the baseliner's): the bins ``values`` visited, one set per series and
+        resolution, with the units their own range gives; :meth:`NoveltyReference.score` then
+        says how new a current value is. Fewer than ``min_learn_points`` points: no reference."""
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        return NoveltyReference(self.resolutions, [self._visited(row) for row in values])
+
+    def _visited(self, series: np.ndarray) -> tuple[float, float, list[tuple[float, np.ndarray]]] | None:
+        seen = series[np.isfinite(series)]
+        if seen.size < self.min_learn_points:
+            return None
+        low, high = float(seen.min()), float(seen.max())
+        visited = []
+        for levels in self.resolutions:
+            width = _width(low, high, levels)
+            visited.append((width, np.unique(np.floor((seen - low) / width + 0.5))))
+        return low, high, visited
+
     def _novelty(self, series: np.ndarray, learn: int) -> np.ndarray:
         head = series[:learn]
         head = head[~np.isnan(head)]
@@ -117,8 +135,7 @@ class LevelNovelty:
         low, high = float(head.min()), float(head.max())
         valid = np.flatnonzero(~np.isnan(series))
         for levels in self.resolutions:
-            # A flat learning period still needs a unit: any departure from a line is news.
-            width = (high - low) / (levels - 1) if high > low else max(abs(low), 1.0) * 1e-9
+            width = _width(low, high, levels)
             bins = np.floor((series[valid] - low) / width + 0.5)
             _, first = np.unique(bins, return_index=True)
             novelty[valid[first]] += 1.0
@@ -148,6 +165,47 @@ class LevelNovelty:
             out[index + 1:index + 1 + rest] = 0.0
             until, strength, reach = index + rest, novelty[index], beyond[index]
         return out
+
+
+def _width(low: float, high: float, levels: int) -> float:
+    # A flat learning period still needs a unit: any departure from a line is news.
+    return (high - low) / (levels - 1) if high > low else max(abs(low), 1.0) * 1e-9
+
+
+class NoveltyReference:
+    """Bins visited by each series of a reference history (see :meth:`LevelNovelty.reference`):
+    per series ``(low, high, [(bin width, visited bins) per resolution])``, or None."""
+
+    def __init__(self, resolutions: tuple[int, ...],
+                 series: list[tuple[float, float, list[tuple[float, np.ndarray]]] | None]) -> None:
+        self.resolutions = resolutions
+        self.series = series
+
+    def usable(self) -> np.ndarray:
+        return np.array([entry is not None for entry in self.series])
+
+    def score(self, current: np.ndarray) -> np.ndarray:
+        """Per series: the share of resolutions at which ``current``'s bin was never visited
+        (0 for a gap or a series without a reference).
+
+        >>> ref = LevelNovelty().reference(np.arange(100.0)[None, :])
+        >>> ref.score(np.array([50.0])).tolist(), ref.score(np.array([500.0])).tolist()
+        ([0.0], [1.0])
+        """
+        out = np.zeros(len(self.series))
+        for index, (entry, value) in enumerate(zip(self.series, np.atleast_1d(current))):
+            if entry is None or not np.isfinite(value):
+                continue
+            low, _, visited = entry
+            new = sum(1 for width, bins in visited
+                      if not _contains(bins, np.floor((value - low) / width + 0.5)))
+            out[index] = new / len(visited)
+        return out
+
+
+def _contains(sorted_bins: np.ndarray, value: float) -> bool:
+    at = int(np.searchsorted(sorted_bins, value))
+    return at < sorted_bins.size and sorted_bins[at] == value
 
 
 def _beyond_seen(series: np.ndarray, learn: int) -> np.ndarray:

@@ -57,10 +57,10 @@ def test_the_detector_learns_the_labs_normal_traffic_by_itself(lab):
 def test_the_baseliner_publishes_every_algorithms_band_and_the_recommended_threshold(lab):
     query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
     algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
-                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble"}
+                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble", "levelNovelty"}
                             and lab.query(query),
                             120, "bands of every algorithm for gateway_request_rate", interval=3)
-    assert len(algorithms) == 5
+    assert len(algorithms) == 6
     bounds = lab.query('baseline_recommended_threshold{series="gateway_request_rate"}')
     assert {r["metric"]["bound"] for r in bounds} == {"upper", "lower"}
     assert status(lab, c.BASELINER)["stale"] is False

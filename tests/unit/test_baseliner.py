@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from obslab import settings
@@ -51,4 +52,54 @@ def test_without_prometheus_every_gauge_is_withdrawn_and_the_baseliner_says_stal
     status = client.get("/api/v1/status").get_json()
     assert status["stale"] and "unreachable" in status["reason"]
     assert [a["name"] for a in status["algorithms"]] == ["zscore", "seasonalMad", "holtWinters", "quantile",
-                                                         "ensemble"]
+                                                         "ensemble", "levelNovelty"]
+
+
+class RecordedSeries(PrometheusClient):
+    """A Prometheus that answers every expression with one recorded series (the arithmetic of
+    the baseliner is under test here; the client's own queries are tested against a real one)."""
+
+    def __init__(self, value_at) -> None:
+        super().__init__("http://127.0.0.1:9", timeout=0.1)
+        self.value_at = value_at
+
+    def range(self, expr, start, end, step):
+        from obslab.ml.prometheus import RangeResult
+
+        timestamps = np.arange(start, end + step / 2, step)
+        return RangeResult(timestamps, [{}], np.array([[self.value_at(t) for t in timestamps]]))
+
+    def scalar(self, expr, at=None):
+        return self.value_at(at)
+
+
+NOW = 1_700_000_000.0
+
+
+def _scores(value_at):
+    from obslab.ml.baseliner import Target
+
+    target = Target(name="gateway_request_rate", service="gateway", expr="x", min_half_width=1.0)
+    app = create_app(prometheus=RecordedSeries(value_at), profile=FAST, targets=(target,), start=False)
+    return app.extensions["baseliner"].score(NOW)["gateway_request_rate"].bands
+
+
+def _noise(t):
+    return 100.0 + 5.0 * np.sin(t / 7.0) + 3.0 * np.cos(t / 3.1)
+
+
+def test_the_score_that_pages_is_level_novelty_confirmed_by_the_ensemble_band():
+    calm = _scores(_noise)
+    assert calm["levelNovelty"][3] == 0.0 and calm["ensemble"][3] < 0.5
+    spike = _scores(lambda t: 300.0 if t >= NOW else _noise(t))
+    assert spike["levelNovelty"][3] == 1.0 and spike["ensemble"][3] > 0.5
+    lower, upper = spike["levelNovelty"][1:3]
+    assert 90 < lower < 100 < upper < 110, "levelNovelty's band is the range visited before"
+
+
+def test_a_new_level_is_news_until_it_has_lasted_the_adoption_time_then_it_is_normal():
+    assert FAST.baseline_adopt_s == 180
+    recent = _scores(lambda t: 300.0 if t >= NOW - 60 else _noise(t))       # held for a minute
+    assert recent["levelNovelty"][3] == 1.0 and recent["ensemble"][3] > 0.5
+    lasting = _scores(lambda t: 300.0 if t >= NOW - 600 else _noise(t))     # held for ten minutes
+    assert lasting["levelNovelty"][3] == 0.0 and lasting["ensemble"][3] == 0.0
