@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from obslab import conventions as c
+from obslab.profiles import FAST
 from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 from tests.support import required_binary
 
@@ -56,10 +57,15 @@ def test_the_detector_learns_the_labs_normal_traffic_by_itself(lab):
 
 def test_the_baseliner_publishes_every_algorithms_band_and_the_recommended_threshold(lab):
     query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
-    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
-                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble", "levelNovelty"}
+    bands = {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble"}
+    eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)} >= bands,
+               120, "bands of every algorithm for gateway_request_rate", interval=3)
+    # levelNovelty's reference is what the series did until baseline_adopt_s ago: it needs a lab
+    # at least that old (and one refit after it).
+    patience = FAST.baseline_adopt_s + 2 * FAST.baseline_refit_s + 60
+    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)} >= {*bands, "levelNovelty"}
                             and lab.query(query),
-                            120, "bands of every algorithm for gateway_request_rate", interval=3)
+                            patience, "levelNovelty's band for gateway_request_rate", interval=3)
     assert len(algorithms) == 6
     bounds = lab.query('baseline_recommended_threshold{series="gateway_request_rate"}')
     assert {r["metric"]["bound"] for r in bounds} == {"upper", "lower"}
