@@ -137,6 +137,12 @@ def run_detectors(files: Sequence[DataFile], detectors: Sequence[Detector], out:
     names = [d.name for d in detectors]
     if len(set(names)) != len(names):
         raise ValueError(f"detector names must be unique, got {names}")
+    # NAB's scorer reads a detector's name from a results file's name up to the first '_'.
+    underscored = [name for name in names if "_" in name]
+    if underscored:
+        raise ValueError(f"detector names must not contain '_' (NAB's scorer would read "
+                         f"{', '.join(n.split('_')[0] for n in underscored)}): rename {', '.join(underscored)} "
+                         "in camelCase")
     table = sweep_table(labelled(files))
     scored = []
     for number, detector in enumerate(detectors, start=1):

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lab-days", type=int, default=DEFAULT_LAB_DAYS, metavar="N",
                         help=f"also score the lab's own simulated incidents over N days (0 skips; "
                              f"default: {DEFAULT_LAB_DAYS})")
+    parser.add_argument("--detectors", metavar="NAME,...",
+                        help="only these detectors, e.g. levelNovelty,ensemble (default: all of them)")
     parser.add_argument("--lab-seed", type=int, default=DEFAULT_SEED, metavar="N",
                         help=f"seed of the simulated lab traffic and incident times (default: {DEFAULT_SEED})")
 
@@ -71,6 +73,13 @@ def run(args: argparse.Namespace, *, detectors: Sequence[Detector] | None = None
         raise settings.ConfigError(f"--lab-days must be between 0 (skip) and {MAX_DAYS}, got {args.lab_days}")
     corpus = load_corpus(args.data)
     detectors = list(detectors) if detectors is not None else _all_detectors()
+    if getattr(args, "detectors", None):
+        wanted = [name.strip() for name in args.detectors.split(",") if name.strip()]
+        known = {d.name: d for d in detectors}
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            raise settings.ConfigError(f"--detectors: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
+        detectors = [known[name] for name in wanted]
     if not detectors:
         raise settings.ConfigError("no detector to benchmark: all_detectors() returned none")
     out = Path(args.out).expanduser() if args.out else settings.data_dir(None) / "bench" / "nab"

@@ -20,7 +20,7 @@ from obslab.bench import nab as bench_nab
 from obslab.ml.nab import scoring
 from obslab.ml.nab.corpus import NabDataError, load_corpus, read_data_file
 from obslab.ml.nab.lab_incidents import WARMUP_ROWS, build_lab_corpus
-from obslab.ml.nab.runner import REPEAT_NUDGE_SECONDS, anomaly_scores
+from obslab.ml.nab.runner import REPEAT_NUDGE_SECONDS, anomaly_scores, run_detectors
 from obslab.ml.nab.scoring import (MAX_TP, PROFILES, LabelledSeries, file_scores, normalise, null_score,
                                    optimize_threshold, perfect_detections, perfect_score, probation_length,
                                    scaled_sigmoid, score_detector, scores_by_threshold, sweep_table)
@@ -254,7 +254,7 @@ def test_a_clock_that_steps_back_is_scored_in_file_order_never_refused(tmp_path)
 class RollingZ:
     """Scores each point against the mean +- 3 sd of the 50 points before it."""
 
-    name = "rolling_z"
+    name = "rollingZ"
 
     def causal(self, values, timestamps):
         previous = pd.DataFrame(values.T).shift(1).rolling(50, min_periods=10)
@@ -266,7 +266,7 @@ class RollingZ:
 class LastValue:
     """Expects the previous value, with a band of one unit."""
 
-    name = "last_value"
+    name = "lastValue"
 
     def causal(self, values, timestamps):
         expected = np.concatenate([np.full((values.shape[0], 1), np.nan), values[:, :-1]], axis=1)
@@ -288,16 +288,16 @@ def test_bench_nab_writes_nabs_results_layout_and_prints_one_json_object(nab_roo
     assert code == 0
     document = json.loads(stdout)
     assert document["files"] == 2
-    assert set(document["detectors"]) == {"rolling_z", "last_value"}
+    assert set(document["detectors"]) == {"rollingZ", "lastValue"}
     for by_profile in [*document["detectors"].values(), *document["lab"].values()]:
         assert set(by_profile) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
         assert all(isinstance(v, float) for v in by_profile.values())
     assert set(document["lab"]) == set(document["detectors"])
     assert document["lab_source"]["seed"] == 1 and document["lab_source"]["days"] == 1
     assert document["corpus"]["comparable_with_published"] is False
-    assert "rolling_z: 2/2 files" in stderr
+    assert "rollingZ: 2/2 files" in stderr
 
-    for detector in ("rolling_z", "last_value"):
+    for detector in ("rollingZ", "lastValue"):
         path = out / detector / "artificialWithAnomaly" / f"{detector}_spike.csv"
         frame = pd.read_csv(path)
         assert list(frame.columns) == ["timestamp", "value", "anomaly_score", "label"]
@@ -318,6 +318,22 @@ def test_bench_nab_prints_the_published_scoreboard_beside_a_caveat_when_it_score
     assert "scored on 2 of 3 files: not comparable with the published table (absent: realKnownCause (1))" in stdout
     assert "Numenta HTM" in stdout and "70.5-69.7" in stdout and "Lab scores" not in stdout
     assert f"Plot: {tmp_path / 'r' / bench_nab.PLOT_NAME}" in stdout
+
+
+def test_bench_nab_runs_only_the_detectors_asked_for_and_names_an_unknown_one(nab_root, tmp_path, capsys):
+    code, stdout, _ = _run(capsys, "--data", str(nab_root), "--out", str(tmp_path / "r"), "--lab-days", "0",
+                           "--json", "--detectors", "lastValue")
+    assert code == 0 and set(json.loads(stdout)["detectors"]) == {"lastValue"}
+    with pytest.raises(bench_nab.settings.ConfigError, match="unknown prophet; choose from rollingZ, lastValue"):
+        _run(capsys, "--data", str(nab_root), "--detectors", "prophet")
+
+
+def test_a_detector_name_nabs_scorer_would_misread_is_refused(nab_root):
+    class Underscored(LastValue):
+        name = "last_value"
+
+    with pytest.raises(ValueError, match="must not contain '_'.*rename last_value in camelCase"):
+        run_detectors(load_corpus(nab_root).files, [Underscored()], None, progress=lambda _: None)
 
 
 def test_bench_nab_refuses_a_lab_day_count_out_of_range(nab_root, capsys):
