@@ -70,6 +70,12 @@ class LevelNovelty:
     learn_points: int | None = None
     min_learn_points: int = 10
 
+    # A series with a daily rhythm (its learning period correlates at least this well with itself
+    # one day later) is also watched for news in its change since the same time yesterday, which
+    # counts this much: an anomaly inside the familiar range (a missing peak, a flat day).
+    rhythm_correlation: float = 0.5
+    rhythm_weight: float = 0.7
+
     def __post_init__(self) -> None:
         if not self.resolutions or min(self.resolutions) < 2:
             raise ValueError("resolutions must be at least 2 levels each")
@@ -85,8 +91,13 @@ class LevelNovelty:
         n_series, n_points = values.shape
         learn = self.learning(n_points)
         score = np.zeros_like(values)
+        period = _daily_period(timestamps)
         for row in range(n_series):
-            score[row] = self._rested(self._novelty(values[row], learn), values[row], learn)
+            news = self._novelty(values[row], learn)
+            change = self._daily_change(values[row], period, learn)
+            if change is not None:
+                news = np.maximum(news, self.rhythm_weight * self._novelty(change, learn, unit_from=period))
+            score[row] = self._rested(news, values[row], learn)
         # The band shows the range seen before each point: what "familiar" meant then.
         with np.errstate(invalid="ignore"):
             lower = _shift_right(np.fmin.accumulate(np.where(np.isnan(values), np.inf, values), axis=1))
@@ -126,8 +137,24 @@ class LevelNovelty:
             visited.append((width, np.unique(np.floor((seen - low) / width + 0.5))))
         return low, high, visited
 
-    def _novelty(self, series: np.ndarray, learn: int) -> np.ndarray:
-        head = series[:learn]
+    def _daily_change(self, series: np.ndarray, period: int | None, learn: int) -> np.ndarray | None:
+        """The change since the same time yesterday, for a series whose learning period shows a
+        daily rhythm; None otherwise (no day inside the learning period, or no rhythm)."""
+        # At least a quarter of a day seen twice: fewer pairs cannot tell a rhythm from chance.
+        if period is None or learn - period < max(self.min_learn_points, period // 4):
+            return None
+        today, yesterday = series[period:learn], series[:learn - period]
+        both = np.isfinite(today) & np.isfinite(yesterday)
+        if both.sum() < self.min_learn_points or np.std(today[both]) == 0 or np.std(yesterday[both]) == 0:
+            return None
+        if np.corrcoef(today[both], yesterday[both])[0, 1] < self.rhythm_correlation:
+            return None
+        change = np.full(series.shape[0], np.nan)
+        change[period:] = series[period:] - series[:-period]
+        return change
+
+    def _novelty(self, series: np.ndarray, learn: int, unit_from: int = 0) -> np.ndarray:
+        head = series[unit_from:learn]
         head = head[~np.isnan(head)]
         novelty = np.zeros(series.shape[0])
         if head.size == 0:
@@ -165,6 +192,14 @@ class LevelNovelty:
             out[index + 1:index + 1 + rest] = 0.0
             until, strength, reach = index + rest, novelty[index], beyond[index]
         return out
+
+
+def _daily_period(timestamps: np.ndarray) -> int | None:
+    """Points per day at the series' step (None for a step of a day or more)."""
+    if timestamps.shape[0] < 2:
+        return None
+    period = int(round(86400.0 / float(np.median(np.diff(timestamps)))))
+    return period if period >= 2 else None
 
 
 def _width(low: float, high: float, levels: int) -> float:

@@ -340,3 +340,19 @@ def test_level_novelty_is_causal_for_a_fixed_learning_period():
     whole = detector.causal(values, ts).score
     for cut in (400, 900):
         np.testing.assert_array_equal(detector.causal(values[:, :cut], ts[:cut]).score, whole[:, :cut])
+
+
+def test_level_novelty_sees_a_missing_daily_peak_in_a_series_with_a_daily_rhythm():
+    ts = timeline(300.0, 288 * 12)                         # twelve days of 5-minute points
+    day = np.sin(2 * np.pi * ts / 86400.0)
+    values = (day + np.random.default_rng(12).normal(0, 0.02, ts.shape[0]))[None, :]
+    peak = slice(288 * 10 + 50, 288 * 10 + 95)             # day 11's peak hours stay flat ...
+    values[0, peak] = 0.0                                  # ... at a level the series visits daily
+    detector = novelty.LevelNovelty()
+    score = detector.causal(values, ts).score[0]
+    assert score[peak].max() >= 0.5, "the flat peak is news against the same time yesterday"
+    ordinary = score[detector.learning(ts.shape[0]):288 * 10 + 50]
+    # The change since yesterday is mostly noise: a rare new extreme of it alarms, seldom.
+    assert np.sum(ordinary >= 0.5) <= 2, f"ordinary days alarmed {np.sum(ordinary >= 0.5)} times"
+    plain = novelty.LevelNovelty(rhythm_correlation=2.0).causal(values, ts).score[0]
+    assert plain[peak].max() < 0.5, "by level alone, a value inside the daily range is familiar"
