@@ -239,7 +239,10 @@ def test_db_slow_delays_every_statement_of_that_service_only(lab, injector):
     set_fault(injector, kind="db_slow", target="accounts", latency_ms=200)
     settle(lab, injector)
     slow, response = timed_get(accounts, headers=customer.session.headers)
-    assert response.status_code == 200 and slow >= baseline + 0.19
+    # At least the injected 200 ms (one statement or more): comparing with baseline + 190 ms failed
+    # on a loaded machine, where the unfaulted baseline itself took 33 ms and the faulted request
+    # was served faster than that apart from the delay.
+    assert response.status_code == 200 and slow >= 0.19 and slow > baseline, (slow, baseline)
     # fraud's database is not slowed
     fraud_started = time.perf_counter()
     requests.get(f"{lab.url(c.FRAUD)}/ready", timeout=5)
