@@ -223,7 +223,9 @@ class Baseliner:
                 per_algorithm[LEVEL_NOVELTY] = ((low + high) / 2, low, high, float(news[index]))
                 if ENSEMBLE in per_algorithm:
                     # The anomaly score that pages (MetricOutsideBaseline) is levelNovelty's, confirmed
-                    # by the ensemble's band: outside it *and* at a level not visited before.
+                    # by the ensemble's band: outside it *and* at a level not visited before. Until a
+                    # series has a settled reference (its first baseline_adopt_s), the band alone
+                    # decides, as it did before levelNovelty.
                     e, lo, up, s = per_algorithm[ENSEMBLE]
                     per_algorithm[ENSEMBLE] = (e, lo, up, min(s, float(news[index])))
             scores[target.name] = SeriesScore(float(observed[index]), per_algorithm)

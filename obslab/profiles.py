@@ -59,6 +59,11 @@ class Profile:
     # it is the new normal. Twice MetricOutsideBaseline's 15 minutes, so a lasting excursion pages.
     baseline_adopt_s: int = 1800
 
+    def __post_init__(self) -> None:
+        if not 0 < self.baseline_adopt_s < self.baseline_history_s:
+            raise ValueError(f"profile {self.name}: baseline_adopt_s ({self.baseline_adopt_s}) must be positive and "
+                             f"shorter than baseline_history_s ({self.baseline_history_s}), or no level is ever settled")
+
     def duration(self, seconds: int) -> str:
         """Prometheus duration text: ``15`` -> ``"15s"``."""
         return f"{seconds}s"

@@ -50,6 +50,10 @@ PROBATION_SHARE = 0.15
 PROBATION_MAX_POINTS = 750
 # During a rest, as news but this many times as far beyond everything seen: a new alarm.
 REALARM_FACTOR = 2.0
+# The live form: the unit comes from this range of the reference, and a level is familiar once
+# the reference visited it this many times.
+REFERENCE_QUANTILES = (0.05, 0.95)
+FAMILIAR_VISITS = 3
 
 
 def probation_points(n_points: int) -> int:
@@ -91,7 +95,7 @@ class LevelNovelty:
         n_series, n_points = values.shape
         learn = self.learning(n_points)
         score = np.zeros_like(values)
-        period = _daily_period(timestamps)
+        period = _daily_period(timestamps[:learn])      # the learning period's step: no look-ahead
         for row in range(n_series):
             news = self._novelty(values[row], learn)
             change = self._daily_change(values[row], period, learn)
@@ -120,9 +124,15 @@ class LevelNovelty:
         return FlatBaseline((lower + upper) / 2, lower, upper)
 
     def reference(self, values: np.ndarray) -> NoveltyReference:
-        """The live form (the baseliner's): the bins ``values`` visited, one set per series and
-        resolution, with the units their own range gives; :meth:`NoveltyReference.score` then
-        says how new a current value is. Fewer than ``min_learn_points`` points: no reference."""
+        """The live form (the baseliner's): the levels each series of ``values`` has made familiar,
+        one set of bins per resolution; :meth:`NoveltyReference.score` then says how new a
+        current value is. Fewer than ``min_learn_points`` points: no reference.
+
+        It differs from :meth:`causal` where a live history differs from a NAB file: the unit is
+        the reference's 5-95 % range (one outlier in six hours must not widen every bin), a level
+        is familiar once visited :data:`FAMILIAR_VISITS` times (one stray point, a restart's
+        zero, does not make an incident's level normal), and there is no rest period and no
+        rhythm channel (the alert's ``for`` does the resting; six hours hold no yesterday)."""
         values = np.atleast_2d(np.asarray(values, dtype=float))
         return NoveltyReference(self.resolutions, [self._visited(row) for row in values])
 
@@ -130,11 +140,12 @@ class LevelNovelty:
         seen = series[np.isfinite(series)]
         if seen.size < self.min_learn_points:
             return None
-        low, high = float(seen.min()), float(seen.max())
+        low, high = (float(q) for q in np.quantile(seen, REFERENCE_QUANTILES))
         visited = []
         for levels in self.resolutions:
             width = _width(low, high, levels)
-            visited.append((width, np.unique(np.floor((seen - low) / width + 0.5))))
+            bins, counts = np.unique(np.floor((seen - low) / width + 0.5), return_counts=True)
+            visited.append((width, bins[counts >= FAMILIAR_VISITS]))
         return low, high, visited
 
     def _daily_change(self, series: np.ndarray, period: int | None, learn: int) -> np.ndarray | None:

@@ -78,5 +78,6 @@ class PackedForest:
         for column in self._leaf_value.take(node).T:    # tree by tree, as scikit-learn adds them
             depths += column
         if self.denominator == 0:
-            return -np.ones_like(depths)
+            # A forest grown on one sample: scikit-learn divides into ones there, 2 ** -1.
+            return -np.full_like(depths, 0.5)
         return -(2.0 ** (-depths / self.denominator))

@@ -103,3 +103,27 @@ def test_a_new_level_is_news_until_it_has_lasted_the_adoption_time_then_it_is_no
     assert recent["levelNovelty"][3] == 1.0 and recent["ensemble"][3] > 0.5
     lasting = _scores(lambda t: 300.0 if t >= NOW - 600 else _noise(t))     # held for ten minutes
     assert lasting["levelNovelty"][3] == 0.0 and lasting["ensemble"][3] == 0.0
+
+
+def test_one_outlier_in_the_reference_neither_widens_every_bin_nor_makes_its_level_familiar():
+    def with_outlier(t):
+        if t >= NOW:
+            return 200.0                                   # a doubling, now
+        return 2000.0 if abs(t - (NOW - 600)) < 1 else _noise(t)    # one stray point ten minutes ago
+    doubled = _scores(with_outlier)
+    assert doubled["levelNovelty"][3] == 1.0 and doubled["ensemble"][3] > 0.5
+    back_to_the_outlier = _scores(lambda t: 2000.0 if t >= NOW or abs(t - (NOW - 600)) < 1 else _noise(t))
+    assert back_to_the_outlier["levelNovelty"][3] == 1.0, "one visit does not make a level familiar"
+
+
+def test_until_a_series_has_a_settled_reference_the_band_alone_decides():
+    young = _scores(lambda t: (300.0 if t >= NOW else _noise(t)) if t >= NOW - 150 else float("nan"))
+    assert "levelNovelty" not in young
+    assert young["ensemble"][3] > 0.5, "the band still flags a spike while levelNovelty learns"
+
+
+def test_a_profile_that_never_settles_a_level_is_refused():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="baseline_adopt_s"):
+        dataclasses.replace(FAST, baseline_adopt_s=FAST.baseline_history_s)

@@ -9,7 +9,7 @@ from sklearn.ensemble import IsolationForest
 from obslab.ml.ddos.forest import PackedForest
 
 
-@pytest.mark.parametrize("max_samples, seed", [(512, 0), (64, 1), (3, 2)])
+@pytest.mark.parametrize("max_samples, seed", [(512, 0), (64, 1), (3, 2), (1, 3)])
 def test_packed_scores_equal_scikit_learns_to_the_last_bit(max_samples, seed):
     rng = np.random.default_rng(seed)
     training = rng.normal(size=(2000, 9))
