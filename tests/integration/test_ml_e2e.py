@@ -57,16 +57,11 @@ def test_the_detector_learns_the_labs_normal_traffic_by_itself(lab):
 
 def test_the_baseliner_publishes_every_algorithms_band_and_the_recommended_threshold(lab):
     query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
-    bands = {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble"}
-    eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)} >= bands,
-               120, "bands of every algorithm for gateway_request_rate", interval=3)
-    # levelNovelty's reference is what the series did until baseline_adopt_s ago: it needs a lab
-    # at least that old (and one refit after it).
-    patience = FAST.baseline_adopt_s + 2 * FAST.baseline_refit_s + 60
-    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)} >= {*bands, "levelNovelty"}
+    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
+                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble"}
                             and lab.query(query),
-                            patience, "levelNovelty's band for gateway_request_rate", interval=3)
-    assert len(algorithms) == 6
+                            120, "bands of every algorithm for gateway_request_rate", interval=3)
+    assert len(algorithms) >= 5
     bounds = lab.query('baseline_recommended_threshold{series="gateway_request_rate"}')
     assert {r["metric"]["bound"] for r in bounds} == {"upper", "lower"}
     assert status(lab, c.BASELINER)["stale"] is False
@@ -202,3 +197,19 @@ def test_every_grafana_panel_query_returns_data_from_the_lab(lab):
     for reason, where in skipped.items():
         print(f"  {len(where)} queries: {reason}\n    " + "\n    ".join(where))
     assert not failures, f"{len(failures)} of {checked} dashboard queries failed:\n" + "\n".join(failures)
+
+
+def test_the_baseliner_publishes_level_novelty_once_the_lab_has_settled_levels(lab):
+    """Last in this module: levelNovelty's reference is what the series did until
+    baseline_adopt_s ago, so it needs a lab at least that old (and a refit after it). The DDoS
+    tests above run at the lab age they always ran at: a surge's verdicts after the detector's
+    first automatic retraining are issue 14's open question, not this test's."""
+    query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
+    patience = FAST.baseline_adopt_s + 2 * FAST.baseline_refit_s + 60
+    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
+                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble", "levelNovelty"}
+                            and lab.query(query),
+                            patience, "levelNovelty's band for gateway_request_rate", interval=3)
+    assert len(algorithms) == 6
+    scores = lab.query('baseline_anomaly_score{series="gateway_request_rate",algorithm="levelNovelty"}')
+    assert scores and 0.0 <= float(scores[0]["value"][1]) <= 1.0
