@@ -25,7 +25,12 @@ THREADS = 16
 
 
 @pytest.fixture
-def world(db_url_for):
+def world(db_url_for, monkeypatch):
+    # The subject is money under contention, not latency: sixteen parallel transfers through
+    # SQLite's one writer can keep a call waiting longer than the 5 s default between services
+    # (two 504s in two clean-clone runs on 2 cores), so calls wait as long as SQLite's 30 s busy
+    # timeout lets a statement wait.
+    monkeypatch.setenv("OBSLAB_HTTP_TIMEOUT_SECONDS", "30")
     stack = start_stack(db_url_for)
     customers = [Customer(stack.url("gateway")) for _ in range(2)]
     owned = {}
