@@ -183,3 +183,12 @@ class FlatBaseline:
         n = as_future(timestamps).shape[0]
         expected, lower, upper = constant_forecast((self.expected, self.lower, self.upper), n)
         return expected, lower, upper
+
+
+def shift_right(array: np.ndarray) -> np.ndarray:
+    """Each row moved one column right, NaN first: the statistic ending at column t-1 becomes the
+    band of column t (no look-ahead)."""
+    shifted = np.empty_like(array)
+    shifted[:, :1] = np.nan
+    shifted[:, 1:] = array[:, :-1]
+    return shifted

@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from obslab.ml.baselining._common import FlatBaseline, as_batch, clean_band
+from obslab.ml.baselining._common import FlatBaseline, as_batch, clean_band, shift_right
 from obslab.ml.protocol import Bands
 
 # NAB's probationary period: 15 % of a file, at most 750 rows (nab/sweeper.py).
@@ -104,8 +104,8 @@ class LevelNovelty:
             score[row] = self._rested(news, values[row], learn)
         # The band shows the range seen before each point: what "familiar" meant then.
         with np.errstate(invalid="ignore"):
-            lower = _shift_right(np.fmin.accumulate(np.where(np.isnan(values), np.inf, values), axis=1))
-            upper = _shift_right(np.fmax.accumulate(np.where(np.isnan(values), -np.inf, values), axis=1))
+            lower = shift_right(np.fmin.accumulate(np.where(np.isnan(values), np.inf, values), axis=1))
+            upper = shift_right(np.fmax.accumulate(np.where(np.isnan(values), -np.inf, values), axis=1))
         unseen = ~np.isfinite(lower) | ~np.isfinite(upper)
         unseen[:, :self.min_learn_points] = True
         lower, upper = np.where(unseen, np.nan, lower), np.where(unseen, np.nan, upper)
@@ -268,10 +268,3 @@ def _beyond_seen(series: np.ndarray, learn: int) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         outside = np.maximum(series - high, low - series)
     return np.where(np.isfinite(outside) & (outside > 0), outside / span, 0.0)
-
-
-def _shift_right(array: np.ndarray) -> np.ndarray:
-    shifted = np.empty_like(array)
-    shifted[:, :1] = np.nan
-    shifted[:, 1:] = array[:, :-1]
-    return shifted

@@ -33,6 +33,7 @@ from obslab.ml.baselining._common import (
     median_step,
     points,
     require_positive,
+    shift_right,
 )
 from obslab.ml.protocol import Bands
 
@@ -69,8 +70,8 @@ class ZScore:
         values, timestamps = as_batch(values, timestamps)
         mean, std = self._trailing(values, self.window(timestamps))
         # The statistic ending at column t-1 is the band of column t: no look-ahead.
-        expected = _shift_right(mean)
-        spread = self.k * _shift_right(std)
+        expected = shift_right(mean)
+        spread = self.k * shift_right(std)
         return finish(values, expected, expected - spread, expected + spread)
 
     def fit(self, values: np.ndarray, timestamps: np.ndarray) -> FlatBaseline:
@@ -91,12 +92,6 @@ class ZScore:
         rolling = pd.DataFrame(values.T).rolling(window, min_periods=min(self.min_points, window))
         return rolling.mean().to_numpy().T, rolling.std().to_numpy().T
 
-
-def _shift_right(array: np.ndarray) -> np.ndarray:
-    shifted = np.empty_like(array)
-    shifted[:, :1] = np.nan
-    shifted[:, 1:] = array[:, :-1]
-    return shifted
 
 
 def _last_column(array: np.ndarray) -> np.ndarray:
