@@ -99,6 +99,11 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 class NativeLab:
     def __init__(self, data_dir: Path, *, offset: int = 0, profile: Profile | None = None,
                  out: TextIO = sys.stdout) -> None:
+        if not 0 <= offset <= settings.max_port_offset():
+            # Checked here too, not only where OBSLAB_PORT_OFFSET is read: every component would
+            # refuse it and the supervisor would restart them until the start timed out.
+            raise LabError(f"port offset must be between 0 and {settings.max_port_offset()} (the lab's ports stay "
+                           f"below the kernel's ephemeral range, {settings.EPHEMERAL_PORTS_START}+), got {offset}")
         self.data_dir = data_dir
         self.offset = offset
         self.profile = profile
