@@ -1,7 +1,9 @@
 """The DDoS detector's features, engineered in real time from the gateway's metrics.
 
 Raw *signals* are PromQL over the gateway's own metrics (request rate, distinct clients, the
-busiest client's share, 401/403, 429 and 5xx rates, p95 latency, requests in flight). Each
+busiest client's share, 401/403, 429 and 5xx rates, p95 latency, requests in flight; and, when
+the rate window is shorter than the gateway's one-minute client count, the request rate over
+that minute, for requests per client). Each
 volume-like signal also has a *baseline*: its median over the previous ``baseline`` window,
 ``lag`` ago, computed by Prometheus with a subquery, so the live detector and the training
 set (range queries over the same expressions) see exactly the same numbers.
@@ -74,10 +76,12 @@ def signal_exprs(w: Windows) -> dict[str, str]:
         "latency_p95": f"histogram_quantile(0.95, sum by (le) "
                        f"(rate({c.HTTP_SERVER_DURATION.name}_bucket{{{GATEWAY}}}[{w.signal}])))",
         "in_flight": f"sum(avg_over_time({c.HTTP_SERVER_IN_FLIGHT.name}{{{GATEWAY}}}[{w.signal}]))",
+        **({} if w.signal_s == CLIENT_WINDOW_SECONDS else
+           {"client_window_requests": _rate(requests, f"{CLIENT_WINDOW_SECONDS}s")}),
     }
 
 
-BASELINED = ("requests", "clients", "latency_p95", "in_flight")
+BASELINED = ("requests", "clients", "latency_p95", "in_flight", "client_window_requests")
 
 
 def exprs(w: Windows) -> dict[str, str]:
@@ -85,7 +89,7 @@ def exprs(w: Windows) -> dict[str, str]:
     signals = signal_exprs(w)
     baselines = {
         f"{name}_baseline": f"quantile_over_time(0.5, ({signals[name]})[{w.baseline_s}s:{w.resolution_s}s] offset {w.lag_s}s)"
-        for name in BASELINED
+        for name in BASELINED if name in signals
     }
     return {**signals, **baselines}
 
@@ -130,8 +134,14 @@ def feature_matrix(signals: Mapping[str, np.ndarray]) -> np.ndarray:
     requests = s["requests"]
     with np.errstate(invalid="ignore", divide="ignore"):
         share = lambda name: np.clip(s[name] / (requests + SHARE_PSEUDO_RATE), 0.0, 1.0)  # noqa: E731
-        rpc = requests / np.maximum(s["clients"], 1.0)
-        rpc_base = s["requests_baseline"] / np.maximum(s["clients_baseline"], 1.0)
+        # Requests per client over the window the clients were counted in: with a shorter rate
+        # window, every legitimate ramp looked like more requests per client for a minute (the
+        # rate rose at once, the distinct clients of the last minute caught up slowly), which
+        # took a 2x surge to 0.56 against a 0.57 threshold in a fast-profile lab.
+        window_requests = s.get("client_window_requests", requests)
+        window_base = s.get("client_window_requests_baseline", s["requests_baseline"])
+        rpc = window_requests / np.maximum(s["clients"], 1.0)
+        rpc_base = window_base / np.maximum(s["clients_baseline"], 1.0)
         columns = [
             _growth(requests, s["requests_baseline"], 0.05),
             _growth(s["clients"], s["clients_baseline"], 1.0),

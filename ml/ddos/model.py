@@ -21,7 +21,9 @@ distance grows with it; the forest in turn catches combinations the SVM's smooth
 absorbs. The decision threshold sits half-way between the rarest normal calibration rows and
 the weaker mild attacks, and an attack verdict also needs more traffic than the baseline
 (:data:`MIN_FLOOD_GROWTH`): a novelty detector calls anything it has not seen odd, while a flood
-by definition adds requests. ``ddos_confidence`` is the score's distance from the threshold as a
+by definition adds requests. Nor is load alone an attack: the verdict needs the clients'
+behaviour to be unusual without the load features (:data:`LOAD_FEATURES`), so no legitimate
+surge, however it saturates the gateway, reaches a verdict through volume, latency or errors. ``ddos_confidence`` is the score's distance from the threshold as a
 share of the room on that side (to 1 above, to 0 below), times 0.75 when the models disagree.
 Per-feature contributions are occlusion effects: the drop of the ensemble score when that
 feature alone is reset to its normal median (model-faithful, and cheap for nine features).
@@ -54,8 +56,21 @@ MODEL_NAMES = ("isolation_forest", "one_class_svm")
 # must catch (x1.3, training.MILD) and far below the lab's floods (x10 and more).
 MIN_FLOOD_GROWTH = math.log2(1.25)
 _VOLUME = FEATURE_NAMES.index("volume_ratio")
+# Load is not hostility: more customers, a saturated gateway and a failing backend move these,
+# and so does a flood, but a verdict also needs the clients' behaviour (failed authentication,
+# rate limiting, one client's share, requests per client) to be unusual on its own: the row with
+# these reset to their normal median must still score HOSTILE_LEVEL, the level of the rarest
+# normal rows (Calibration: 0.5 at the 99.5 % quantile of normal). A legitimate surge, however
+# it strains the gateway, changes none of the four, so it cannot reach a verdict through load.
+LOAD_FEATURES = ("volume_ratio", "clients_ratio", "latency_ratio", "in_flight_ratio", "server_error_share")
+_LOAD = [FEATURE_NAMES.index(name) for name in LOAD_FEATURES]
+HOSTILE_LEVEL = 0.5
 # 0.25 in log2 growth is about 19 %; 0.05 of a share is five percentage points.
-MIN_SCALES = np.array([0.25 if name in GROWTH_FEATURES else 0.05 for name in FEATURE_NAMES])
+# The per-client limit is far above any customer's pace (customers are never refused): one
+# percentage point of requests refused with 429 is already a change, where a failed-login share
+# moves by several points with ordinary typos.
+MIN_SCALES = np.array([0.25 if name in GROWTH_FEATURES else 0.01 if name == "rate_limited_share" else 0.05
+                       for name in FEATURE_NAMES])
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ class Verdict:
     attack: bool
     model_scores: dict[str, float]
     contributions: dict[str, float]
+    hostile: float              # the score without the load features (see LOAD_FEATURES)
 
 
 @dataclass
@@ -110,8 +126,11 @@ class DDoSModel:
         scaler = RobustScaler(quantile_range=(5.0, 95.0)).fit(normal)
         # A feature that barely varied in training (no failed login in a fresh lab's first
         # minute) would make any change a huge distance: floor each scale at the smallest change
-        # that means something for that kind of feature.
-        scaler.scale_ = np.maximum(scaler.scale_, MIN_SCALES)
+        # that means something for that kind of feature. From the spread itself: scikit-learn
+        # sets the scale of a feature that never varied to 1, which made a 20 % share of
+        # rate-limited requests (never seen in normal traffic) a fifth of one unit: invisible.
+        spread = np.quantile(normal, 0.95, axis=0) - np.quantile(normal, 0.05, axis=0)
+        scaler.scale_ = np.maximum(spread, MIN_SCALES)
         scaled = scaler.transform(normal)
         forest = IsolationForest(n_estimators=200, max_samples=min(512, len(normal)), random_state=seed).fit(scaled)
         svm_rows = scaled if len(scaled) <= 4000 else scaled[np.random.default_rng(seed).choice(len(scaled), 4000,
@@ -160,26 +179,33 @@ class DDoSModel:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         rows = np.atleast_2d(rows)
-        return (self.scores(rows) >= self.threshold) & _adds_traffic(rows)
+        return ((self.scores(rows) >= self.threshold) & _adds_traffic(rows)
+                & (self.scores(self._without_load(rows)) >= HOSTILE_LEVEL))
+
+    def _without_load(self, rows: np.ndarray) -> np.ndarray:
+        out = np.array(rows, dtype=float, copy=True)
+        out[:, _LOAD] = self.normal_median[_LOAD]
+        return out
 
     def verdict(self, row: np.ndarray) -> Verdict:
-        # The row and its nine occluded copies in one batch: the forest's per-call cost dominates.
+        # The row, its nine occluded copies and its load-free copy in one batch: the forest's
+        # per-call cost dominates.
         occluded = np.repeat(np.atleast_2d(row), len(self.features) + 1, axis=0)
         index = np.arange(len(self.features))
         occluded[index + 1, index] = self.normal_median
-        batch = self.model_scores(occluded)
+        batch = self.model_scores(np.vstack([occluded, self._without_load(np.atleast_2d(row))]))
         parts = {name: float(values[0]) for name, values in batch.items()}
         combined = self._combine(batch)
-        score = float(combined[0])
-        attack = score >= self.threshold and bool(_adds_traffic(row)[0])
+        score, hostile = float(combined[0]), float(combined[-1])
+        attack = score >= self.threshold and bool(_adds_traffic(row)[0]) and hostile >= HOSTILE_LEVEL
         room = (1.0 - self.threshold) if attack else self.threshold
         margin = min(1.0, abs(score - self.threshold) / room)
         # Both models on the same side of the threshold: full trust; one alone: three quarters.
         agreement = 1.0 if (min(parts.values()) >= self.threshold) == attack else 0.75
-        drops = np.maximum(score - combined[1:], 0.0)
+        drops = np.maximum(score - combined[1:-1], 0.0)
         contributions = {name: float(drop) for name, drop in zip(self.features, drops)}
         return Verdict(score=score, confidence=round(margin * agreement, 6), attack=attack,
-                       model_scores=parts, contributions=contributions)
+                       model_scores=parts, contributions=contributions, hostile=hostile)
 
 
 def _adds_traffic(rows: np.ndarray) -> np.ndarray:

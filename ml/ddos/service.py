@@ -200,6 +200,7 @@ class Detector:
             row, result = verdict
             body["verdict"] = {
                 "score": round(result.score, 4), "confidence": round(result.confidence, 4), "attack": result.attack,
+                "hostile_score": round(result.hostile, 4),
                 "models": {k: round(v, 4) for k, v in result.model_scores.items()},
                 "features": {n: round(float(v), 4) for n, v in zip(FEATURE_NAMES, row)},
                 "contributions": {n: round(v, 4) for n, v in sorted(result.contributions.items(),

@@ -10,7 +10,7 @@ import pytest
 from obslab import conventions as c
 from obslab.ml.ddos import store
 from obslab.ml.ddos.features import FEATURE_NAMES, Windows, exprs, feature_matrix, feature_row
-from obslab.ml.ddos.model import DDoSModel, validation_figures
+from obslab.ml.ddos.model import HOSTILE_LEVEL, DDoSModel, validation_figures
 from obslab.ml.ddos.training import (
     ANY,
     MILD,
@@ -197,6 +197,50 @@ def test_at_unchanged_volume_nothing_is_an_attack_however_unusual(which, request
     flood[F["volume_ratio"]] = np.log2(1.3)                     # the mildest flood it must catch
     assert model.predict(flood[None, :])[0] and model.verdict(flood).attack
 
+
+
+@pytest.mark.parametrize("which", ["trained", "fresh"])
+def test_load_alone_is_no_attack_however_far_beyond_what_the_model_saw(which, request):
+    """A surge past anything in training that saturates the gateway: 10x the requests from 10x
+    the clients, p95 x32, 64x the requests in flight, 60 % of them failing. The score is above the
+    threshold, but the clients behave as customers do: no verdict. The same load with failed
+    authentication or rate limiting on top is one."""
+    model = request.getfixturevalue(which)[0]
+    # volume, clients, per client, 401/403, 429, 5xx, top client, p95, in flight
+    load = np.array([np.log2(10), np.log2(10), 0.0, 0.01, 0.0, 0.6, 0.02, 5.0, 6.0])
+    assert model.scores(load[None, :])[0] >= model.threshold, "odd enough to have been a verdict"
+    verdict = model.verdict(load)
+    assert not verdict.attack and verdict.hostile < HOSTILE_LEVEL <= model.threshold
+    assert not model.predict(load[None, :])[0]
+    for name, value in (("auth_failure_share", 0.3), ("rate_limited_share", 0.2)):
+        hostile = load.copy()
+        hostile[F[name]] = value
+        assert model.verdict(hostile).attack and model.predict(hostile[None, :])[0], name
+
+
+
+def test_a_share_normal_traffic_never_shows_is_measured_in_its_own_unit(trained):
+    """No customer is ever rate limited, so the share never varied in training. scikit-learn
+    scales such a feature by 1, which hid a flood refused 20 % of the time; its floor is one
+    percentage point."""
+    model, _, _ = trained
+    assert model.scaler.scale_[F["rate_limited_share"]] == pytest.approx(0.01)
+    refused = model.normal_median.copy()
+    refused[F["rate_limited_share"]] = 0.2
+    assert model.verdict(refused).hostile >= 0.9
+
+def test_requests_per_client_count_the_requests_of_the_minute_the_clients_were_counted_in():
+    """The first seconds of a 3x surge in the fast profile: the 10-second rate has tripled, while
+    the last minute's requests and distinct clients have each grown by a third (customers, not
+    bots). Per client over the 10-second rate it looked like 2.3x as many requests each."""
+    row = feature_row({**_signals(requests=60, clients=66.7),
+                       "client_window_requests": 26.7, "client_window_requests_baseline": 20.0})
+    assert row[F["volume_ratio"]] == pytest.approx(np.log2(3), abs=0.01)
+    assert row[F["requests_per_client_ratio"]] == pytest.approx(0, abs=0.02)
+    fast = exprs(Windows(signal_s=10, baseline_s=180, lag_s=20, resolution_s=4))
+    assert "[60s]" in fast["client_window_requests"] and "offset 20s" in fast["client_window_requests_baseline"]
+    production = exprs(Windows(signal_s=60, baseline_s=3600, lag_s=300, resolution_s=60))
+    assert "client_window_requests" not in production, "the rate window is the client window: no second query"
 
 def test_too_few_normal_rows_is_a_clear_error():
     rows = _observed_normal(np.random.default_rng(0), 10)
