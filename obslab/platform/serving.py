@@ -103,7 +103,13 @@ def serve(name: str, host: str | None = None, port: int | None = None) -> None:
     if name in RUNNERS:
         _load(RUNNERS[name])(host=bind_host, port=bind_port)
         return
-    app = factory(name)()
+    try:
+        app = factory(name)()
+    except BaseException:
+        from obslab.telemetry import discard_tracing
+
+        discard_tracing()        # it never served: the error goes out now, not after export retries
+        raise
     _raise_open_files_limit()
     server = waitress.create_server(app, host=bind_host, port=bind_port, **server_options(app))
     signal.signal(signal.SIGTERM, _stop_on)

@@ -8,6 +8,7 @@ from obslab.telemetry.tracing import (
     current_trace_ids,
     instrument_engine,
     instrument_flask_app,
+    discard_tracing,
     shutdown_tracing,
     tracing_enabled,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "mask_account",
     "mask_customer",
     "redact_text",
+    "discard_tracing",
     "shutdown_tracing",
     "tracing_enabled",
 ]

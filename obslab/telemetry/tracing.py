@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 EXCLUDED_URLS = "/health,/ready,/metrics,/internal/faults"
 
 _lock = threading.Lock()
+_exporters: list[SpanExporter] = []      # what this process's pipeline exports through
 
 
 def tracing_enabled() -> bool:
@@ -163,6 +164,7 @@ def configure_tracing(
             span_exporter = exporter if exporter is not None else build_exporter(endpoint)
             if span_exporter is not None:
                 provider.add_span_processor(span_processor(span_exporter, service_name, metrics))
+                _exporters.append(span_exporter)
             trace.set_tracer_provider(provider)
         set_global_response_propagator(TraceResponsePropagator())
         requests_instrumentor = RequestsInstrumentor()
@@ -204,6 +206,17 @@ def shutdown_tracing(timeout_millis: int = 5_000) -> None:
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.force_flush(timeout_millis)
+        provider.shutdown()
+
+
+def discard_tracing() -> None:
+    """Stop without exporting what is queued: for a process that never served (a refused start),
+    whose few spans are not worth waiting for a collector that may be absent (the exporter's
+    retries kept such a process alive for six seconds)."""
+    for exporter in _exporters:
+        exporter.shutdown()      # a shut-down exporter drops batches at once
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
         provider.shutdown()
 
 

@@ -113,6 +113,8 @@ def test_a_published_or_weak_token_key_stops_the_gateway_from_starting(value):
     done = serve_in_child(c.GATEWAY, {secrets.JWT_SECRET_ENV: value})
     assert done.returncode == 2
     assert "obslab: error:" in done.stderr and secrets.JWT_SECRET_ENV in done.stderr
+    # It never served: it ends at once, not after retrying to export its spans to no collector.
+    assert "export" not in done.stderr, done.stderr
 
 
 def test_a_component_without_its_signing_key_refuses_to_start(tmp_path):
