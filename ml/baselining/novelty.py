@@ -12,8 +12,8 @@ operations data take a series somewhere it has not been (a spike, a level shift,
 nothing), and "never seen before" needs no distribution assumption, no seasonality model and no
 threshold per series: the same parameters serve every file of NAB. Several resolutions, averaged,
 make the score graded and keep any single bin width from deciding alone. After an alarm (a
-majority of resolutions agree) the detector rests for a fifth of its learning period, as NAB's
-CAD OSE does: the alarm has been raised, and the points that follow an incident are its
+majority of resolutions agree) the detector rests for 30 % of its learning period (NAB's CAD
+OSE rests a fifth; the ML README has the curve): the alarm has been raised, and the points that follow an incident are its
 aftermath, not new incidents (NAB counts every point above the threshold outside a window as
 one more false positive). Only a stronger point alarms during the rest: news at more
 resolutions, or at as many and at least twice as far beyond everything seen before.
@@ -70,7 +70,7 @@ class LevelNovelty:
 
     resolutions: tuple[int, ...] = (6, 8, 10, 12, 16, 20, 24, 32)
     alarm: float = 0.5              # a majority of resolutions: an alarm, then the rest period
-    rest_share: float = 0.2         # of the learning period (CAD OSE rests probation / 5)
+    rest_share: float = 0.3         # of the learning period (CAD OSE rests probation / 5)
     learn_points: int | None = None
     min_learn_points: int = 10
 
