@@ -105,6 +105,7 @@ class Episode:
                 "samples": len(self.samples), "peak_score": peak["score"] if peak else None,
                 "attack_verdicts": self.attacks, "detected_s": self.detected_s,
                 "peak_volume_ratio": peak["features"].get("volume_ratio") if peak else None,
+                "peak_hostile_score": max((s.get("hostile_score", 0.0) for s in self.samples), default=None),
                 "peak_top_contributions": dict(top)}
 
 
@@ -209,7 +210,7 @@ class SurgeBench:
         if ep.kind == "flood":
             self.progress(f"    detected after {s['detected_s']} s (peak score {s['peak_score']})")
         else:
-            self.progress(f"    peak score {s['peak_score']} (threshold {s['threshold']}), "
+            self.progress(f"    peak score {s['peak_score']} (threshold {s['threshold']}), hostile {s['peak_hostile_score']}, "
                           f"{s['attack_verdicts']} attack verdicts of {s['samples']}; top {s['peak_top_contributions']}")
 
 
@@ -266,12 +267,14 @@ def report(bench: SurgeBench, factors: tuple[float, ...], *, as_json: bool) -> i
                           "false_attack_verdicts": false_verdicts, "floods_missed": len(missed)}))
         return 1 if false_verdicts or missed else 0
     print("\nobslab bench ddos: legitimate surges and floods on a fresh fast-profile lab")
-    print(f"{'round':14}{'factor':>7}{'model':>12}{'age s':>7}{'peak':>7}{'thresh':>8}{'attacks':>9}  top contributions")
+    print(f"{'round':14}{'factor':>7}{'model':>12}{'age s':>7}{'peak':>7}{'thresh':>8}{'hostile':>8}{'attacks':>9}"
+          "  top contributions")
     for e in surges:
         s = e.summary()
         top = ", ".join(f"{k} {v:.2f}" for k, v in s["peak_top_contributions"].items())
         print(f"{e.round:14}{e.factor:>7g}{str(e.model_source):>12}{str(e.model_age_s):>7}"
-              f"{s['peak_score'] or 0:>7.3f}{e.threshold or 0:>8.3f}{e.attacks:>4} /{len(e.samples):<4}  {top}")
+              f"{s['peak_score'] or 0:>7.3f}{e.threshold or 0:>8.3f}{s['peak_hostile_score'] or 0:>8.3f}"
+              f"{e.attacks:>4} /{len(e.samples):<4}  {top}")
     for factor in factors:
         peaks = [e.peak["score"] for e in surges if e.factor == factor and e.peak]
         if peaks:
