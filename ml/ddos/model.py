@@ -23,9 +23,11 @@ the weaker mild attacks, and an attack verdict also needs more traffic than the 
 (:data:`MIN_FLOOD_GROWTH`): a novelty detector calls anything it has not seen odd, while a flood
 by definition adds requests. Nor is load alone an attack: the verdict needs the clients'
 behaviour to be unusual without the load features (:data:`LOAD_FEATURES`), so no legitimate
-surge, however it saturates the gateway, reaches a verdict through volume, latency or errors. ``ddos_confidence`` is the score's distance from the threshold as a
-share of the room on that side (to 1 above, to 0 below), times 0.75 when the models disagree.
-Per-feature contributions are occlusion effects: the drop of the ensemble score when that
+surge, however it saturates the gateway, reaches a verdict through volume, latency or errors.
+``ddos_confidence`` is the score's distance from the threshold as a share of the room on that
+side (to 1 above, to 0 below), times 0.75 when the models disagree; for a normal verdict, the
+clearest of its reasons counts (a score below the threshold, clients that behave as customers,
+no added traffic). Per-feature contributions are occlusion effects: the drop of the ensemble score when that
 feature alone is reset to its normal median (model-faithful, and cheap for nine features).
 """
 
@@ -198,8 +200,16 @@ class DDoSModel:
         combined = self._combine(batch)
         score, hostile = float(combined[0]), float(combined[-1])
         attack = score >= self.threshold and bool(_adds_traffic(row)[0]) and hostile >= HOSTILE_LEVEL
-        room = (1.0 - self.threshold) if attack else self.threshold
-        margin = min(1.0, abs(score - self.threshold) / room)
+        if attack:
+            margin = (score - self.threshold) / (1.0 - self.threshold)
+        else:
+            # Normal for the clearest of its reasons: a score below the threshold, clients that
+            # behave as customers, or no added traffic; a high score that a gate vetoes is not
+            # evidence of normal traffic, so its distance above the threshold counts for nothing.
+            volume = float(np.atleast_2d(row)[0, _VOLUME])
+            margin = max((self.threshold - score) / self.threshold, (HOSTILE_LEVEL - hostile) / HOSTILE_LEVEL,
+                         (MIN_FLOOD_GROWTH - volume) / MIN_FLOOD_GROWTH)
+        margin = min(1.0, max(0.0, margin))
         # Both models on the same side of the threshold: full trust; one alone: three quarters.
         agreement = 1.0 if (min(parts.values()) >= self.threshold) == attack else 0.75
         drops = np.maximum(score - combined[1:-1], 0.0)

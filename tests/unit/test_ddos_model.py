@@ -211,6 +211,7 @@ def test_load_alone_is_no_attack_however_far_beyond_what_the_model_saw(which, re
     assert model.scores(load[None, :])[0] >= model.threshold, "odd enough to have been a verdict"
     verdict = model.verdict(load)
     assert not verdict.attack and verdict.hostile < HOSTILE_LEVEL <= model.threshold
+    assert verdict.confidence >= 0.5, "sure it is normal: the clients behave as customers do"
     assert not model.predict(load[None, :])[0]
     for name, value in (("auth_failure_share", 0.3), ("rate_limited_share", 0.2)):
         hostile = load.copy()
