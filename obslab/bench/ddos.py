@@ -137,11 +137,14 @@ class SurgeBench:
         raise LabError(f"the DDoS detector trained no model within {timeout:.0f} s; see its log in the lab's data dir")
 
     def wait_for_retrain(self, after: float, timeout: float = 600.0) -> None:
-        """Until a model trained after ``after`` (epoch s) is in use."""
+        """Until the detector has retrained after ``after`` (epoch s): a candidate it kept or one
+        it refused as worse (then the surges meet the older model, and their rows say so)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            model = self.status().get("model") or {}
-            if model.get("trained_at", 0) > after:
+            body = self.status()
+            trained = (body.get("model") or {}).get("trained_at", 0)
+            attempted = (body.get("last_retrain") or {}).get("at", 0)
+            if max(trained, attempted) > after:
                 return
             time.sleep(5)
         raise LabError(f"the DDoS detector kept its model for {timeout:.0f} s; no retraining to measure")
