@@ -1,6 +1,7 @@
 """Incident drills against a live fast-profile lab: the whole catalogue passes, a drill that
 cannot be met fails saying what it waited for and what it saw, a quiet alert that fires fails
-its drill, an interrupted drill leaves no fault behind, and a game day is scored.
+its drill, an interrupted drill leaves no fault behind, and a game day is scored. Last, the
+baseliner's levelNovelty on the lab the catalogue has aged.
 
 Every figure of the catalogue run (fired, notified, floor, ratio, resolved) is printed.
 """
@@ -21,6 +22,7 @@ import requests
 
 from obslab import conventions as c
 from obslab.drills.catalog import load_drills
+from obslab.profiles import FAST
 from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 from tests.support import required_binary
 
@@ -237,3 +239,18 @@ def test_a_game_day_is_scored(lab):
     assert history[0]["mode"] == "game" and history[0]["name"] == "fraud-crash"
     state = json.loads((lab.data_dir / "drills" / "active.json").read_text())
     assert state["game"] is None, "the game is over and nothing of it is left to repair"
+
+
+def test_the_baseliner_publishes_level_novelty_once_the_lab_has_settled_levels(lab):
+    """Here, not with the ML tests: levelNovelty's reference is what a series did until
+    baseline_adopt_s ago, so it needs a lab at least that old and a refit after it, and this
+    lab, having run the catalogue, is the oldest of the suite (no test waits for its age)."""
+    query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
+    patience = FAST.baseline_adopt_s + 2 * FAST.baseline_refit_s + 60
+    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
+                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble", "levelNovelty"}
+                            and lab.query(query),
+                            patience, "levelNovelty's band for gateway_request_rate", interval=3)
+    assert len(algorithms) == 6
+    scores = lab.query('baseline_anomaly_score{series="gateway_request_rate",algorithm="levelNovelty"}')
+    assert scores and 0.0 <= float(scores[0]["value"][1]) <= 1.0

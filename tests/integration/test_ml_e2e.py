@@ -15,7 +15,6 @@ import pytest
 import requests
 
 from obslab import conventions as c
-from obslab.profiles import FAST
 from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 from tests.support import required_binary
 
@@ -107,7 +106,7 @@ def test_a_2_5x_volume_surge_with_normal_client_spread_stays_quiet(lab):
     assert peak_journeys >= 1.3 * base_journeys, "the extra customers' journeys did not run"
     why = "\n".join(f"score {v['score']}: features {v['features']}, contributions {v['contributions']}"
                     for v in flagged)
-    assert evaluations >= 10 and attack_verdicts <= evaluations * 0.1, f"attack verdicts on a surge:\n{why}"
+    assert evaluations >= 10 and attack_verdicts == 0, f"attack verdicts on a surge:\n{why}"
 
 
 def test_a_flood_from_the_fault_control_plane_raises_ddos_attack_suspected(lab):
@@ -198,18 +197,3 @@ def test_every_grafana_panel_query_returns_data_from_the_lab(lab):
         print(f"  {len(where)} queries: {reason}\n    " + "\n    ".join(where))
     assert not failures, f"{len(failures)} of {checked} dashboard queries failed:\n" + "\n".join(failures)
 
-
-def test_the_baseliner_publishes_level_novelty_once_the_lab_has_settled_levels(lab):
-    """Last in this module: levelNovelty's reference is what the series did until
-    baseline_adopt_s ago, so it needs a lab at least that old (and a refit after it). The DDoS
-    tests above run at the lab age they always ran at: a surge's verdicts after the detector's
-    first automatic retraining are issue 14's open question, not this test's."""
-    query = 'count by (algorithm) (baseline_expected_value{series="gateway_request_rate"})'
-    patience = FAST.baseline_adopt_s + 2 * FAST.baseline_refit_s + 60
-    algorithms = eventually(lambda: {r["metric"]["algorithm"] for r in lab.query(query)}
-                            >= {"zscore", "seasonalMad", "holtWinters", "quantile", "ensemble", "levelNovelty"}
-                            and lab.query(query),
-                            patience, "levelNovelty's band for gateway_request_rate", interval=3)
-    assert len(algorithms) == 6
-    scores = lab.query('baseline_anomaly_score{series="gateway_request_rate",algorithm="levelNovelty"}')
-    assert scores and 0.0 <= float(scores[0]["value"][1]) <= 1.0
