@@ -70,7 +70,7 @@ class LevelNovelty:
 
     resolutions: tuple[int, ...] = (6, 8, 10, 12, 16, 20, 24, 32)
     alarm: float = 0.5              # a majority of resolutions: an alarm, then the rest period
-    rest_share: float = 0.3         # of the learning period (CAD OSE rests probation / 5)
+    rest_share: float = 0.3         # of the learning period (CAD OSE rests 1/5; the ML README has the curve)
     learn_points: int | None = None
     min_learn_points: int = 10
 

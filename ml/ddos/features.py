@@ -138,8 +138,10 @@ def feature_matrix(signals: Mapping[str, np.ndarray]) -> np.ndarray:
         # window, every legitimate ramp looked like more requests per client for a minute (the
         # rate rose at once, the distinct clients of the last minute caught up slowly), which
         # took a 2x surge to 0.56 against a 0.57 threshold in a fast-profile lab.
-        window_requests = s.get("client_window_requests", requests)
-        window_base = s.get("client_window_requests_baseline", s["requests_baseline"])
+        # Both or neither: a minute's rate over a 10-second baseline would be a made-up ratio.
+        windowed = "client_window_requests" in s and "client_window_requests_baseline" in s
+        window_requests = s["client_window_requests"] if windowed else requests
+        window_base = s["client_window_requests_baseline"] if windowed else s["requests_baseline"]
         rpc = window_requests / np.maximum(s["clients"], 1.0)
         rpc_base = window_base / np.maximum(s["clients_baseline"], 1.0)
         columns = [

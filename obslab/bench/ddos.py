@@ -34,7 +34,7 @@ import requests
 
 from obslab import conventions as c
 from obslab.bench.api import _environment
-from obslab.drills.lab import Lab
+from obslab.drills.lab import DrillError, Lab
 from obslab.lab.native import LabError, NativeLab
 from obslab.profiles import FAST
 
@@ -42,6 +42,9 @@ DEFAULT_FACTORS = (1.5, 2.0, 2.5, 3.0)
 FLOOD_TARGET_S = 60.0
 SAMPLE_INTERVAL_S = 1.0
 PEAK_FACTOR = 2.0
+# A feature's baseline is its median over the fast profile's baseline window, ending lag ago: after
+# this long, a surge or flood is out of it (with less, the next surge met a raised baseline).
+SETTLE_S = FAST.ddos_baseline_window_s + FAST.ddos_baseline_lag_s
 # As the ML end-to-end test runs it: a lower base rate and more workers leave the lab's two
 # cores room for a 3x surge (the generator's 8 default workers cap the lab near its base load).
 LAB_LOAD = {"OBSLAB_LOAD_RATE": "0.8", "OBSLAB_LOAD_CONCURRENCY": "32"}
@@ -50,11 +53,12 @@ LAB_LOAD = {"OBSLAB_LOAD_RATE": "0.8", "OBSLAB_LOAD_CONCURRENCY": "32"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--factors", default=",".join(str(f) for f in DEFAULT_FACTORS), metavar="F,...",
                         help="legitimate surge factors, each > 1 (default: 1.5,2,2.5,3)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of every surge and one flood, back to back (default: 3)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of every surge and one flood, back to back (default: 2)")
     parser.add_argument("--hold", type=float, default=60.0, help="seconds each surge lasts (default: 60)")
-    parser.add_argument("--cooldown", type=float, default=45.0,
-                        help="seconds of normal traffic after each surge or flood (default: 45)")
+    parser.add_argument("--cooldown", type=float, default=SETTLE_S,
+                        help=f"seconds of normal traffic after each surge or flood (default: {SETTLE_S}, long enough "
+                             "that the next one meets a baseline of normal traffic only)")
     parser.add_argument("--no-peak", action="store_true", help="skip the round on top of a doubled demand")
     parser.add_argument("--flood-rps", type=int, default=150, help="flood requests per second (default: 150)")
     parser.add_argument("--port-offset", type=int, default=19000,
@@ -225,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    stopped = ""
     with tempfile.TemporaryDirectory(prefix="obslab-bench-") as directory, _environment(**LAB_LOAD):
         data_dir = Path(directory) / "data"
         native = NativeLab(data_dir, offset=args.port_offset, profile=FAST, out=sys.stderr)
@@ -236,10 +241,17 @@ def run(args: argparse.Namespace) -> int:
             bench = SurgeBench(lab, lab.urls[c.DDOS_DETECTOR], progress)
             progress("waiting for the detector to train on the lab's own traffic ...")
             bench.wait_for_model()
-            measure(bench, factors, args)
+            try:
+                measure(bench, factors, args)
+            except (requests.RequestException, DrillError) as exc:
+                # What was measured is still worth printing; the run counts as failed.
+                stopped = f"the benchmark stopped early: {exc}"
         finally:
             native.down()
-    return report(bench, factors, as_json=args.json)
+    status = report(bench, factors, as_json=args.json)
+    if stopped:
+        raise LabError(stopped)
+    return status
 
 
 def measure(bench: SurgeBench, factors: tuple[float, ...], args: argparse.Namespace) -> None:
@@ -253,7 +265,8 @@ def measure(bench: SurgeBench, factors: tuple[float, ...], args: argparse.Namesp
         bench.progress(f"[peak] demand x{PEAK_FACTOR:g} until a model retrained on it is in use ...")
         try:
             bench.set_base(PEAK_FACTOR)
-            bench.wait_for_retrain(time.time())
+            # A retraining once the baselines hold the peak (and its training window with them).
+            bench.wait_for_retrain(time.time() + SETTLE_S)
             bench.surge_round("peak", factors, args.hold, args.cooldown)
             bench.flood("peak", args.flood_rps, args.cooldown)
         finally:
@@ -270,13 +283,14 @@ def report(bench: SurgeBench, factors: tuple[float, ...], *, as_json: bool) -> i
                           "false_attack_verdicts": false_verdicts, "floods_missed": len(missed)}))
         return 1 if false_verdicts or missed else 0
     print("\nobslab bench ddos: legitimate surges and floods on a fresh fast-profile lab")
-    print(f"{'round':14}{'factor':>7}{'model':>12}{'age s':>7}{'peak':>7}{'thresh':>8}{'hostile':>8}{'attacks':>9}"
-          "  top contributions")
+    print(f"{'round':14}{'factor':>7}{'model':>12}{'age s':>7}{'peak':>7}{'thresh':>8}{'hostile':>8}{'volume':>8}"
+          f"{'attacks':>9}  top contributions")
     for e in surges:
         s = e.summary()
         top = ", ".join(f"{k} {v:.2f}" for k, v in s["peak_top_contributions"].items())
         print(f"{e.round:14}{e.factor:>7g}{str(e.model_source):>12}{str(e.model_age_s):>7}"
               f"{s['peak_score'] or 0:>7.3f}{e.threshold or 0:>8.3f}{s['peak_hostile_score'] or 0:>8.3f}"
+              f"{2 ** (s['peak_volume_ratio'] or 0):>7.2f}x"
               f"{e.attacks:>4} /{len(e.samples):<4}  {top}")
     for factor in factors:
         peaks = [e.peak["score"] for e in surges if e.factor == factor and e.peak]
