@@ -27,8 +27,9 @@ surge, however it saturates the gateway, reaches a verdict through volume, laten
 ``ddos_confidence`` is the score's distance from the threshold as a share of the room on that
 side (to 1 above, to 0 below), times 0.75 when the models disagree; for a normal verdict, the
 clearest of its reasons counts (a score below the threshold, clients that behave as customers,
-no added traffic). Per-feature contributions are occlusion effects: the drop of the ensemble score when that
-feature alone is reset to its normal median (model-faithful, and cheap for nine features).
+no added traffic). Per-feature contributions are occlusion effects: the drop of the ensemble
+score when that feature alone is reset to its normal median (model-faithful, and cheap for nine
+features).
 """
 
 from __future__ import annotations
@@ -181,8 +182,11 @@ class DDoSModel:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         rows = np.atleast_2d(rows)
-        return ((self.scores(rows) >= self.threshold) & _adds_traffic(rows)
-                & (self.scores(self._without_load(rows)) >= HOSTILE_LEVEL))
+        return self._decide(self.scores(rows), self.scores(self._without_load(rows)), rows)
+
+    def _decide(self, scores: np.ndarray, hostile: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The attack verdict per row: an unusual score, added traffic and hostile clients."""
+        return (scores >= self.threshold) & _adds_traffic(rows) & (hostile >= HOSTILE_LEVEL)
 
     def _without_load(self, rows: np.ndarray) -> np.ndarray:
         out = np.array(rows, dtype=float, copy=True)
@@ -199,7 +203,7 @@ class DDoSModel:
         parts = {name: float(values[0]) for name, values in batch.items()}
         combined = self._combine(batch)
         score, hostile = float(combined[0]), float(combined[-1])
-        attack = score >= self.threshold and bool(_adds_traffic(row)[0]) and hostile >= HOSTILE_LEVEL
+        attack = bool(self._decide(combined[:1], combined[-1:], np.atleast_2d(row))[0])
         if attack:
             margin = (score - self.threshold) / (1.0 - self.threshold)
         else:
