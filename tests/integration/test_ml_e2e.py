@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from obslab import conventions as c
+from obslab.bench.ddos import LAB_LOAD as SURGE_ROOM
 from tests.integration.lab import RunningLab, eventually, free_offset, obslab, start_lab
 from tests.support import required_binary
 
@@ -27,9 +28,9 @@ SURGE_FACTOR = 2.5
 def lab(tmp_path_factory, untraced_client):
     required_binary("prometheus")
     data_dir, offset = tmp_path_factory.mktemp("ml") / "data", free_offset(15_000)
-    # Room for a surge on two cores: the whole lab serves about 25 req/s here and the load
-    # generator's default 8 workers cap it near there; lower base load, more workers.
-    running = start_lab(data_dir, offset, env={"OBSLAB_LOAD_RATE": "0.8", "OBSLAB_LOAD_CONCURRENCY": "32"})
+    # Room for a surge on two cores, as `obslab bench ddos` runs it: the whole lab serves about
+    # 25 req/s here and the load generator's default 8 workers cap it near there.
+    running = start_lab(data_dir, offset, env=SURGE_ROOM)
     yield running
     running.stop()
 
