@@ -104,7 +104,9 @@ SLOW_TRANSACTIONS = MetricSpec(
 )
 TRANSACTION_PERFORMANCE_SCORE = MetricSpec(
     "transaction_performance_score", "gauge",
-    "Transaction performance score, 0 (bad) to 100 (meets every objective).",
+    "Transaction performance score, 0 (bad) to 100 (meets every objective), by type "
+    "(the performance-aggregator's formula: ml/performance/score.py).",
+    (L_TYPE, L_SERVICE),
 )
 
 # label value -> seconds; a slow movement counts once per threshold it exceeds.
@@ -227,3 +229,52 @@ GATEWAY_TOP_CLIENT_SHARE = MetricSpec(
     "gateway_top_client_share", "gauge",
     "Share (0-1) of the last minute's requests sent by the busiest client address.",
 )
+
+# --- Business KPIs measured where they happen (the performance-aggregator reads them) ----------
+# Never a customer, account or merchant name as a label: every label value below is from a fixed set.
+
+L_CURRENCY = "currency"
+L_MERCHANT_CATEGORY = "merchant_category"
+L_WINDOW = "window"
+
+# Major units (2.50 EUR is 2.5): from a coffee to a month's salary; above 10000 lands in +Inf.
+TRANSACTION_VALUE_BUCKETS: tuple[float, ...] = (
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+)
+TRANSACTION_VALUE = MetricSpec(
+    "transaction_value", "histogram",
+    "Amount of each completed money movement (transfer, payment) in major units of its currency "
+    "(2.50 EUR is 2.5), by type and currency; sums add up only within one currency.",
+    (L_TYPE, L_CURRENCY), TRANSACTION_VALUE_BUCKETS,
+)
+PAYMENTS_BY_CATEGORY = MetricSpec(
+    "payments_by_category_total", "counter",
+    "Payment requests that reached a final status (completed, rejected, declined, failed), by the "
+    "merchant's category (groceries, utilities, entertainment, travel, retail, gambling, other); "
+    "counted with transaction_requests_total{type=\"payment\"}.",
+    (L_MERCHANT_CATEGORY, L_STATUS),
+)
+
+
+class MerchantCategory(str, Enum):
+    """The ``merchant_category`` label: few values whatever merchant a customer names (unknown: other).
+    Which merchant is in which category: services/payments/categories.py."""
+
+    GROCERIES = "groceries"
+    UTILITIES = "utilities"          # power, water, phone
+    ENTERTAINMENT = "entertainment"  # streaming, music
+    TRAVEL = "travel"                # rail, fuel
+    RETAIL = "retail"
+    GAMBLING = "gambling"            # what the fraud rules treat as a high-risk category
+    OTHER = "other"
+
+
+GATEWAY_ACTIVE_CUSTOMERS = MetricSpec(
+    "gateway_active_customers", "gauge",
+    "Distinct authenticated customers (from their verified access token) who sent a request through "
+    "this gateway process within the window (5m, 1h); ids are never exposed. Per process: customers "
+    "may reach several gateway replicas, so do not sum across instances.",
+    (L_WINDOW,),
+)
+# window label value -> seconds.
+ACTIVE_CUSTOMER_WINDOWS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}

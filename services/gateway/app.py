@@ -4,7 +4,8 @@ It verifies the caller's access token locally, vouches for the customer to the i
 services with a signed assertion (obslab/platform/identity.py), checks every id in a path against
 its pattern and quotes it before it goes into an internal URL, forwards requests, answers every
 response with a W3C ``traceresponse`` header, and keeps an audit log of every state-changing call
-in its own database.
+in its own database. ``gateway_active_customers{window}`` counts the distinct customers whose
+verified token made a request in the last 5 minutes and hour (never their ids).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from obslab.platform.http import ServiceClient
 from obslab.platform.identity import IdentityError
 from obslab.services.common import tokens
 from obslab.services.common.money import Currency
-from obslab.services.gateway.edge import ClientWindow, RateLimiter, client_address, client_key, trusted_proxies
+from obslab.services.gateway.edge import (
+    ClientWindow,
+    CustomerWindow,
+    RateLimiter,
+    client_address,
+    client_key,
+    trusted_proxies,
+)
 from obslab.telemetry import current_trace_ids
 
 log = logging.getLogger(__name__)
@@ -67,11 +75,16 @@ def public_account(account: dict) -> dict:
             "balance": account["balance"]}
 
 
-def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None) -> Flask:
+def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = None,
+               customers: CustomerWindow | None = None) -> Flask:
+    """``customers``: where active customers are counted (a test passes one with its own clock)."""
+    def routes(app: Flask, ctx: ServiceContext) -> None:
+        _routes(app, ctx, customers or CustomerWindow(c.ACTIVE_CUSTOMER_WINDOWS))
+
     return create_service_app(
-        c.GATEWAY, _routes, metadata=metadata, db_url=db_url,
+        c.GATEWAY, routes, metadata=metadata, db_url=db_url,
         peers=topology.service_peers(c.GATEWAY), peer_urls=peer_urls,
-        metric_specs=[c.AUDIT_RECORDS, c.GATEWAY_RATE_LIMITED],
+        metric_specs=[c.AUDIT_RECORDS, c.GATEWAY_RATE_LIMITED, c.GATEWAY_ACTIVE_CUSTOMERS],
     )
 
 
@@ -101,7 +114,7 @@ def _forward(client: ServiceClient, method: str, path: str, *, customer: bool = 
     return response
 
 
-def _routes(app: Flask, ctx: ServiceContext) -> None:
+def _routes(app: Flask, ctx: ServiceContext, customers: CustomerWindow) -> None:
     assert ctx.db is not None
     db = ctx.db
     auth, accounts = ctx.peer(c.AUTH), ctx.peer(c.ACCOUNTS)
@@ -113,6 +126,9 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     window = ClientWindow()
     ctx.metrics.gauge(c.GATEWAY_ACTIVE_CLIENTS).set_function(window.active_clients)
     ctx.metrics.gauge(c.GATEWAY_TOP_CLIENT_SHARE).set_function(window.top_client_share)
+    active_customers = ctx.metrics.gauge(c.GATEWAY_ACTIVE_CUSTOMERS)
+    for label in customers.windows:
+        active_customers.labels(window=label).set_function(lambda label=label: customers.active(label))
 
     def forwarding_caller() -> bool:
         """The load generator stands for the internet's many clients: it may say which one sent
@@ -158,6 +174,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
             g.identity = tokens.verify(secret, token)
         except tokens.InvalidToken as exc:
             raise ApiError(401, "invalid_token", str(exc)) from None
+        customers.record(g.identity.customer_id)
         g.customer_assertion = signer.customer_assertion(g.identity.customer_id)
         return None
 

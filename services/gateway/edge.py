@@ -4,7 +4,8 @@
 (``OBSLAB_TRUSTED_PROXIES``, CIDRs; none by default) or the lab's load generator, which proves
 it is with its service token (the gateway checks that); otherwise anyone could choose their own
 address and dodge the rate limit and the login backoff. Per-client behaviour is
-exported as bounded gauges (distinct clients, share of the busiest one), not per-client labels.
+exported as bounded gauges (distinct clients, share of the busiest one), not per-client labels;
+so are the authenticated customers (distinct customers over 5 minutes and an hour).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ipaddress
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from obslab import settings
@@ -23,6 +24,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 WINDOW_SECONDS = 60
 MAX_TRACKED_CLIENTS = 200_000
+# Customers remembered at most (about 200 bytes each: ~10 MB). Far above what one gateway process
+# serves in an hour here; beyond it the longest-idle customers are forgotten first, so the gauges
+# read the cap (at least that many) instead of memory growing with whoever holds a token.
+MAX_TRACKED_CUSTOMERS = 50_000
 
 
 def trusted_proxies(raw: str | None = None) -> tuple[Network, ...]:
@@ -175,3 +180,56 @@ class ClientWindow:
         if not totals:
             return 0.0
         return max(totals.values()) / sum(totals.values())
+
+
+class CustomerWindow:
+    """Distinct customers seen within each of several windows (label value -> seconds).
+
+    One entry per customer, their last request, kept in order of that request; entries older
+    than the longest window are pruned on every record and read. Ids never leave this object.
+
+    >>> now = [0.0]
+    >>> window = CustomerWindow({"5m": 300, "1h": 3600}, clock=lambda: now[0])
+    >>> window.record("cus_a"); now[0] = 400.0; window.record("cus_b")
+    >>> window.active("5m"), window.active("1h")
+    (1, 2)
+    """
+
+    def __init__(self, windows: Mapping[str, float], clock: Callable[[], float] = time.monotonic,
+                 max_customers: int = MAX_TRACKED_CUSTOMERS) -> None:
+        self.windows = dict(windows)
+        self.horizon = max(self.windows.values())
+        self.clock = clock
+        self.max_customers = max_customers
+        self._last_seen: OrderedDict[str, float] = OrderedDict()   # least recently seen first
+        self._lock = threading.Lock()
+
+    def record(self, customer: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._last_seen[customer] = now
+            self._last_seen.move_to_end(customer)
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        seen = self._last_seen
+        while seen:
+            oldest = next(iter(seen.values()))
+            if now - oldest < self.horizon and len(seen) <= self.max_customers:
+                return
+            seen.popitem(last=False)
+
+    def active(self, window: str) -> int:
+        """Customers whose last request is less than the window's seconds old."""
+        seconds = self.windows[window]
+        now = self.clock()
+        with self._lock:
+            self._prune(now)
+            if seconds >= self.horizon:
+                return len(self._last_seen)
+            count = 0
+            for seen in reversed(self._last_seen.values()):   # newest first: stop at the first too old
+                if now - seen >= seconds:
+                    break
+                count += 1
+            return count

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 
 from obslab import conventions as c
+from obslab.conventions.loadgen import JOURNEY_DROPPED, JOURNEY_ERROR
 from obslab.faults.board import FaultBoard
 from obslab.faults.model import Fault
 from obslab.platform.identity import Signer
@@ -41,7 +42,7 @@ from obslab.services.loadgen.identities import build_identities
 from obslab.services.loadgen.journeys import JOURNEY_FUNCTIONS, NEEDS_CUSTOMER, Abort, Session, Toolkit
 from obslab.services.loadgen.pacing import Arrivals, surge_factor, target_rate
 from obslab.services.loadgen.population import DEPOSIT_STEP, SETUP_STEPS, Population, Provisioner, User
-from obslab.services.loadgen.recorder import JOURNEY_DROPPED, JOURNEY_ERROR, Recorder
+from obslab.services.loadgen.recorder import Recorder
 from obslab.services.loadgen.transport import HttpClient
 from obslab.telemetry import MetricSet
 
@@ -105,6 +106,7 @@ class LoadGenerator:
             self.board.authenticate_with(self.signer)
         self.recorder = Recorder(metrics)
         self.recorder.declare_outcomes([*journeys.JOURNEY_STEPS, *FLOOD_STEPS, *SETUP_STEPS, DEPOSIT_STEP])
+        self.recorder.declare_journeys({kind: journeys.JOURNEY_FUNNELS[kind] for kind in config.mix.weights})
         self.gateway = HttpClient(config.gateway_url, config.timeout, credentials=self._credentials(c.GATEWAY))
         self.accounts = HttpClient(config.accounts_url, config.timeout, credentials=self._credentials(c.ACCOUNTS))
         self.provisioner = Provisioner(self.gateway, self.accounts, config.password, self._record_setup, clock)
@@ -285,7 +287,7 @@ class LoadGenerator:
             user = self._pick_user(rng)
             if user is None:
                 return
-        session = Session(self.kit, user, random.Random(rng.getrandbits(64)))
+        session = Session(self.kit, user, random.Random(rng.getrandbits(64)), kind)
         with self._lock:
             busy = len(self._ready) >= self.config.concurrency or self._active >= MAX_ACTIVE_JOURNEYS
             if not busy:
@@ -295,7 +297,7 @@ class LoadGenerator:
         if busy:
             self.recorder.journey(kind, JOURNEY_DROPPED)
         else:
-            self.recorder.journey_started()
+            self.recorder.journey_started(kind)
 
     # --- workers ---------------------------------------------------------------------------------------
 

@@ -6,6 +6,12 @@ workers run a step and put the journey aside while the customer thinks, so a thi
 holds no thread and the number of workers bounds only the requests in flight.
 
 Money is never a float: amounts are drawn in whole cents and sent as decimal strings.
+
+Each journey is also a funnel (:data:`JOURNEY_FUNNELS`): a run counts each step it reaches once,
+when the step's first request is sent, and ends completed (``ok``), abandoned (``abandoned``: the
+customer gives up, e.g. after a failed login, or has nothing to transfer or pay from; ``rejected``:
+the bank refused the money movement) or failed (``rate_limited``, ``error``); see
+:mod:`obslab.services.loadgen.recorder`.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from obslab.services.loadgen import mix
 from obslab.services.loadgen.config import LoadConfig
 from obslab.services.loadgen.identities import CUSTOMER_RANGES, USER_AGENTS
 from obslab.services.loadgen.population import CURRENCY, NotReady, Provisioner, SetupFailed, User, headers_for
-from obslab.services.loadgen.recorder import (
+from obslab.conventions.loadgen import (
+    JOURNEY_ABANDONED,
     JOURNEY_ERROR,
     JOURNEY_OK,
     JOURNEY_RATE_LIMITED,
     JOURNEY_REJECTED,
-    Recorder,
 )
+from obslab.services.loadgen.recorder import Recorder
 from obslab.services.loadgen.transport import HttpClient, Reply, TransportError
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,16 @@ REGISTER = "register"
 OPEN_ACCOUNT = "open_account"
 JOURNEY_STEPS = (LOGIN, LIST_ACCOUNTS, GET_ACCOUNT, LIST_TRANSFERS, GET_TRANSFER, TRANSFER, TRANSFER_RETRY,
                  PAYMENT, FAILED_LOGIN, REGISTER, OPEN_ACCOUNT)
+# Each journey's steps in the order its runs reach them: a run reaches a prefix of its funnel (it
+# ends or stops early, never skips a step), so each step counts at least as often as the next.
+JOURNEY_FUNNELS: dict[str, tuple[str, ...]] = {
+    mix.CHECK_BALANCES: (LOGIN, LIST_ACCOUNTS, GET_ACCOUNT),
+    mix.HISTORY: (LOGIN, LIST_ACCOUNTS, LIST_TRANSFERS, GET_TRANSFER),
+    mix.TRANSFER: (LOGIN, LIST_ACCOUNTS, TRANSFER, TRANSFER_RETRY),
+    mix.PAY: (LOGIN, LIST_ACCOUNTS, PAYMENT),
+    mix.FAILED_LOGIN: (FAILED_LOGIN, LOGIN, LIST_ACCOUNTS),
+    mix.REGISTER: (REGISTER, LOGIN, OPEN_ACCOUNT, LIST_ACCOUNTS),
+}
 
 # Shares inside the money journeys (realism, not stress: mistakes are rare).
 DELIBERATE_OVERDRAFT_SHARE = 0.015   # a transfer of more than the balance: 422 insufficient_funds
@@ -135,12 +152,15 @@ class Toolkit:
 
 
 class Session:
-    """One customer's session: their device's address, their token, and a step helper."""
+    """One customer's session (one run of ``journey``): their device's address, their token, and a
+    step helper that counts the steps the run reaches."""
 
-    def __init__(self, kit: Toolkit, user: User | None, rng: random.Random) -> None:
+    def __init__(self, kit: Toolkit, user: User | None, rng: random.Random, journey: str) -> None:
         self.kit = kit
         self.user = user
         self.rng = rng
+        self.journey = journey
+        self._reached: set[str] = set()
         if user is not None:
             self.address = rng.choice(user.identity.addresses)
             self.user_agent = user.identity.user_agent
@@ -156,9 +176,16 @@ class Session:
             return 0.0
         return min(self.rng.expovariate(1.0 / mean), mean * 10)
 
+    def reach(self, step: str) -> None:
+        """The run reached ``step``: counted once per run, however often the step is sent."""
+        if step not in self._reached:
+            self._reached.add(step)
+            self.kit.recorder.step_reached(self.journey, step)
+
     def send(self, step: str, method: str, path: str, payload: Any = None, *, auth: bool = True,
              key: str | None = None) -> Reply:
         """One request; records it; raises TransportError when no answer came."""
+        self.reach(step)   # before sending: a step that gets no answer was still reached
         token = (self.user.token if self.user else self.token) if auth else None
         headers = headers_for(self.address, self.user_agent, token)
         if key is not None:
@@ -195,6 +222,7 @@ class Session:
         user = self.user
         assert user is not None
         if not force and user.token_valid(self.kit.clock()):
+            self.reach(LOGIN)   # still signed in: past the login step without a request
             return
         reply = self.call(LOGIN, "POST", f"{c.API_PREFIX}/auth/login",
                           {"username": user.username, "password": self.kit.config.password}, auth=False)
@@ -304,8 +332,8 @@ def transfer(s: Session) -> Journey:
     s.top_up_if_low(accounts)
     yield s.think()
     chosen = _choose_transfer(s, accounts)
-    if chosen is None:
-        return JOURNEY_OK
+    if chosen is None:   # an almost empty account, nobody to pay: the customer leaves without a transfer
+        return JOURNEY_ABANDONED
     source, target, amount = chosen
     body = {"from_account": source["id"], "to_account": target, "amount": str(amount), "currency": CURRENCY}
     key = unique_key()
@@ -347,8 +375,8 @@ def pay(s: Session) -> Journey:
     accounts = s.accounts()
     s.top_up_if_low(accounts)
     checking = next((a for a in accounts if a.get("type") == "checking"), None)
-    if checking is None:
-        return JOURNEY_OK
+    if checking is None:   # nothing to pay from: the customer gives up
+        return JOURNEY_ABANDONED
     yield s.think()
     merchant = s.rng.choices(MERCHANTS, weights=_MERCHANT_WEIGHTS)[0]
     amount = payment_amount(s.rng, merchant)
@@ -378,7 +406,8 @@ def failed_login(s: Session) -> Journey:
         yield s.think()
         s.login(force=True)
         s.accounts()
-    return JOURNEY_OK
+        return JOURNEY_OK
+    return JOURNEY_ABANDONED   # the customer gives up (a mistyped name is rarely noticed)
 
 
 def register(s: Session) -> Journey:

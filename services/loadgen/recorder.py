@@ -2,6 +2,20 @@
 
 The live figures (totals, recent latencies, journey starts) feed the one-line status and the
 final summary; they are kept here, beside the metrics, so the two can never disagree.
+
+The journeys as a funnel: ``loadgen_journeys_started_total{journey}`` (a run started),
+``loadgen_journey_steps_reached_total{journey,step}`` (a run sent its first request of a step;
+the steps of each journey in order: ``journeys.JOURNEY_FUNNELS``) and the endings in
+``loadgen_journeys_total{journey,outcome}`` (``obslab.conventions.loadgen.JOURNEY_ENDINGS``):
+
+* completed: ``ok``;
+* abandoned: ``abandoned``, the customer gave up (a failed login not tried again, nothing to
+  transfer or pay from), and ``rejected``, the bank refused the money movement (funds, risk, a
+  declined card): the customer leaves without what they came for, through no fault of the lab;
+* failed: ``rate_limited`` and ``error`` (a 5xx, a timeout, no connection, an unexpected answer).
+
+``dropped`` is none of them: a start the generator could not serve, never counted as started.
+Every series is declared at start-up, so it exists at 0 before its first event.
 """
 
 from __future__ import annotations
@@ -10,26 +24,23 @@ import random
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from obslab import conventions as c
+from obslab.conventions.loadgen import JOURNEY_DROPPED, JOURNEY_OUTCOMES
 from obslab.services.loadgen.transport import OK, OUTCOMES
 from obslab.telemetry import MetricSet
 
 LOADGEN_METRICS = (
     c.LOADGEN_REQUESTS, c.LOADGEN_DURATION, c.LOADGEN_JOURNEYS, c.LOADGEN_TARGET_RATE,
-    c.LOADGEN_FLOOD_RATE, c.LOADGEN_ACTIVE_JOURNEYS, c.LOADGEN_USERS,
+    c.LOADGEN_FLOOD_RATE, c.LOADGEN_ACTIVE_JOURNEYS, c.LOADGEN_USERS, c.LOADGEN_JOURNEYS_STARTED,
+    c.LOADGEN_STEPS_REACHED,
 )
 RECENT_SECONDS = 10.0
 RESERVOIR_SIZE = 20_000
 MAX_PROBLEMS = 50          # distinct error reasons remembered for the summary
 
-# Journey outcomes.
-JOURNEY_OK = "ok"                  # every step answered as a healthy bank answers
-JOURNEY_REJECTED = "rejected"      # the bank refused a money movement (funds, risk, declined card)
-JOURNEY_RATE_LIMITED = "rate_limited"
-JOURNEY_ERROR = "error"            # a 5xx, a timeout, a refused connection or an unexpected answer
-JOURNEY_DROPPED = "dropped"        # never started: every worker was busy (open-loop overload)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -91,6 +102,8 @@ class Recorder:
         self._requests = self.metrics.counter(c.LOADGEN_REQUESTS)
         self._duration = self.metrics.histogram(c.LOADGEN_DURATION)
         self._journeys = self.metrics.counter(c.LOADGEN_JOURNEYS)
+        self._started = self.metrics.counter(c.LOADGEN_JOURNEYS_STARTED)
+        self._reached = self.metrics.counter(c.LOADGEN_STEPS_REACHED)
         self.target_rate = self.metrics.gauge(c.LOADGEN_TARGET_RATE)
         self.flood_rate = self.metrics.gauge(c.LOADGEN_FLOOD_RATE)
         self.active_journeys = self.metrics.gauge(c.LOADGEN_ACTIVE_JOURNEYS)
@@ -141,10 +154,15 @@ class Recorder:
     def requests_sent(self) -> int:
         return self._snapshot.requests
 
-    def journey_started(self) -> None:
+    def journey_started(self, kind: str) -> None:
+        self._started.labels(journey=kind).inc()
         with self._lock:
             self._snapshot.started += 1
             self._starts.append(self.clock())
+
+    def step_reached(self, kind: str, step: str) -> None:
+        """A run of journey ``kind`` reached ``step`` (the caller counts each step once per run)."""
+        self._reached.labels(journey=kind, step=step).inc()
 
     def journey(self, kind: str, outcome: str, problem: str | None = None) -> None:
         self._journeys.labels(journey=kind, outcome=outcome).inc()
@@ -165,6 +183,15 @@ class Recorder:
         for step in steps:
             for outcome in OUTCOMES:
                 self._child(step, outcome)
+
+    def declare_journeys(self, funnels: Mapping[str, Iterable[str]]) -> None:
+        """Create each journey's funnel series at 0: started, every step it can reach, every ending."""
+        for kind, steps in funnels.items():
+            self._started.labels(journey=kind)
+            for step in steps:
+                self._reached.labels(journey=kind, step=step)
+            for outcome in JOURNEY_OUTCOMES:
+                self._journeys.labels(journey=kind, outcome=outcome)
 
     def snapshot(self) -> Snapshot:
         now = self.clock()

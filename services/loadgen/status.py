@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from obslab.services.loadgen.recorder import JOURNEY_DROPPED, RECENT_SECONDS, Snapshot
+from obslab.conventions.loadgen import JOURNEY_DROPPED
+from obslab.services.loadgen.recorder import RECENT_SECONDS, Snapshot
 
 
 def clock_text(seconds: float) -> str:

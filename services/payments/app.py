@@ -5,6 +5,11 @@ settlement account -> the external card processor authorizes it. A decline is re
 step's result is stored before the next, so a retry after a technical failure resumes where the
 first attempt stopped instead of charging twice.
 
+Besides the seed ``transaction_*`` metrics: ``transaction_value{type="payment",currency}`` (the
+amount of each completed payment, major units) and ``payments_by_category_total{merchant_category,
+status}`` (each payment request that reached a final status, by the merchant's category:
+:mod:`.categories`).
+
 Routes (internal; for the customer the gateway's signed assertion names):
   POST /payments {account, merchant, amount, currency}   Idempotency-Key required
   GET  /payments/<id>
@@ -24,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from obslab import conventions as c
 from obslab.services.common import money
 from obslab import topology
-from obslab.conventions import TransactionStatus, TransactionType
+from obslab.conventions import MerchantCategory, TransactionStatus, TransactionType
 from obslab.faults.board import process_board
 from obslab.platform.app import (
     ServiceContext,
@@ -38,11 +43,19 @@ from obslab.platform.errors import ApiError
 from obslab.platform.http import error_from_response
 from obslab.platform.ids import AccountIdField, new_id, require_customer_account
 from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
-from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
+from obslab.services.common.money import (
+    MINOR_UNITS_PER_MAJOR,
+    Amount,
+    Currency,
+    amount_bucket,
+    to_decimal_string,
+    to_minor,
+)
 from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
 from obslab.services.common.notify import notify_customer
+from obslab.services.payments.categories import merchant_category
 from obslab.services.payments.processor import CardProcessor
-from obslab.telemetry import mask_account
+from obslab.telemetry import MetricSet, mask_account
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +104,20 @@ class PaymentRequest(BaseModel):
         return self
 
 
+class CategorisedRunner(MovementRunner):
+    """The payment's movement runner, which also counts ``payments_by_category_total`` where and
+    when ``transaction_requests_total`` is counted: once per request that reaches a final status
+    (completed, rejected, declined, or failed on a technical error). One per request."""
+
+    def __init__(self, store: IdempotencyStore, metrics: MetricSet, category: str) -> None:
+        super().__init__(TransactionType.PAYMENT, store, metrics)
+        self.category = category
+
+    def _record(self, status: TransactionStatus, error_code: str | None, elapsed: float) -> None:
+        super()._record(status, error_code, elapsed)
+        self.metrics.count(c.PAYMENTS_BY_CATEGORY, merchant_category=self.category, status=status.value)
+
+
 def public_payment(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -113,15 +140,22 @@ def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = Non
     return create_service_app(
         c.PAYMENTS, routes, metadata=metadata, db_url=db_url,
         peers=topology.service_peers(c.PAYMENTS), peer_urls=peer_urls,
-        metric_specs=[*MOVEMENT_METRICS, c.PROCESSOR_DURATION, c.NOTIFICATIONS_DROPPED],
+        metric_specs=[*MOVEMENT_METRICS, c.PROCESSOR_DURATION, c.NOTIFICATIONS_DROPPED, c.TRANSACTION_VALUE,
+                      c.PAYMENTS_BY_CATEGORY],
     )
 
 
 def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
     assert ctx.db is not None
     db = ctx.db
-    runner = MovementRunner(TransactionType.PAYMENT, IdempotencyStore(db, idempotency_keys), ctx.metrics)
+    store = IdempotencyStore(db, idempotency_keys)
     fraud, accounts, notifications = ctx.peer(c.FRAUD), ctx.peer(c.ACCOUNTS), ctx.peer(c.NOTIFICATIONS)
+    # Every (category, status) series at 0 from the start: a rate over a series born at its first
+    # event misses that event. Few: categories x final statuses.
+    by_category = ctx.metrics.counter(c.PAYMENTS_BY_CATEGORY)
+    for category in MerchantCategory:
+        for status in TransactionStatus:
+            by_category.labels(merchant_category=category.value, status=status.value)
 
     def load(payment_id: str) -> Any:
         with db.connect() as conn:
@@ -198,6 +232,9 @@ def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
         row = save(payment_id, status=TransactionStatus.COMPLETED.value)
         notify_customer(notifications, ctx.metrics, customer, "payment_completed", payment_id,
                         f"You paid {amount_text} to {body.merchant}.")
+        # Major units only here, for the metric; the money itself stays integer minor units.
+        ctx.metrics.observe(c.TRANSACTION_VALUE, amount_minor / MINOR_UNITS_PER_MAJOR,
+                            type=TransactionType.PAYMENT.value, currency=body.currency)
         return Outcome(TransactionStatus.COMPLETED, 201, public_payment(row))
 
     @app.post("/payments")
@@ -209,6 +246,7 @@ def _routes(app: Flask, ctx: ServiceContext, processor: CardProcessor) -> None:
         span.set_attribute(c.ATTR_AMOUNT_BUCKET, amount_bucket(to_minor(body.amount)))
         span.set_attribute(c.ATTR_CURRENCY, body.currency)
         span.set_attribute(c.ATTR_ACCOUNT_MASKED, mask_account(body.account))
+        runner = CategorisedRunner(store, ctx.metrics, merchant_category(body.merchant))
         return runner.run(
             customer, key, fingerprint_payload(body), lambda: new_id("pay_"),
             lambda payment_id: execute(payment_id, customer, body),

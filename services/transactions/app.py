@@ -2,6 +2,8 @@
 
 A transfer: claim the Idempotency-Key -> fraud scores it -> accounts moves the money in one
 ledger transaction (idempotent on the transfer id) -> notifications tells the customer.
+Besides the seed ``transaction_*`` metrics, ``transaction_value{type="transfer",currency}``
+observes the amount of each completed transfer in major units.
 
 Routes (internal; for the customer the gateway's signed assertion names):
   POST /transfers {from_account, to_account, amount, currency}   Idempotency-Key required
@@ -40,7 +42,14 @@ from obslab.platform.errors import ApiError
 from obslab.platform.http import error_from_response
 from obslab.platform.ids import AccountIdField, new_id, require_customer_account
 from obslab.services.common.idempotency import IdempotencyStore, idempotency_table
-from obslab.services.common.money import Amount, Currency, amount_bucket, to_decimal_string, to_minor
+from obslab.services.common.money import (
+    MINOR_UNITS_PER_MAJOR,
+    Amount,
+    Currency,
+    amount_bucket,
+    to_decimal_string,
+    to_minor,
+)
 from obslab.services.common.movement import MOVEMENT_METRICS, MovementRunner, Outcome, fingerprint_payload, rejected
 from obslab.services.common.notify import notify_customer
 from obslab.telemetry import mask_account
@@ -117,7 +126,7 @@ def create_app(db_url: str | None = None, peer_urls: dict[str, str] | None = Non
     return create_service_app(
         c.TRANSACTIONS, _routes, metadata=metadata, db_url=db_url,
         peers=topology.service_peers(c.TRANSACTIONS), peer_urls=peer_urls,
-        metric_specs=[*MOVEMENT_METRICS, c.NOTIFICATIONS_DROPPED],
+        metric_specs=[*MOVEMENT_METRICS, c.NOTIFICATIONS_DROPPED, c.TRANSACTION_VALUE],
     )
 
 
@@ -173,6 +182,9 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         row = finish(transfer_id, TransactionStatus.COMPLETED.value, risk_score=risk["score"])
         notify_customer(notifications, ctx.metrics, customer, "transfer_sent", transfer_id,
                         f"You sent {to_decimal_string(amount_minor)} {body.currency} to {mask_account(body.to_account)}.")
+        # Major units only here, for the metric; the money itself stays integer minor units.
+        ctx.metrics.observe(c.TRANSACTION_VALUE, amount_minor / MINOR_UNITS_PER_MAJOR,
+                            type=TransactionType.TRANSFER.value, currency=body.currency)
         return Outcome(TransactionStatus.COMPLETED, 201, public_transfer(row))
 
     @app.post("/transfers")

@@ -4,9 +4,14 @@ import time
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from obslab import conventions as c
 from obslab import secrets
 from obslab.services.common import tokens
+from obslab.services.gateway.app import create_app as gateway_app
+from obslab.services.gateway.edge import CustomerWindow
+from tests.support import Customer, serve
 
 BUSINESS_ROUTES = [
     ("GET", "/api/v1/accounts"),
@@ -61,3 +66,36 @@ def test_every_response_carries_a_w3c_traceresponse_header(gateway):
         version, trace_id, span_id, flags = response.headers["traceresponse"].split("-")
         assert version == "00" and len(trace_id) == 32 and len(span_id) == 16 and len(flags) == 2
         assert int(trace_id, 16) != 0
+
+
+def test_active_customers_are_distinct_token_holders_per_window_and_idle_ones_leave(stack, tmp_path):
+    """A gateway of its own with a clock the test moves; the numbers as its /metrics shows them."""
+    now = [10_000.0]
+    gateway = serve(gateway_app(
+        f"sqlite:///{tmp_path / 'gateway.sqlite3'}",
+        peer_urls={name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)},
+        customers=CustomerWindow(c.ACTIVE_CUSTOMER_WINDOWS, clock=lambda: now[0]),
+    ))
+
+    def active() -> dict[str, float]:
+        text = requests.get(f"{gateway.url}/metrics", timeout=10).text
+        assert "cus_" not in text                                    # never an id
+        return {sample.labels["window"]: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name == c.GATEWAY_ACTIVE_CUSTOMERS.name}
+
+    try:
+        alice, bob = Customer(gateway.url), Customer(gateway.url)   # register and log in: no token yet
+        assert active() == {"5m": 0, "1h": 0}
+        requests.get(f"{gateway.url}/api/v1/accounts", headers={"Authorization": "Bearer not.a.jwt"})
+        assert active() == {"5m": 0, "1h": 0}                        # a refused token is nobody
+        for customer in (alice, bob, alice):
+            customer.balances()
+        assert active() == {"5m": 2, "1h": 2}
+        now[0] += 240
+        bob.balances()
+        now[0] += 120                                                # alice idle 6 minutes, bob 2
+        assert active() == {"5m": 1, "1h": 2}
+        now[0] += 3600
+        assert active() == {"5m": 0, "1h": 0}
+    finally:
+        gateway.stop()

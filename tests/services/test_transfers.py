@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from obslab.services.accounts.ledger import movements
@@ -152,3 +153,32 @@ def test_history_needs_an_account_and_pages_with_limit(funded):
     page = alice.session.get(f"{alice.gateway}/transfers", params={"account": account, "limit": 2})
     assert page.status_code == 200 and len(page.json()) == 2
     assert alice.session.get(f"{alice.gateway}/transfers", params={"account": account, "limit": 0}).status_code == 400
+
+
+def _exposed(stack, service: str, name: str, **labels: str) -> float:
+    """One sample as the service's /metrics exposition shows it (0 when absent)."""
+    text = requests.get(f"{stack.url(service)}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_a_completed_transfer_observes_its_value_in_major_units_and_a_rejected_one_does_not(funded, stack):
+    alice, account = funded(100_000, "USD")
+    savings = alice.open_account("USD")
+    labels = {"type": "transfer", "currency": "USD"}
+
+    def value() -> tuple[float, float, float, float]:
+        return (_exposed(stack, "transactions", "transaction_value_count", **labels),
+                _exposed(stack, "transactions", "transaction_value_sum", **labels),
+                _exposed(stack, "transactions", "transaction_value_bucket", **labels, le="10.0"),
+                _exposed(stack, "transactions", "transaction_value_bucket", **labels, le="25.0"))
+
+    count, total, le10, le25 = value()
+    assert alice.transfer(account, savings, "12.34", currency="USD").status_code == 201
+    assert value() == pytest.approx((count + 1, total + 12.34, le10, le25 + 1))
+    refused = alice.transfer(account, savings, "5000.00", currency="USD")         # more than the balance
+    assert refused.status_code == 422 and refused.json()["status"] == "rejected"
+    assert value() == pytest.approx((count + 1, total + 12.34, le10, le25 + 1))

@@ -8,7 +8,7 @@ def _recorder() -> Recorder:
     now = [100.0]
     recorder = Recorder(clock=lambda: now[0])
     for _ in range(8):
-        recorder.journey_started()
+        recorder.journey_started("check_balances")
         recorder.request("list_accounts", "ok", 0.040)
     recorder.request("failed_login", "client_error", 0.2)
     recorder.request("transfer", "server_error", 0.9)
