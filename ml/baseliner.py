@@ -81,6 +81,12 @@ DEFAULT_TARGETS: tuple[Target, ...] = (
             0.05),
     _target("payment_error_ratio", c.PAYMENTS, f'service:http_server_errors:ratio_rate5m{{service="{c.PAYMENTS}"}}',
             0.01),
+    # Throughput per type (the performance score's throughput part reads their bands) and the
+    # score itself: a score that leaves its usual level is news like any golden signal.
+    _target("transfer_request_rate", c.TRANSACTIONS, 'type:transaction_requests:rate5m{type="transfer"}', 0.1),
+    _target("payment_request_rate", c.PAYMENTS, 'type:transaction_requests:rate5m{type="payment"}', 0.1),
+    _target("transfer_performance_score", c.TRANSACTIONS, 'max(transaction_performance_score{type="transfer"})', 10.0),
+    _target("payment_performance_score", c.PAYMENTS, 'max(transaction_performance_score{type="payment"})', 10.0),
     _target("iis_request_rate", "iis", "sum(site:windows_iis_requests:rate5m)", 5.0),
     _target("iis_latency_p95", "iis", "max(site:windows_iis_request_execution_time:p95_rate5m)", 0.02),
     _target("iis_exception_rate", "iis", "sum(app:windows_netframework_exceptions:rate5m)", 0.5),

@@ -90,9 +90,11 @@ class MLDetector(Protocol):
 
 def create_ml_app(name: str, make: Callable[[ServiceContext], MLDetector], *, collector: Callable[[Any], object],
                   step: Callable[[Any], Callable[[], object]], interval_s: Callable[[Any], float],
-                  metric_specs: Iterable, start: bool) -> Flask:
+                  metric_specs: Iterable, start: bool,
+                  extra_routes: Callable[[Flask, Any], None] | None = None) -> Flask:
     """An ML service: the common app, the detector built inside it, its verdict collector,
-    readiness on Prometheus, ``/api/v1/status``, and (``start``) the periodic worker.
+    readiness on Prometheus, ``/api/v1/status`` (and ``extra_routes``), and (``start``) the
+    periodic worker.
     ``app.extensions[name]`` is the detector; tests call its step themselves with ``start=False``."""
     holder: dict[str, MLDetector] = {}
 
@@ -104,6 +106,9 @@ def create_ml_app(name: str, make: Callable[[ServiceContext], MLDetector], *, co
         @app.get("/api/v1/status")
         def status():
             return jsonify(detector.status())
+
+        if extra_routes is not None:
+            extra_routes(app, detector)
 
     app = create_service_app(name, routes, metric_specs=[*ML_METRICS, *metric_specs])
     detector = app.extensions[name] = holder["detector"]

@@ -270,6 +270,9 @@ DDOS_MODEL_DIR = Setting("OBSLAB_DDOS_MODEL_DIR", "path", None, "where the DDoS 
 BASELINE_TARGETS = Setting("OBSLAB_BASELINE_TARGETS", "path", None,
                            "YAML list of `{name, service, expr}` series the baseliner learns",
                            default_doc="the built-in targets")
+COST_MODEL = Setting("OBSLAB_COST_MODEL", "path", None,
+                     "YAML unit prices the performance-aggregator turns CPU, memory and series into a monthly cost with",
+                     default_doc="`ml/performance/cost-model.yml`")
 
 # The table: every declaration above, in the order written (docs/settings.md lists them so).
 SETTINGS: tuple[Setting, ...] = tuple(value for value in dict(globals()).values() if isinstance(value, Setting))

@@ -38,6 +38,7 @@ DEFAULT_PORTS: dict[str, int] = {
     c.ALERTMANAGER: 9093,
     c.DDOS_DETECTOR: 8091,
     c.BASELINER: 8092,
+    c.PERFORMANCE_AGGREGATOR: 8093,
 }
 
 Runtime = Literal["native", "compose"]
@@ -111,7 +112,9 @@ ALERTMANAGER = Component(c.ALERTMANAGER, "monitoring", "/-/ready", image="prom/a
 # Alive is enough: without Prometheus they are up but stale (their /ready says why).
 DDOS_DETECTOR = Component(c.DDOS_DETECTOR, "ml", "/health", entry="obslab.ml.ddos.service:create_app")
 BASELINER = Component(c.BASELINER, "ml", "/health", entry="obslab.ml.baseliner:create_app")
-ML: tuple[Component, ...] = (DDOS_DETECTOR, BASELINER)
+PERFORMANCE_AGGREGATOR = Component(c.PERFORMANCE_AGGREGATOR, "ml", "/health",
+                                   entry="obslab.ml.performance.service:create_app")
+ML: tuple[Component, ...] = (DDOS_DETECTOR, BASELINER, PERFORMANCE_AGGREGATOR)
 
 # --- compose only ---
 # The versions whose configuration keys obslab/generators/collectorconfig.py was written against.
@@ -301,6 +304,8 @@ ENDPOINTS: dict[str, tuple[Endpoint, ...]] = {
     ),
     c.DDOS_DETECTOR: (Endpoint("GET", f"{c.API_PREFIX}/status", "open"),),
     c.BASELINER: (Endpoint("GET", f"{c.API_PREFIX}/status", "open"),),
+    c.PERFORMANCE_AGGREGATOR: (Endpoint("GET", f"{c.API_PREFIX}/status", "open"),
+                               Endpoint("GET", f"{c.API_PREFIX}/kpis", "open")),
     c.IIS_MOCK: (),
 }
 
@@ -316,6 +321,7 @@ OTHER_CALLS: dict[str, tuple[str, ...]] = {
     c.LOAD_GENERATOR: (c.GATEWAY,),
     c.DDOS_DETECTOR: (c.PROMETHEUS,),
     c.BASELINER: (c.PROMETHEUS,),
+    c.PERFORMANCE_AGGREGATOR: (c.PROMETHEUS,),
 }
 
 

@@ -3,7 +3,7 @@
 Components, HTTP headers, Prometheus metric and label names, span attribute keys and alerting
 names are spelled here and nowhere else, one module per kind (:mod:`.components`, :mod:`.http`,
 :mod:`.metrics`, :mod:`.faults`, :mod:`.iis`, :mod:`.loadgen`, :mod:`.receiver`,
-:mod:`.attributes`, :mod:`.alerting`, :mod:`.ml`); this package re-exports them all, so
+:mod:`.attributes`, :mod:`.alerting`, :mod:`.ml`, :mod:`.performance`); this package re-exports them all, so
 ``from obslab import conventions as c`` reads ``c.GATEWAY`` wherever a name is defined. Metric
 names that come from the seed notes (``transaction_*``) must not drift: dashboards and rules of
 both runtimes are written against them.
@@ -18,4 +18,5 @@ from obslab.conventions.iis import *  # noqa: F401,F403
 from obslab.conventions.loadgen import *  # noqa: F401,F403
 from obslab.conventions.metrics import *  # noqa: F401,F403
 from obslab.conventions.ml import *  # noqa: F401,F403
+from obslab.conventions.performance import *  # noqa: F401,F403
 from obslab.conventions.receiver import *  # noqa: F401,F403

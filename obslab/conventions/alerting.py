@@ -30,6 +30,7 @@ DASHBOARD_SLOS = "obslab-slos"             # transactions, SLOs, error budgets, 
 DASHBOARD_DDOS = "obslab-ddos"
 DASHBOARD_BASELINES = "obslab-baselines"
 DASHBOARD_ALERTS = "obslab-alerts"         # firing alerts, notifications, faults, drills
+DASHBOARD_BUSINESS = "obslab-business"     # performance score, SLO/SLA compliance, KPIs, capacity, cost
 
 # SLO rules (obslab/rules/slo.py); {window} is each burn-rate window, e.g. 1h.
 L_SLO = "slo"

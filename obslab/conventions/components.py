@@ -21,7 +21,9 @@ ALERT_RECEIVER = "alert-receiver"
 ALERTMANAGER = "alertmanager"
 DDOS_DETECTOR = "ddos-detector"
 BASELINER = "baseliner"
-ML_SERVICES: tuple[str, ...] = (DDOS_DETECTOR, BASELINER)
+# Reads Prometheus like the detectors: the performance score, SLO/SLA compliance, business KPIs, cost.
+PERFORMANCE_AGGREGATOR = "performance-aggregator"
+ML_SERVICES: tuple[str, ...] = (DDOS_DETECTOR, BASELINER, PERFORMANCE_AGGREGATOR)
 
 BANKING_SERVICES: tuple[str, ...] = (
     GATEWAY, AUTH, ACCOUNTS, TRANSACTIONS, PAYMENTS, FRAUD, NOTIFICATIONS,

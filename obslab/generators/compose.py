@@ -112,6 +112,7 @@ MEMORY_LIMITS: dict[str, str] = {
     c.LOAD_GENERATOR: "256M",
     c.DDOS_DETECTOR: "768M",   # scikit-learn models, retraining in the background
     c.BASELINER: "512M",
+    c.PERFORMANCE_AGGREGATOR: "192M",   # no model: queries and a few hundred gauges
     topology.OTEL_COLLECTOR_NAME: "512M",
     topology.JAEGER_NAME: "1G",
     c.PROMETHEUS: "1G",
@@ -132,6 +133,7 @@ PIDS_LIMITS: dict[str, int] = {
     c.LOAD_GENERATOR: 1024,
     c.DDOS_DETECTOR: 1024,
     c.BASELINER: 1024,
+    c.PERFORMANCE_AGGREGATOR: 256,
     SECRETS_INIT: 64,
     topology.OTEL_COLLECTOR_NAME: 512,
     topology.JAEGER_NAME: 512,

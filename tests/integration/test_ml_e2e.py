@@ -67,6 +67,27 @@ def test_the_baseliner_publishes_every_algorithms_band_and_the_recommended_thres
     assert status(lab, c.BASELINER)["stale"] is False
 
 
+def test_the_performance_aggregator_scores_each_type_and_says_why(lab):
+    def scored() -> dict | None:
+        scores = status(lab, c.PERFORMANCE_AGGREGATOR)["scores"]
+        ready = {t: s for t, s in scores.items() if s["score"] is not None and s["parts"]["throughput"] is not None}
+        return ready if set(ready) == {"transfer", "payment"} else None
+
+    scores = eventually(scored, 180, "a transfer and a payment score with all three parts", interval=3)
+    for explained in scores.values():
+        assert 0 <= explained["score"] <= 100
+        assert explained["weakest"] in {"success", "latency", "throughput"}
+        assert explained["inputs"]["throughput_per_second"] > 0
+    # A healthy lab meets its objectives: the score that Prometheus holds says so.
+    transfer = eventually(lambda: lab.value('transaction_performance_score{type="transfer"}'), 30,
+                          "the transfer score in Prometheus")
+    assert transfer >= 70, scores
+    compliance = eventually(lambda: lab.query('slo_compliance_ratio{window="7d"}'), 60, "SLO compliance over 7d")
+    assert {r["metric"]["slo"] for r in compliance} >= {"transfer-availability", "payment-availability"}
+    kpis = requests.get(f"{lab.url(c.PERFORMANCE_AGGREGATOR)}{c.API_PREFIX}/kpis", timeout=5).json()
+    assert {row["type"] for row in kpis[c.BUSINESS_TRANSACTIONS.name]} == {"transfer", "payment"}
+
+
 def gateway_rate(lab: RunningLab, window: str = "10s") -> float:
     return lab.value(f'sum(rate(http_server_requests_total{{service="gateway"}}[{window}]))') or 0.0
 

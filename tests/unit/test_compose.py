@@ -40,7 +40,8 @@ from tests.support import required_binary
 ROOT = settings.repo_root()
 ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 EXPECTED_SERVICES = {
-    *c.BANKING_SERVICES, c.FAULT_INJECTOR, c.IIS_MOCK, c.DDOS_DETECTOR, c.BASELINER, c.ALERT_RECEIVER,
+    *c.BANKING_SERVICES, c.FAULT_INJECTOR, c.IIS_MOCK, c.DDOS_DETECTOR, c.BASELINER, c.PERFORMANCE_AGGREGATOR,
+    c.ALERT_RECEIVER,
     c.LOAD_GENERATOR, "otel-collector", "jaeger", c.PROMETHEUS, c.ALERTMANAGER, "grafana", "mysql",
     "secrets-init",
 }

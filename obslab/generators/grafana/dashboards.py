@@ -405,6 +405,92 @@ def alerts() -> tuple[list[Row], list[dict[str, Any]]]:
     return [firing, notifications, faults], []
 
 
+# --- business and SLOs (performance-aggregator) ---------------------------------------------
+
+def business() -> tuple[list[Row], list[dict[str, Any]]]:
+    from obslab.ml.performance.score import SCORE_FLOOR
+
+    selected_type, selected_journey = '{type="$type"}', '{journey="$journey"}'
+    score_steps = p.thresholds(("red", None), ("orange", SCORE_FLOOR), ("green", 90))
+    performance = Row("Transaction performance (performance-aggregator)", [
+        p.bargauge("Performance score now", [target(c.TRANSACTION_PERFORMANCE_SCORE.name, "{{type}}")],
+                   width=6, min_value=0, max_value=100, steps=score_steps,
+                   description="0-100 per transaction type: the weighted geometric mean of its success, latency "
+                               "and throughput parts (ml/performance/score.py). Below "
+                               f"{SCORE_FLOOR:g} for 10 minutes: TransactionPerformanceScoreLow."),
+        p.timeseries("Performance score by type", [target(c.TRANSACTION_PERFORMANCE_SCORE.name, "{{type}}")],
+                     width=9, min_value=0, threshold_line=SCORE_FLOOR),
+        p.timeseries("Parts of the $type score (1 = meets its objective)", [
+            target(c.PERFORMANCE_PART.name + selected_type, "{{part}}")], unit="percentunit", width=9, min_value=0,
+            description="The weakest part is why the score moved."),
+        p.table("Inputs of the $type score now", [target(c.PERFORMANCE_INPUT.name + selected_type, table=True)],
+                width=12, hide_columns=("Time", "__name__", "job", "instance", "tier"),
+                description="Measured inputs and their objectives, each in its own unit (seconds, ratio, per second)."),
+        p.timeseries("Anomaly score of the performance score (baseliner, ensemble)", [
+            target(f'{c.BASELINE_SCORE.name}{{series=~".+_performance_score", algorithm="ensemble"}}', "{{series}}")],
+            unit="percentunit", width=12, min_value=0, threshold_line=0.5,
+            description="The baseliner bands the score like any golden signal: above 0.5 for 15 minutes is "
+                        "MetricOutsideBaseline."),
+    ])
+    slo_sla = Row("SLO compliance and the SLA", [
+        p.table("SLO compliance by window", [target(c.SLO_COMPLIANCE.name, table=True),
+                                             target(c.SLO_BUDGET_REMAINING.name, table=True)],
+                width=12, hide_columns=("Time", "__name__", "job", "instance", "tier"),
+                description="Compliance (A) and error budget remaining (B) over 7 days, 30 days and the SLO "
+                            "spec's rolling period; `obslab slo report` explains what spent it."),
+        p.bargauge("Error budget remaining by window", [
+            target(c.SLO_BUDGET_REMAINING.name, "{{slo}} {{window}}")], unit="percentunit", width=6, min_value=0,
+            max_value=1, steps=p.thresholds(("red", None), ("orange", 0.25), ("green", 0.5))),
+        p.stat("Public API availability this month (SLA)", [target(c.SLA_AVAILABILITY.name, "{{sla}}")],
+               unit="percentunit", decimals=3, width=3,
+               steps=p.thresholds(("red", None), ("green", 0.999)),
+               description="Every gateway answer that was not a 5xx, since the first of the month (UTC)."),
+        p.stat("SLA budget left this month", [target(c.SLA_BUDGET_REMAINING.name, "{{sla}}")],
+               unit="percentunit", width=3, steps=p.thresholds(("red", None), ("orange", 0.25), ("green", 0.5)),
+               description="Share of the failures the SLA allows this month still unspent; below 0 it is breached."),
+    ])
+    kpis = Row("Business KPIs", [
+        p.timeseries("Completed movements per minute", [target(c.BUSINESS_TRANSACTIONS.name, "{{type}}")],
+                     width=8, min_value=0),
+        p.timeseries("Value moved per minute", [target(c.BUSINESS_VALUE.name, "{{type}} {{currency}}")],
+                     width=8, min_value=0),
+        p.bargauge("Movements by value band", [target(c.BUSINESS_VALUE_SHARE.name, "{{type}} {{band}}")],
+                   unit="percentunit", width=8, min_value=0, max_value=1,
+                   description="Share of completed movements per value band; never per customer."),
+        p.bargauge("Payment success by merchant category", [
+            target(c.BUSINESS_PAYMENT_SUCCESS.name, "{{merchant_category}}")], unit="percentunit", width=8,
+            min_value=0, max_value=1),
+        p.timeseries("Fraud decisions per minute", [target(c.BUSINESS_FRAUD_DECISIONS.name, "{{decision}}")],
+                     width=8, min_value=0, stacked=True),
+        p.stat("Active customers", [target(c.BUSINESS_ACTIVE_CUSTOMERS.name, "{{window}}")], width=8),
+        p.bargauge("Journey funnel: $journey (per minute)", [
+            target(c.BUSINESS_FUNNEL.name + selected_journey, "{{stage}}")], width=16, min_value=0,
+            description="Started, each step reached, then how journeys ended: completed, abandoned (the bank "
+                        "refused a movement), failed (an error or a refusal to serve)."),
+        p.stat("Conversion: $journey", [target(c.BUSINESS_CONVERSION.name + selected_journey)],
+               unit="percentunit", width=8, description="Completed journeys over started journeys."),
+    ])
+    capacity = Row("Capacity and cost", [
+        p.bargauge("Headroom by component (share of its core free)", [
+            target(c.CAPACITY_HEADROOM.name, "{{component}}")], unit="percentunit", width=8, min_value=0,
+            max_value=1, steps=p.thresholds(("red", None), ("orange", 0.2), ("green", 0.5))),
+        p.table("Efficiency and saturation", [target(c.CAPACITY_REQUESTS_PER_CPU.name, table=True),
+                                              target(c.CAPACITY_SATURATION_RPS.name, table=True)],
+                width=8, hide_columns=("Time", "__name__", "job", "instance", "tier"),
+                description="Requests per CPU-second (A) and the request rate at which the component's one core "
+                            "would be saturated at that efficiency (B)."),
+        p.bargauge("Estimated monthly cost by component", [
+            target(f"sum by (component, currency) ({c.COST_MONTHLY.name})", "{{component}} ({{currency}})")],
+            width=8, min_value=0, description="CPU, memory and stored series at the cost model's unit prices "
+                                              "(ml/performance/cost-model.yml, OBSLAB_COST_MODEL)."),
+    ])
+    variables = [
+        p.label_values_variable("type", c.TRANSACTION_PERFORMANCE_SCORE.name, c.L_TYPE, title="Transaction type"),
+        p.label_values_variable("journey", c.BUSINESS_FUNNEL.name, c.L_JOURNEY_KPI, title="Journey"),
+    ]
+    return [performance, slo_sla, kpis, capacity], variables
+
+
 # --- assembly -------------------------------------------------------------------------------
 
 DASHBOARDS: tuple[Dashboard, ...] = (
@@ -414,6 +500,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
     Dashboard(c.DASHBOARD_BASELINES, "obslab / Auto-baselining", ("ml", "baselines"), baselines),
     Dashboard(c.DASHBOARD_IIS, "obslab / Windows IIS", ("iis", "windows"), iis),
     Dashboard(c.DASHBOARD_ALERTS, "obslab / Alerts and drills", ("alerts", "drills", "faults"), alerts),
+    Dashboard(c.DASHBOARD_BUSINESS, "obslab / Business and SLOs", ("business", "slo", "capacity"), business),
 )
 
 
