@@ -228,6 +228,11 @@ class NativeLab:
         """The profile the lab in this data directory was started with (None: no lab, or no profile)."""
         return self._manifest_data().get("profile")
 
+    def started_at(self) -> float | None:
+        """When the lab in this data directory was started (Unix time; None: no lab recorded)."""
+        value = self._manifest_data().get("started_at")
+        return float(value) if isinstance(value, (int, float)) else None
+
     def running(self) -> bool:
         return self.supervisor.running()
 

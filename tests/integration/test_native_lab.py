@@ -63,6 +63,20 @@ def test_status_reports_every_component_healthy_as_json(lab):
     assert all(item["url"].startswith("http://127.0.0.1:") for item in components)
 
 
+def test_status_verbose_reads_the_labs_prometheus_and_alertmanager_at_its_offset(lab):
+    result = lab.run("status", "--verbose", "--json", "--min-free", "0", timeout=60)
+    report = json.loads(result.stdout)
+    assert (result.returncode, report["problems"]) == (0, []), result.stdout
+    assert {item["name"] for item in report["components"]} == EXPECTED
+    assert all("error" not in item["readiness"] for item in report["components"]), report["components"]
+    gateway = f"127.0.0.1:{topology.DEFAULT_PORTS[c.GATEWAY] + lab.offset}"
+    assert any(t["job"] == c.GATEWAY and t["instance"] == gateway for t in report["prometheus"]["targets"])
+    assert report["prometheus"]["rule_groups"]
+    # Read through the lab's basic auth: a single instance with gossip off.
+    assert report["alertmanager"]["cluster_status"] == "disabled" and report["alertmanager"]["version"]
+    assert report["disk"]["used_bytes"] > 0 and report["disk"]["top"]
+
+
 def test_a_second_up_says_a_lab_is_running_instead_of_fighting_for_ports(lab):
     result = lab.run("up", "--detach", timeout=60)
     assert result.returncode == 2
