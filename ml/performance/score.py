@@ -17,10 +17,12 @@ from three parts, each 0 (bad) to 1 (meets its objective):
 
 The score is ``100 x`` the **weighted geometric mean** of the parts present (weights
 :data:`WEIGHTS`): any part at 0 takes the score to 0 (a transfer path that fails every request is
-not "half fine" because it fails fast), and a part that cannot be measured (no traffic, a
-baseline still learning) is left out with the other weights rescaled instead of guessed. With no
-part measurable the score is withdrawn. Examples: latency at twice its objective alone gives 81;
-a 14.4x burn of the success budget alone gives 54; half the usual throughput alone gives 87.
+not "half fine" because it fails fast), and a part that cannot be measured (no request to time or
+to count failures of, a baseline still learning) is left out with the other weights rescaled
+instead of guessed. With no part measurable the score is withdrawn. No requests at all while the
+baseline expects some is not "unmeasurable": it is a throughput of 0, and the score is 0
+(customers cannot get through). Examples: latency at twice its objective alone gives 81; a 14.4x
+burn of the success budget alone gives 54; half the usual throughput alone gives 87.
 """
 
 from __future__ import annotations

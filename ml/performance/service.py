@@ -19,13 +19,15 @@ budget rule Prometheus records), for every SLO Prometheus records (``slo:error_b
 names them: no copy of the spec here), and the SLA view: :data:`SLAS`, the contractual figures
 over the calendar month to date.
 
-Windows follow the lab's profile (the fast profile divides them as it divides the rules'). No
+Windows follow the lab's profile (the fast profile divides them as it divides the rules'), except
+the SLA's: a contract's calendar month is the same in every profile. No
 Prometheus: every gauge is withdrawn and ``ml_input_stale{detector="performance-aggregator"}``
 is 1, as for the detectors (MLDetectorStale).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -44,6 +46,8 @@ from obslab.ml.prometheus import PrometheusClient, PrometheusUnavailable
 from obslab.ml.runtime import Freshness, create_ml_app, prometheus_client
 from obslab.platform.app import ServiceContext
 from obslab.profiles import Profile
+
+log = logging.getLogger(__name__)
 
 # The baseliner's series (obslab.ml.baseliner.DEFAULT_TARGETS) of each type's throughput.
 THROUGHPUT_SERIES = "{type}_request_rate"
@@ -120,11 +124,12 @@ class Aggregator:
 
     # --- reading Prometheus ------------------------------------------------------------------
 
-    def _query(self, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
-        return self.prometheus.instant(self.profile.scale_ranges(expr), at)
-
-    def _by(self, expr: str, at: float, *labels: str) -> dict[tuple[str, ...], float]:
-        return {tuple(metric.get(name, "") for name in labels): value for metric, value in self._query(expr, at)}
+    def _by(self, expr: str, at: float, *labels: str, scaled: bool = False) -> dict[tuple[str, ...], float]:
+        """``expr`` keyed by ``labels``; its ranges are scaled by the profile unless ``scaled`` says
+        they already are (an SLO window from Profile.slo_window)."""
+        query = expr if scaled else self.profile.scale_ranges(expr)
+        return {tuple(metric.get(name, "") for name in labels): value
+                for metric, value in self.prometheus.instant(query, at)}
 
     # --- one evaluation ----------------------------------------------------------------------
 
@@ -141,11 +146,14 @@ class Aggregator:
                 slow = View(at)
                 self._slos(slow, at)
                 self._slas(slow, at)
-        except PrometheusUnavailable as exc:
+        except Exception as exc:  # noqa: BLE001 - never keep publishing figures a failed cycle did not confirm
+            if not isinstance(exc, PrometheusUnavailable):
+                log.exception("performance aggregation failed")
             with self._lock:
                 self._view = self._slow = None
             if self.freshness:
-                self.freshness.stale(str(exc))
+                self.freshness.stale(f"{type(exc).__name__}: {exc}" if not isinstance(exc, PrometheusUnavailable)
+                                     else str(exc))
             return None
         with self._lock:
             self._view, self._slow = view, slow
@@ -206,6 +214,8 @@ class Aggregator:
         for spec, expr, labels in _kpi_queries():
             for key, value in self._by(expr, at, *labels).items():
                 view.add(spec, key, value)
+        # Shares over 15 minutes (a band of a few movements a minute needs that much to read steadily),
+        # in each movement's own currency's major units: the bands are coarse enough for that.
         buckets = self._by("sum by (type, le) (rate(transaction_value_bucket[15m]))", at, "type", "le")
         for type_ in {t for t, _ in buckets}:
             cumulative = sorted((float(le), count) for (t, le), count in buckets.items() if t == type_)
@@ -245,17 +255,18 @@ class Aggregator:
         requests = self._by("sum by (service) (rate(http_server_requests_total[5m]))", at, "service")
         memory = self._by("sum by (job) (process_resident_memory_bytes)", at, "job")
         series = self._by("sum by (job) (scrape_samples_post_metric_relabeling)", at, "job")
-        ours = {comp.name for comp in topology.ALL if comp.entry}
+        # Our single-process components outside the ML tier (whose numerical libraries run threads).
+        one_core = {comp.name for comp in topology.ALL if comp.entry and comp.tier != "ml"}
         currency = self.cost_model.currency
         for (job,) in sorted({*cpu, *memory, *series}):
             cores = cpu.get((job,))
             served = requests.get((job,))
             if cores is not None and served is not None and cores > 0:
                 view.add(c.CAPACITY_REQUESTS_PER_CPU, (job,), served / cores)
-                if job in ours:
+                if job in one_core:
                     # One Python process, one interpreter lock: a core is all it can use.
-                    view.add(c.CAPACITY_SATURATION_RPS, (job,), served / cores)
-            if cores is not None and job in ours:
+                    view.add(c.CAPACITY_SPARE_RPS, (job,), max(0.0, 1.0 - cores) * served / cores)
+            if cores is not None and job in one_core:
                 view.add(c.CAPACITY_CPU, (job,), cores)
                 view.add(c.CAPACITY_HEADROOM, (job,), max(0.0, 1.0 - cores))
             monthly = self.cost_model.monthly(cores or 0.0, memory.get((job,), 0.0), series.get((job,), 0.0))
@@ -268,7 +279,7 @@ class Aggregator:
         for window in SLO_WINDOWS:
             expr = (f"avg by (slo, service, team) (avg_over_time({c.RULE_SLO_ERROR_RATIO.format(window='5m')}"
                     f"[{self.profile.slo_window(window)}]))")
-            for key, ratio in self._by(expr, at, *keys).items():
+            for key, ratio in self._by(expr, at, *keys, scaled=True).items():
                 view.add(c.SLO_COMPLIANCE, (*key, window), 1.0 - ratio)
                 if budgets.get(key):
                     view.add(c.SLO_BUDGET_REMAINING, (*key, window), 1.0 - ratio / budgets[key])
@@ -342,7 +353,7 @@ def _by_component(view: View | None) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for spec, name in ((c.CAPACITY_REQUESTS_PER_CPU, "requests_per_cpu_second"),
                        (c.CAPACITY_CPU, "cpu_utilisation"), (c.CAPACITY_HEADROOM, "headroom"),
-                       (c.CAPACITY_SATURATION_RPS, "saturation_requests_per_second")):
+                       (c.CAPACITY_SPARE_RPS, "spare_requests_per_second")):
         for (component,), value in view.values(spec).items():
             found.setdefault(component, {})[name] = round(value, 4)
     for (component, resource, _), value in view.values(c.COST_MONTHLY).items():

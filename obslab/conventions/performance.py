@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from obslab.conventions.alerting import L_SLO, L_TEAM
-from obslab.conventions.metrics import L_CURRENCY, L_MERCHANT_CATEGORY, L_SERVICE, L_TYPE, L_WINDOW, MetricSpec
+from obslab.conventions.loadgen import L_JOURNEY
+from obslab.conventions.metrics import (
+    L_CURRENCY,
+    L_DECISION,
+    L_MERCHANT_CATEGORY,
+    L_SERVICE,
+    L_TYPE,
+    L_WINDOW,
+    MetricSpec,
+)
 
 # --- performance aggregation: score, SLO/SLA, business KPIs, capacity and cost ---------------
 
@@ -13,8 +22,6 @@ L_PART = "part"               # a part of the performance score: latency, succes
 L_SLA = "sla"
 L_RESOURCE = "resource"
 L_BAND = "band"
-L_DECISION_KPI = "decision"
-L_JOURNEY_KPI = "journey"
 L_STAGE = "stage"
 
 # Parts of the score and the inputs that explain each (label values).
@@ -62,15 +69,15 @@ BUSINESS_PAYMENT_SUCCESS = MetricSpec(
     "Share of payments completed, by merchant category (declines and refusals count as not completed).",
     (L_MERCHANT_CATEGORY,))
 BUSINESS_FRAUD_DECISIONS = MetricSpec(
-    "business_fraud_decisions_per_minute", "gauge", "Fraud decisions per minute, by decision.", (L_DECISION_KPI,))
+    "business_fraud_decisions_per_minute", "gauge", "Fraud decisions per minute, by decision.", (L_DECISION,))
 BUSINESS_ACTIVE_CUSTOMERS = MetricSpec(
     "business_active_customers", "gauge", "Distinct customers active at the gateway over a window.", (L_WINDOW,))
 BUSINESS_FUNNEL = MetricSpec(
     "business_journey_funnel_per_minute", "gauge",
     "The load generator's journeys per minute at each stage: started, each step reached, completed, "
-    "abandoned, failed.", (L_JOURNEY_KPI, L_STAGE))
+    "abandoned, failed.", (L_JOURNEY, L_STAGE))
 BUSINESS_CONVERSION = MetricSpec(
-    "business_journey_conversion_ratio", "gauge", "Completed journeys over started journeys.", (L_JOURNEY_KPI,))
+    "business_journey_conversion_ratio", "gauge", "Completed journeys over started journeys.", (L_JOURNEY,))
 
 CAPACITY_REQUESTS_PER_CPU = MetricSpec(
     "capacity_requests_per_cpu_second", "gauge",
@@ -81,9 +88,10 @@ CAPACITY_CPU = MetricSpec(
 CAPACITY_HEADROOM = MetricSpec(
     "capacity_headroom_ratio", "gauge",
     "Share of a component's capacity still free: 1 - CPU utilisation (0: saturated).", (L_COMPONENT,))
-CAPACITY_SATURATION_RPS = MetricSpec(
-    "capacity_saturation_requests_per_second", "gauge",
-    "Requests per second at which a component would saturate its core, at its measured efficiency.",
+CAPACITY_SPARE_RPS = MetricSpec(
+    "capacity_spare_requests_per_second", "gauge",
+    "More requests per second a component could take before its one core saturates, at its measured "
+    "efficiency (requests per CPU-second x the CPU it does not use yet).",
     (L_COMPONENT,))
 COST_MONTHLY = MetricSpec(
     "cost_monthly_estimate", "gauge",
@@ -94,5 +102,5 @@ PERFORMANCE_METRICS: tuple[MetricSpec, ...] = (
     PERFORMANCE_PART, PERFORMANCE_INPUT, SLO_COMPLIANCE, SLO_BUDGET_REMAINING, SLA_AVAILABILITY, SLA_OBJECTIVE,
     SLA_BUDGET_REMAINING, BUSINESS_TRANSACTIONS, BUSINESS_VALUE, BUSINESS_VALUE_SHARE, BUSINESS_PAYMENT_SUCCESS,
     BUSINESS_FRAUD_DECISIONS, BUSINESS_ACTIVE_CUSTOMERS, BUSINESS_FUNNEL, BUSINESS_CONVERSION,
-    CAPACITY_REQUESTS_PER_CPU, CAPACITY_CPU, CAPACITY_HEADROOM, CAPACITY_SATURATION_RPS, COST_MONTHLY,
+    CAPACITY_REQUESTS_PER_CPU, CAPACITY_CPU, CAPACITY_HEADROOM, CAPACITY_SPARE_RPS, COST_MONTHLY,
 )

@@ -298,8 +298,10 @@ def check_prometheus(base: str, now: float, window_seconds: int = FAILURE_WINDOW
         for key, value in sorted(counts.items()):
             where = "" if key == "all" else f" ({key})"
             if name == "rule_evaluation_failures":
-                if not any(g["name"] == key and g["failing"] for g in groups):
-                    warnings.append(f"rule group {key}: {_count(value)} failed evaluations in the last "
+                # Prometheus labels the counter "<rule file>;<group name>".
+                group = key.rsplit(";", 1)[-1]
+                if not any(g["name"] == group and g["failing"] for g in groups):
+                    warnings.append(f"rule group {group}: {_count(value)} failed evaluations in the last "
                                     f"{window_name}, evaluating fine now")
             elif name == "prometheus_notification_errors":
                 problems.append(f"prometheus failed {_count(value)} times to send alerts to Alertmanager{where} "

@@ -78,10 +78,10 @@ def test_the_performance_aggregator_scores_each_type_and_says_why(lab):
         assert 0 <= explained["score"] <= 100
         assert explained["weakest"] in {"success", "latency", "throughput"}
         assert explained["inputs"]["throughput_per_second"] > 0
-    # A healthy lab meets its objectives: the score that Prometheus holds says so.
-    transfer = eventually(lambda: lab.value('transaction_performance_score{type="transfer"}'), 30,
-                          "the transfer score in Prometheus")
-    assert transfer >= 70, scores
+    # A healthy lab meets its objectives: the score that Prometheus holds says so (the throughput
+    # part can lag while the baseliner's first bands settle, so this waits for it).
+    eventually(lambda: (lab.value('transaction_performance_score{type="transfer"}') or 0) >= 70, 90,
+               lambda: f"a transfer score of at least 70 in Prometheus ({status(lab, c.PERFORMANCE_AGGREGATOR)['scores']})")
     compliance = eventually(lambda: lab.query('slo_compliance_ratio{window="7d"}'), 60, "SLO compliance over 7d")
     assert {r["metric"]["slo"] for r in compliance} >= {"transfer-availability", "payment-availability"}
     kpis = requests.get(f"{lab.url(c.PERFORMANCE_AGGREGATOR)}{c.API_PREFIX}/kpis", timeout=5).json()

@@ -222,7 +222,7 @@ def test_capacity_and_cost_per_component(view):
     assert result.values(c.CAPACITY_REQUESTS_PER_CPU)[("gateway",)] == pytest.approx(200.0)
     assert result.values(c.CAPACITY_CPU)[("gateway",)] == pytest.approx(0.5)
     assert result.values(c.CAPACITY_HEADROOM)[("gateway",)] == pytest.approx(0.5)
-    assert result.values(c.CAPACITY_SATURATION_RPS)[("gateway",)] == pytest.approx(200.0)
+    assert result.values(c.CAPACITY_SPARE_RPS)[("gateway",)] == pytest.approx(100.0)   # half its core is free
     model = aggregator.cost_model
     monthly = result.values(c.COST_MONTHLY)
     assert monthly[("gateway", "cpu", "EUR")] == pytest.approx(0.5 * model.cpu_core_hour * 730)
@@ -246,3 +246,42 @@ def test_the_collector_publishes_what_it_measured_and_nothing_while_stale(view, 
     assert "transaction_performance_score{" not in text
     assert client.get("/api/v1/kpis").get_json() == {"at": None}
     assert client.get("/api/v1/status").get_json()["stale"] is True
+
+
+def test_the_alert_floor_is_the_scores_floor():
+    from obslab.rules import load_catalog
+
+    (alert,) = [a for a in load_catalog().alerts() if a.name == "TransactionPerformanceScoreLow"]
+    assert alert.expr.rstrip().endswith(f"< {score.SCORE_FLOOR:g}")
+
+
+class RecordingPrometheus(PrometheusClient):
+    """Answers nothing, remembers every query (what is under test is the text sent)."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:9")
+        self.queries: list[str] = []
+
+    def instant(self, expr, at=None):
+        self.queries.append(expr)
+        return []
+
+
+def test_a_fast_lab_scales_rates_once_and_slo_windows_once():
+    from obslab.profiles import FAST
+
+    prometheus = RecordingPrometheus()
+    Aggregator(None, prometheus, FAST, cost.load()).step(1_000_000.0)
+    slo_7d = [q for q in prometheus.queries if "avg_over_time" in q and FAST.slo_window("7d") in q]
+    assert slo_7d, prometheus.queries
+    assert any("rate(process_cpu_seconds_total[30s])" in q for q in prometheus.queries)
+
+
+def test_a_cycle_that_fails_for_any_reason_withdraws_everything(view, monkeypatch):
+    aggregator, _ = view
+    broken = Aggregator(None, aggregator.prometheus, PRODUCTION, cost.load())
+    broken.step(aggregator.views()[0].at)
+    assert broken.views()[0] is not None
+    monkeypatch.setattr(broken, "_funnel", lambda *a: 1 / 0)
+    assert broken.step(aggregator.views()[0].at) is None
+    assert broken.views() == (None, None)

@@ -187,7 +187,7 @@ def test_a_healthy_lab_exits_0_with_every_section_and_a_healthy_summary(lab_dir,
                     "Alertmanager http://127.0.0.1:", f"Disk ({lab_dir})"):
         assert any(line.startswith(heading) for line in lines), (heading, out)
     assert "ready: auth ok, database ok" in out                     # the gateway's /ready checks
-    assert "3s ago" in out and "4 ms" in out                        # last scrape age and duration
+    assert re.search(r"\b\ds ago", out) and "4 ms" in out                        # last scrape age and duration
     assert "version 0.25.0, cluster disabled, 0 peers, up 2h" in out   # read with the lab's basic auth
     assert "notifications since start: webhook 12 sent, 3 failed\n" in out   # history, not a problem
     assert re.search(r"used: prometheus \d+\.\d KiB, logs \d+\.\d KiB, run ", out), out   # largest first
@@ -198,8 +198,11 @@ def test_a_down_target_and_a_failing_rule_exit_1_and_are_named_in_the_summary_li
                                         "dial tcp 127.0.0.1:8091: connect: connection refused")
     fakes.state["groups"] = [_group("slo-transfer", _rule("a"), _rule("b", "many-to-many matching not allowed: "
                                                                             "matching labels must be unique"))]
+    fakes.state["queries"]["prometheus_rule_evaluation_failures_total"] = [
+        {"metric": {"rule_group": "/etc/prometheus/rules/slos.yml;slo-transfer"}, "value": [NOW, "9"]}]
     code, out, _ = _run(capsys, "--verbose", "--data-dir", str(lab_dir), "--min-free", "0")
     assert code == 1
+    assert "evaluating fine now" not in out                          # still failing: a problem, not history
     assert out.rstrip().splitlines()[-1] == (
         "UNHEALTHY: 2 problems: target ddos-detector down (connection refused); "
         "rule group slo-transfer: 1 rule failing (matching labels must be unique)")
@@ -244,7 +247,7 @@ def test_failures_during_the_labs_start_up_are_not_judged(lab_dir, fakes, capsys
 
 def test_rule_failures_that_recovered_are_a_warning_not_a_problem(lab_dir, fakes, capsys):
     fakes.state["queries"]["prometheus_rule_evaluation_failures_total"] = [
-        {"metric": {"rule_group": "slo-transfer"}, "value": [NOW, "4"]}]
+        {"metric": {"rule_group": "/etc/prometheus/rules/slos.yml;slo-transfer"}, "value": [NOW, "4"]}]
     code, out, _ = _run(capsys, "--verbose", "--data-dir", str(lab_dir), "--min-free", "0")
     assert code == 0, out
     assert "rule group slo-transfer: 4 failed evaluations in the last 10m, evaluating fine now" in out

@@ -465,8 +465,8 @@ def business() -> tuple[list[Row], list[dict[str, Any]]]:
         p.stat("Active customers", [target(c.BUSINESS_ACTIVE_CUSTOMERS.name, "{{window}}")], width=8),
         p.bargauge("Journey funnel: $journey (per minute)", [
             target(c.BUSINESS_FUNNEL.name + selected_journey, "{{stage}}")], width=16, min_value=0,
-            description="Started, each step reached, then how journeys ended: completed, abandoned (the bank "
-                        "refused a movement), failed (an error or a refusal to serve)."),
+            description="Started, each step reached, then how journeys ended: completed, abandoned (the customer "
+                        "gave up, or the bank refused the movement), failed (an error or a refusal to serve)."),
         p.stat("Conversion: $journey", [target(c.BUSINESS_CONVERSION.name + selected_journey)],
                unit="percentunit", width=8, description="Completed journeys over started journeys."),
     ])
@@ -474,11 +474,11 @@ def business() -> tuple[list[Row], list[dict[str, Any]]]:
         p.bargauge("Headroom by component (share of its core free)", [
             target(c.CAPACITY_HEADROOM.name, "{{component}}")], unit="percentunit", width=8, min_value=0,
             max_value=1, steps=p.thresholds(("red", None), ("orange", 0.2), ("green", 0.5))),
-        p.table("Efficiency and saturation", [target(c.CAPACITY_REQUESTS_PER_CPU.name, table=True),
-                                              target(c.CAPACITY_SATURATION_RPS.name, table=True)],
+        p.table("Efficiency and spare capacity", [target(c.CAPACITY_REQUESTS_PER_CPU.name, table=True),
+                                                  target(c.CAPACITY_SPARE_RPS.name, table=True)],
                 width=8, hide_columns=("Time", "__name__", "job", "instance", "tier"),
-                description="Requests per CPU-second (A) and the request rate at which the component's one core "
-                            "would be saturated at that efficiency (B)."),
+                description="Requests per CPU-second (A) and how many more requests per second the component "
+                            "could take before its one core saturates, at that efficiency (B)."),
         p.bargauge("Estimated monthly cost by component", [
             target(f"sum by (component, currency) ({c.COST_MONTHLY.name})", "{{component}} ({{currency}})")],
             width=8, min_value=0, description="CPU, memory and stored series at the cost model's unit prices "
@@ -486,7 +486,7 @@ def business() -> tuple[list[Row], list[dict[str, Any]]]:
     ])
     variables = [
         p.label_values_variable("type", c.TRANSACTION_PERFORMANCE_SCORE.name, c.L_TYPE, title="Transaction type"),
-        p.label_values_variable("journey", c.BUSINESS_FUNNEL.name, c.L_JOURNEY_KPI, title="Journey"),
+        p.label_values_variable("journey", c.BUSINESS_FUNNEL.name, c.L_JOURNEY, title="Journey"),
     ]
     return [performance, slo_sla, kpis, capacity], variables
 
