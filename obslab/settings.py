@@ -148,6 +148,18 @@ VERSION = Setting("OBSLAB_VERSION", "str", None, "tag of the obslab images compo
 PUBLISH_ADDRESS = Setting("OBSLAB_PUBLISH_ADDRESS", "str", "127.0.0.1",
                           "host address compose publishes the lab's UIs and gateway on (.env)")
 
+# --- backups (obslab/lab/backup.py)
+BACKUP_DIR = Setting("OBSLAB_BACKUP_DIR", "path", None, "where `obslab backup` writes and lists archives",
+                     default_doc="`<data dir>/backups`")
+BACKUP_EVERY = Setting("OBSLAB_BACKUP_EVERY", "str", None,
+                       "`obslab up` takes a backup this often, e.g. `6h` (`--backup-every` wins)", default_doc="never")
+BACKUP_KEEP = Setting("OBSLAB_BACKUP_KEEP", "int", 7,
+                      "scheduled backups kept; older scheduled ones are deleted (`--backup-keep` wins)",
+                      minimum=1, maximum=10_000)
+PROMETHEUS_ADMIN_API = Setting("OBSLAB_PROMETHEUS_ADMIN_API", "bool", False,
+                               "run the native lab's Prometheus with its admin API, so that backups snapshot "
+                               "the TSDB through it (anybody on this machine could then delete series)")
+
 # --- secrets (obslab/secrets.py)
 SECRETS_DIR = Setting("OBSLAB_SECRETS_DIR", "path", None, "the lab's generated secrets",
                       default_doc="`<data dir>/run/secrets`")

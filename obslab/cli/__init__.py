@@ -18,7 +18,7 @@ from obslab.errors import CliError
 # In the order `obslab --help` lists them: the lab's lifecycle, then what acts on a lab.
 SUBCOMMANDS: tuple[str, ...] = (
     "up", "status", "down", "restart", "serve", "generate", "doctor",
-    "fault", "load", "rules", "alerts", "history", "slo", "ml", "drill", "secrets", "bench",
+    "fault", "load", "rules", "alerts", "history", "slo", "ml", "drill", "secrets", "bench", "backup",
 )
 
 

@@ -172,6 +172,9 @@ class NativeLab:
                                      tsdb_path=str(self.data_dir / "prometheus" / "data"),
                                      external_url=self._url(topology.PROMETHEUS), retention_days=RETENTION_DAYS),
             f"--web.listen-address={topology.PROMETHEUS.address('native', offset=self.offset)}",
+            # Opt-in: `obslab backup` then snapshots the TSDB through it; off, it copies the files
+            # (nothing authenticates callers of Prometheus natively, and the admin API deletes series).
+            *(["--web.enable-admin-api"] if settings.PROMETHEUS_ADMIN_API.get() else []),
         ], priority=900)
 
     def _alertmanager_program(self, binary: str) -> Program:
@@ -195,6 +198,18 @@ class NativeLab:
             "--cluster.listen-address=",
             "--log.format=json",
         ], priority=850)
+
+    def _backup_program(self, every: float, keep: int | None) -> Program:
+        """Scheduled backups: a program of its own, so they go on after `up --detach` returns."""
+        from obslab.lab import backup
+
+        keep = keep if keep is not None else settings.BACKUP_KEEP.get()
+        self.say(f"Backups: every {every:g} s into {backup.backup_dir(self.data_dir)}, keeping the newest {keep} "
+                 f"(log: {self.supervisor.log_path(backup.SCHEDULER_PROGRAM)})")
+        return Program(backup.SCHEDULER_PROGRAM, [
+            sys.executable, "-m", "obslab", "backup", "schedule", "--data-dir", str(self.data_dir),
+            "--every", f"{every:g}s", "--keep", str(keep),
+        ], priority=990)
 
     def _health_credentials(self, comp: topology.Component) -> dict[str, str]:
         """LabComponent's health_user and health_password_file: Alertmanager's basic auth."""
@@ -238,7 +253,10 @@ class NativeLab:
 
     # --- commands --------------------------------------------------------------------------
 
-    def up(self, *, detach: bool, timeout: float = 90.0, seed: bool = True, traffic: bool = True) -> int:
+    def up(self, *, detach: bool, timeout: float = 90.0, seed: bool = True, traffic: bool = True,
+           backup_every: float | None = None, backup_keep: int | None = None) -> int:
+        """``backup_every`` (seconds): a supervised scheduler takes a backup that often, keeping
+        the newest ``backup_keep`` scheduled ones (obslab/lab/backup.py)."""
         if self.running():
             raise LabError(
                 f"a lab is already running from {self.data_dir} (supervisord pid {self.supervisor.pid()}); "
@@ -276,6 +294,8 @@ class NativeLab:
             programs.append(self._alertmanager_program(alertmanager_binary))
         if prometheus_binary is not None:
             programs.append(self._prometheus_program(prometheus_binary, components))
+        if backup_every:
+            programs.append(self._backup_program(backup_every, backup_keep))
         lab = [LabComponent(comp.name, self._url(comp), self._url(comp) + comp.health_path,
                             **self._health_credentials(comp))
                for comp in components]
