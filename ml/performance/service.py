@@ -201,7 +201,8 @@ class Aggregator:
             view.add(c.PERFORMANCE_PART, (*key, name), part)
         for name, number in inputs.items():
             view.add(c.PERFORMANCE_INPUT, (*key, name), number)
-        measured = {n: p for n, p in parts.items() if p is not None}
+        # What pulls the score down, if anything does.
+        measured = {n: p for n, p in parts.items() if p is not None and p < 1.0}
         view.scores[objective.type] = {
             "service": objective.service,
             "score": None if value is None else round(value, 2),

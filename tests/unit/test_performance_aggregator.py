@@ -171,6 +171,17 @@ def test_the_transfer_score_and_every_input_behind_it(view):
     assert explained["weakest"] == "latency" and explained["score"] == pytest.approx(expected, abs=0.01)
 
 
+def test_a_type_that_meets_every_objective_names_no_weakest_part():
+    from obslab.ml.performance.service import View
+
+    view = View(0.0)
+    Aggregator._score(view, score.OBJECTIVES[0], {
+        "gateway_error_ratio": 0.0, "technical_failure_ratio": 0.0, "latency_p95_seconds": 0.1,
+        "throughput_per_second": 3.0, "throughput_baseline_lower_per_second": 1.0,
+        "throughput_baseline_expected_per_second": 2.0})
+    assert view.scores["transfer"]["score"] == 100.0 and view.scores["transfer"]["weakest"] is None
+
+
 def test_a_type_without_traffic_has_no_score_rather_than_a_guess(view):
     _, result = view
     assert ("payment", "payments") not in result.values(c.TRANSACTION_PERFORMANCE_SCORE)
