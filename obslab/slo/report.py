@@ -27,7 +27,9 @@ left out; budget b = 1 - objective):
   alert; an alert is its name and labels without ``alertstate``, ``severity``, ``team`` and the
   burn-window pair (the four pairs of an SLO's own alert are one incident). Each SLO gets, per
   interval, the budget spent at the points where the alert fired, if the SLO burned faster than
-  its budget allows meanwhile (burn rate > 1): its own burn alerts and any other
+  its budget allows meanwhile (burn rate > 1) and at least twice as fast as outside every
+  incident (so a background burn near 1x does not pin unrelated incidents on it): its own burn
+  alerts and any other
   (ServiceErrorRateHigh, BankingServiceDown, DDoSAttackSuspected ...); the top 5 by budget spent.
   Incidents overlap, so their shares do not add up; ``spent_without_incident`` is what no
   incident covered.
@@ -97,6 +99,7 @@ from obslab.sim.incidents import iso8601
 
 DEFAULT_DAYS = 7
 TOP_HOURS = 5
+BACKGROUND_MULTIPLE = 2.0   # an incident's burn over the SLO's burn outside incidents
 TOP_INCIDENTS = 5
 # Prometheus answers at most 11,000 points per series and range query.
 MAX_POINTS = 11_000
@@ -405,12 +408,21 @@ def analyse(spec: SlosSpec, slo: SloSpec, ratios: np.ndarray, window: Window, in
     hours.sort(key=lambda h: (-h["burn_rate"], -h["budget_spent"], h["start_unix"]))
     data["worst_hours"] = hours[:TOP_HOURS]
 
+    # An incident spent this SLO's budget if the SLO burned faster than the budget allows while it
+    # lasted and clearly faster than it burns outside every incident: a background burn near 1x
+    # (simulated history's noise) must not pin every unrelated incident (an IIS site) on it.
+    in_any = np.zeros(len(r), dtype=bool)
+    for incident in incidents:
+        in_any |= incident.mask
+    quiet = valid & ~in_any
+    background = float(r[quiet].mean() / budget) if quiet.any() else 0.0
+    floor = max(1.0, BACKGROUND_MULTIPLE * background)
     attributed = []
     for incident in incidents:
         inside = incident.mask & valid
         share = float(spend[inside].sum())
         burn = float(r[inside].mean() / budget) if inside.any() else 0.0
-        if burn > 1:   # burning faster than the budget allows while it lasted
+        if burn > floor:
             attributed.append((share, incident, burn))
     attributed.sort(key=lambda a: (-a[0], a[1].start))
     anywhere = np.zeros(len(r), dtype=bool)
