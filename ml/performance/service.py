@@ -17,7 +17,9 @@ Every ``baseline_refit_s`` (heavier range reads) it also publishes SLO complianc
 budget left over 7 and 30 days and over the spec's rolling period (``window="period"``, from the
 budget rule Prometheus records), for every SLO Prometheus records (``slo:error_budget:ratio``
 names them: no copy of the spec here), and the SLA view: :data:`SLAS`, the contractual figures
-over the calendar month to date.
+over the calendar month to date. Prometheus evaluates no rule over backfilled blocks, so over
+``obslab history``'s days these figures cover only the time the lab has run (``obslab slo report``
+falls back to the raw SLI there).
 
 Windows follow the lab's profile (the fast profile divides them as it divides the rules'), except
 the SLA's: a contract's calendar month is the same in every profile. No
@@ -142,7 +144,9 @@ class Aggregator:
             self._kpis(view, at)
             self._capacity(view, at)
             slow = self._slow
-            if slow is None or at - slow.at >= self.profile.baseline_refit_s or at < slow.at:
+            # Until Prometheus records an SLO (a fresh lab's first rule evaluations), ask every cycle.
+            if slow is None or not slow.gauges.get(c.SLO_COMPLIANCE.name) or \
+                    at - slow.at >= self.profile.baseline_refit_s or at < slow.at:
                 slow = View(at)
                 self._slos(slow, at)
                 self._slas(slow, at)
