@@ -112,7 +112,7 @@ MEMORY_LIMITS: dict[str, str] = {
     c.LOAD_GENERATOR: "256M",
     c.DDOS_DETECTOR: "768M",   # scikit-learn models, retraining in the background
     c.BASELINER: "512M",
-    c.PERFORMANCE_AGGREGATOR: "192M",   # no model: queries and a few hundred gauges
+    c.PERFORMANCE_AGGREGATOR: "256M",   # no model: the common platform (~140 MB resident) and its queries
     topology.OTEL_COLLECTOR_NAME: "512M",
     topology.JAEGER_NAME: "1G",
     c.PROMETHEUS: "1G",
