@@ -1,6 +1,27 @@
 """``obslab backup create|verify|restore|list``: the whole state of a native lab in one verified
 archive, and back (what is in it, and why a backup taken under traffic is consistent for money:
-:mod:`obslab.lab.backup`). ``obslab backup schedule`` is what ``obslab up --backup-every`` runs."""
+:mod:`obslab.lab.backup`). ``obslab backup schedule`` is what ``obslab up --backup-every`` runs.
+
+With ``--json`` each prints one JSON object on stdout and no progress (a failure: exit status 2,
+one line ``obslab: error: ...`` on stderr, nothing on stdout)::
+
+    create   {"archive": path, "size_bytes": int, "seconds": float, "members": int,
+              "created_at": "2026-12-07T04:29:00.123Z", "database_backend": "sqlite" | "mysql" | "mysql+sqlite",
+              "write_pause_ms": float | null, "prometheus": {"method": ..., ...}, "secrets": "plaintext" | "absent",
+              "ledger": LEDGER | null, "warnings": [str]}
+    verify   {"file": path, "ok": true, "created_at": str, "obslab_version": str, "members": int,
+              "size_bytes": int (unpacked), "database_backend": str, "secrets": str, "ledger": LEDGER | null}
+    restore  {"data_dir": path, "seconds": float, "backup_created_at": str, "members": int,
+              "database_backend": str, "previous_state": path | null (--force: the replaced directory),
+              "previous_schemas": [str] (--force on MySQL: schemas holding the replaced tables),
+              "ledger": LEDGER | null, "warnings": [str]}
+    list     {"directory": path, "backups": [{"path": path, "size_bytes": int, "created_at": str | null,
+              "scheduled": bool, "status": "verified" | "manifest ok" | what is wrong, "ok": bool}]}
+              (newest first; exit status 1 if any is not ok)
+
+    LEDGER = {"accounts": int, "movements": int, "sum_minor": int (0 when sound), "balance_mismatches": int,
+              "half_movements": int, "sound": bool}
+"""
 
 from __future__ import annotations
 
@@ -38,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _data_dir(restore, "where to restore: a new or empty directory, or a stopped lab's with --force")
     restore.add_argument("--force", action="store_true",
                          help="replace the state of the stopped lab in --data-dir (it is kept beside it, "
-                              "as DIR.replaced-<time>) and, with MySQL, the tables in its schemas")
+                              "as DIR.replaced-<time>) and, with MySQL, the tables in its schemas (kept in "
+                              "obslab_replaced_* schemas); also restores a copy whose ledger is not sound")
     restore.add_argument("--json", action="store_true", help="print one JSON object instead of progress")
 
     listing = actions.add_parser("list", help="the backups in the backup folder, newest first")
@@ -59,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from obslab.lab import backup
 
     data_dir = settings.data_dir(args.data_dir) if hasattr(args, "data_dir") else None
-    say = (lambda _text: None) if getattr(args, "json", False) else print
+    # Progress shows as it happens, also when piped (`| tee`, a CI log).
+    say = (lambda _text: None) if getattr(args, "json", False) else (lambda text: print(text, flush=True))
 
     if args.backup_action == "create":
         assert data_dir is not None
@@ -88,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         result = backup.restore(Path(args.file), data_dir, force=args.force, say=say)
         if args.json:
             print(json.dumps(result.as_dict()))
+            for warning in result.warnings:
+                print(f"obslab: warning: {warning}", file=sys.stderr)
         return 0
 
     if args.backup_action == "list":

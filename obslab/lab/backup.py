@@ -27,12 +27,17 @@ and again at restore). Beyond the ledger, services keep their own records of the
 (transactions' transfers, payments' payments); those are captured at the *same instant* as the
 ledger, so a transfer the transactions service calls completed is in the restored ledger too:
 
-- SQLite: a write pause of milliseconds. The backup takes every database's write lock
-  (``BEGIN IMMEDIATE``, in topology order), opens a read snapshot on each, and lets go of the
-  locks; each database is then copied from its snapshot (``sqlite3`` online backup API) while the
-  lab writes on. This cannot deadlock: no service holds a database transaction across a call to
-  another service (every ``Database.run`` unit is SQL only) and each holds one database only, so
-  the writer the backup waits for never waits for a lock the backup holds.
+- SQLite: a write pause of milliseconds. The backup opens every database first, then takes
+  every database's write lock (``BEGIN IMMEDIATE``, in topology order), opens a read snapshot on
+  each, and lets go of the locks; each database is then copied from its snapshot (``sqlite3``
+  online backup API) while the lab writes on. Each lock is waited for a quarter of a second at
+  most: when one is busy (a service's transaction in progress), every lock taken so far is let
+  go at once, and the whole step is tried again after a pause with jitter, for
+  :data:`FREEZE_DEADLINE_SECONDS` in all, after which the backup fails with one line. So the lab
+  is never held up longer than that quarter of a second by a busy database, and the backup
+  never waits while holding what others wait for. Every database must be in WAL mode (the
+  services set it): with a rollback journal, the read snapshot would block every writer for the
+  whole copy, so a running lab's database in another mode is refused (a stopped lab's is copied).
 - MySQL/MariaDB: one session reads every service schema on the server inside one
   ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (REPEATABLE READ): one instant for all of them.
   The dump is written here, in Python, rather than by ``mysqldump --single-transaction``: a
@@ -66,12 +71,44 @@ the archive as a whole must be kept like the data directory; and a scheduled bac
 unattended would need its key beside it. A restored lab without its secrets would not work
 either: the load generator's customers sign in with a generated password kept there.
 
+**Free space** is checked before anything is written: the staging copy needs about the size
+of the databases (their WAL included), the TSDB and the other state, the archive about the size of
+the last one (or of the staging copy, for the first); ``restore`` needs the archive's members
+unpacked. Each beside :data:`SPACE_RESERVE_BYTES` to spare, or the command stops with one line.
+
+**Scheduled backups** (:func:`run_schedule`) survive any failure: it is logged, and its time kept
+in ``<backup folder>/.last-failure.json``, so that a scheduler restarted after a failure (the lab
+restarted, say) waits :data:`SCHEDULE_RETRY_SECONDS` before it tries again rather than pausing the
+lab's writes in a loop. A backup time in the future (the clock was set back) counts from when it
+was first seen, not from the future.
+
 **The archive**: ``manifest.json`` first (format, obslab version, time in UTC, the lab's profile,
 database backend, components, versions, and per member its path, size and SHA-256), then the
 members: ``data/<path in the data directory>`` and ``mysql/<component>.sql``. ``verify`` reads the
 whole archive to its gzip trailer (its CRC and length) and checks each member against the
 manifest; ``restore`` does the same while it unpacks into a directory beside the target, and moves
 the result into place only when every member checked out.
+
+**What the checks prove.** The SHA-256 of each member, the manifest's own structure and gzip's
+CRC detect damage: a truncated, bit-flipped or partly rewritten archive. They do not prove who
+wrote it: whoever can change the archive can change the manifest's digests to match (telling a
+deliberate forgery apart needs an HMAC whose key is kept outside the archive, which obslab does
+not have). What a changed archive can do is limited instead: members only under the known state
+paths (:data:`FILE_STATE`, ``db/``, ``traces/``, ``prometheus/data/``, the manifest's SQLite
+databases, ``mysql/<component>.sql``), every database member listed among the members, and a MySQL
+dump loaded only if each statement has a shape the dumper writes (its two ``SET`` lines,
+``CREATE TABLE`` and ``INSERT INTO`` of an unqualified table, no ``SELECT``, comment or other
+schema in them), into a staging schema. A restore also refuses a copy whose ledger does not sum
+to zero or holds half movements, unless ``--force``.
+
+**Restoring over a lab** (``--force``, a stopped lab: ``run/lab.json`` or ``run/secrets`` there)
+commits in this order, each step undone if a later one fails: the lab's directory is renamed to
+``DIR.replaced-<time>`` and the unpacked copy renamed into its place; then the MySQL tables are
+swapped in (one ``RENAME TABLE`` per server), the tables they replace moved into schemas
+``obslab_replaced_<token>_<n>`` that are kept and named, as the replaced directory is; last, what a
+restore does not replace (``logs/``, ``backups/``, supervisord's files ...) is moved from the
+replaced directory into the restored one. An interruption anywhere leaves every file in one of the
+two directories.
 """
 
 from __future__ import annotations
@@ -85,6 +122,7 @@ import io
 import json
 import os
 import platform
+import random
 import re
 import secrets as _random
 import shutil
@@ -93,6 +131,7 @@ import sqlite3
 import tarfile
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -117,8 +156,13 @@ NAME_PREFIX = "obslab-backup-"
 SCHEDULED_TAG = "-scheduled"
 SECRETS_PLAINTEXT = "plaintext"
 PROMETHEUS_TSDB = "prometheus/data"
-# How long the backup waits for a database's write lock (a service's transaction in progress).
-FREEZE_TIMEOUT_SECONDS = 30.0
+# The write locks: each waited for this long at most (then all let go and tried again after a
+# pause), the whole step for FREEZE_DEADLINE_SECONDS.
+FREEZE_LOCK_TIMEOUT_SECONDS = 0.25
+FREEZE_DEADLINE_SECONDS = 5.0
+FREEZE_BACKOFF_SECONDS = (0.05, 0.5)      # the pause after a busy lock: first, at most (jittered)
+# Kept free beside what a backup or restore is expected to write.
+SPACE_RESERVE_BYTES = 64 * 1024 * 1024
 TSDB_COPY_ATTEMPTS = 4
 # A MySQL INSERT of about this much SQL (servers accept 16 MiB by default at least).
 MYSQL_INSERT_BYTES = 512 * 1024
@@ -127,6 +171,7 @@ SCHEDULE_MIN_SECONDS = 60.0
 SCHEDULE_FIRST_DELAY_SECONDS = 60.0      # the first scheduled backup of a lab that has none
 SCHEDULE_RETRY_SECONDS = 600.0           # after a failed scheduled backup
 SCHEDULER_PROGRAM = "backup-scheduler"   # its supervisord program (obslab up --backup-every)
+LAST_FAILURE_NAME = ".last-failure.json"   # in the backup folder: when the last scheduled one failed
 
 _STAMP = re.compile(rf"^{NAME_PREFIX}(\d{{8}}T\d{{6}}Z)(?:-\d+)?({SCHEDULED_TAG})?{re.escape(SUFFIX)}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -314,6 +359,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def _scratch(name: str) -> bool:
+    """A file being written to be renamed into place (the ML models' ``.<name>.partial``): not state."""
+    return name.endswith((".partial", ".tmp"))
+
+
 def _copy_tree(source: Path, target: Path, exclude: tuple[str, ...] = ()) -> int:
     """Copy the regular files under ``source`` (a file or folder); returns how many."""
     if source.is_file():
@@ -323,7 +373,7 @@ def _copy_tree(source: Path, target: Path, exclude: tuple[str, ...] = ()) -> int
     count = 0
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
-        if relative.parts[0] in exclude or not path.is_file() or path.is_symlink():
+        if relative.parts[0] in exclude or not path.is_file() or path.is_symlink() or _scratch(path.name):
             continue
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -397,40 +447,118 @@ def _sqlite_uri(path: Path) -> str:
     return f"file:{path}?mode=rw"
 
 
-def capture_sqlite(refs: list[DatabaseRef], staging: Path, *, timeout: float = FREEZE_TIMEOUT_SECONDS,
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds what was asked for."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _journal_mode(conn: sqlite3.Connection) -> str:
+    conn.execute("PRAGMA busy_timeout=5000")   # holding nothing yet: waiting here holds nobody up
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
+def _freeze(present: list[DatabaseRef], writers: dict[str, sqlite3.Connection],
+            readers: dict[str, sqlite3.Connection], lock_timeout: float, deadline: float) -> tuple[float, int]:
+    """Open a read snapshot on every database while holding every write lock (see the module's
+    docstring): each lock waited for ``lock_timeout`` at most; when one is busy, everything is let
+    go and tried again after a jittered pause, for ``deadline`` seconds in all. Returns the pause
+    of the lab's writes (ms) and the tries it took."""
+    for conn in (*writers.values(), *readers.values()):
+        conn.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
+    give_up = time.monotonic() + deadline
+    pause = FREEZE_BACKOFF_SECONDS[0]
+    attempts = 0
+    while True:
+        attempts += 1
+        held: list[sqlite3.Connection] = []
+        opened: list[sqlite3.Connection] = []
+        busy: DatabaseRef | None = None
+        began = time.monotonic()
+        try:
+            for ref in present:
+                try:
+                    writers[ref.component].execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                    busy = ref
+                    break
+                held.append(writers[ref.component])
+            if busy is None:
+                for ref in present:
+                    reader = readers[ref.component]
+                    try:
+                        reader.execute("BEGIN")
+                        opened.append(reader)
+                        reader.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()   # the snapshot starts here
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc):
+                            raise
+                        busy = ref
+                        break
+        finally:
+            for writer in held:
+                _rollback(writer)
+        if busy is None:
+            return (time.monotonic() - began) * 1000, attempts
+        for reader in opened:
+            _rollback(reader)
+        if time.monotonic() + pause > give_up:
+            raise BackupError(
+                f"could not pause the lab's writes within {deadline:g} s: {busy.component}'s database {busy.path} "
+                f"was locked by another writer at each of {attempts} tries (a transaction held open?); the lab "
+                f"was held up {lock_timeout * 1000:.0f} ms at most per try; nothing was written, try again later")
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, FREEZE_BACKOFF_SECONDS[1])
+
+
+def capture_sqlite(refs: list[DatabaseRef], staging: Path, *, running: bool = True,
+                   lock_timeout: float = FREEZE_LOCK_TIMEOUT_SECONDS, deadline: float = FREEZE_DEADLINE_SECONDS,
                    say: Say = _quiet) -> dict[str, Any]:
     """Copy every SQLite database in ``refs`` as of one instant (see the module's docstring).
-    Returns ``{"pause_ms": ..., "databases": {component: {...}}}``."""
+    Returns ``{"pause_ms": ..., "attempts": ..., "databases": {component: {...}}}``."""
     present = [ref for ref in refs if ref.path is not None and ref.path.is_file()]
-    writers: list[sqlite3.Connection] = []
+    writers: dict[str, sqlite3.Connection] = {}
     readers: dict[str, sqlite3.Connection] = {}
-    started = time.monotonic()
     current: DatabaseRef | None = None
     try:
         try:
+            # Every connection first: opening takes no lock, and nothing waits on us meanwhile.
             for current in present:
-                writer = sqlite3.connect(_sqlite_uri(current.path), uri=True, timeout=timeout, isolation_level=None)
-                writers.append(writer)
-                writer.execute("BEGIN IMMEDIATE")
-            for current in present:
-                reader = sqlite3.connect(_sqlite_uri(current.path), uri=True, timeout=timeout, isolation_level=None)
-                readers[current.component] = reader
-                reader.execute("BEGIN")
-                reader.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()   # the snapshot starts here
+                writers[current.component] = sqlite3.connect(_sqlite_uri(current.path), uri=True,
+                                                              timeout=lock_timeout, isolation_level=None)
+                readers[current.component] = sqlite3.connect(_sqlite_uri(current.path), uri=True,
+                                                              timeout=lock_timeout, isolation_level=None)
+                mode = _journal_mode(writers[current.component])
+                if mode != "wal" and running:
+                    raise BackupError(
+                        f"{current.component}'s database {current.path} is in journal mode {mode!r}, not WAL: "
+                        "a read snapshot of it would stop the running lab's writes to it for the whole copy; "
+                        "stop the lab (`obslab down`) and back it up stopped (the services put their databases "
+                        "in WAL mode: did something else create this one?)")
+            current = None
+            pause_ms, attempts = _freeze(present, writers, readers, lock_timeout, deadline)
         finally:
-            for writer in writers:
-                try:
-                    writer.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            for writer in writers.values():
                 writer.close()
-        pause_ms = (time.monotonic() - started) * 1000
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         for reader in readers.values():
             reader.close()
-        where = current.path if current is not None else "a database"
-        raise BackupError(f"could not pause writes to {where} within {timeout:.0f} s ({exc}); "
-                          "is a process holding a transaction open?") from None
+        if isinstance(exc, sqlite3.Error):
+            where = f"{current.component}'s database {current.path}" if current is not None else "a database"
+            raise BackupError(f"could not open {where} for the backup: {exc}") from None
+        raise
     databases: dict[str, Any] = {}
     try:
         for ref in refs:
@@ -456,7 +584,7 @@ def capture_sqlite(refs: list[DatabaseRef], staging: Path, *, timeout: float = F
     finally:
         for reader in readers.values():
             reader.close()
-    return {"pause_ms": round(pause_ms, 1), "databases": databases}
+    return {"pause_ms": round(pause_ms, 1), "attempts": attempts, "databases": databases}
 
 
 # --- MySQL/MariaDB: every schema in one consistent snapshot -------------------------------------
@@ -481,8 +609,51 @@ def _server_key(url: Any) -> tuple:
 _SESSION_MODE = "SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')"
 
 
+_FOREIGN_KEY_CHECKS = "SET FOREIGN_KEY_CHECKS=0"
+
+
 def _quote_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+# --- what a dump may say (checked when it is written and before each statement is loaded) ------
+
+_LITERAL, _NAME = "\ue000", "\ue001"   # what a string literal and a quoted name become in a skeleton
+# A string literal (backslash escapes and '' inside) or a `quoted name`, as MySQL's lexer reads them.
+_TOKEN = re.compile(r"'(?:[^'\\]++|\\.|'')*+'|`(?:[^`]++|``)*+`", re.S)
+_CREATE_HEAD = re.compile(rf"CREATE TABLE {_NAME} \(")
+_INSERT = re.compile(rf"INSERT INTO {_NAME} \({_NAME}(?:, {_NAME})*\) VALUES "
+                     rf"(?:[\s(),{_LITERAL}]++|NULL|_binary|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)*+")
+_DDL_REFUSED = re.compile(
+    r"\b(?:SELECT|UNION|DIRECTORY|CONNECTION|PROCEDURE|FUNCTION|TRIGGER|EVENT|GRANT|INTO)\b"   # other things
+    r"|[;\"'`#\\]|/\*|--"                                                                   # statements, comments
+    rf"|[\w{_NAME}]\s*\.\s*[A-Za-z_{_NAME}]",                                               # another schema's table
+    re.IGNORECASE)
+_ENGINE = re.compile(r"\bENGINE\s*=\s*(\w+)", re.IGNORECASE)
+
+
+def check_statement(statement: str) -> None:
+    """Raise ValueError (saying why) unless ``statement`` (no trailing ``;``) has a shape the
+    dumper writes: its two ``SET`` lines, ``CREATE TABLE`` of an unqualified InnoDB table naming no
+    other schema, ``INSERT INTO`` an unqualified table of literal values only."""
+    if statement in (_SESSION_MODE, _FOREIGN_KEY_CHECKS):
+        return
+    skeleton = _TOKEN.sub(lambda m: _LITERAL if m.group().startswith("'") else _NAME, statement)
+    shown = statement[:60] + ("..." if len(statement) > 60 else "")
+    if skeleton.startswith("INSERT INTO "):
+        if not _INSERT.fullmatch(skeleton):
+            raise ValueError(f"an INSERT that is not of literal values into an unqualified table ({shown!r})")
+        return
+    if _CREATE_HEAD.match(skeleton):
+        refused = _DDL_REFUSED.search(skeleton, _CREATE_HEAD.match(skeleton).end())
+        if refused:
+            what = "a name qualified by a schema" if "." in refused.group() else repr(refused.group().strip())
+            raise ValueError(f"a CREATE TABLE with {what} in it ({shown!r})")
+        engines = {engine.lower() for engine in _ENGINE.findall(skeleton)}
+        if engines != {"innodb"}:
+            raise ValueError(f"a CREATE TABLE not of an InnoDB table ({shown!r})")
+        return
+    raise ValueError(f"a statement other than SET, CREATE TABLE and INSERT INTO ({shown!r})")
 
 
 def dump_schema(cursor: Any, schema: str, out: BinaryIO, escape: Callable[[Any], str]) -> int:
@@ -492,7 +663,7 @@ def dump_schema(cursor: Any, schema: str, out: BinaryIO, escape: Callable[[Any],
                    "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (schema,))
     tables = cursor.fetchall()
     out.write(f"-- obslab backup of schema {schema}: one statement per line\n".encode())
-    out.write(f"{_SESSION_MODE};\nSET FOREIGN_KEY_CHECKS=0;\n".encode())
+    out.write(f"{_SESSION_MODE};\n{_FOREIGN_KEY_CHECKS};\n".encode())
     rows_written = 0
     for table, engine in tables:
         if (engine or "").lower() != "innodb":
@@ -500,6 +671,11 @@ def dump_schema(cursor: Any, schema: str, out: BinaryIO, escape: Callable[[Any],
                               "consistently under traffic")
         cursor.execute(f"SHOW CREATE TABLE {_quote_name(schema)}.{_quote_name(table)}")
         ddl = cursor.fetchall()[0][1].replace("\n", " ")   # SHOW CREATE escapes newlines inside literals
+        try:
+            check_statement(ddl)
+        except ValueError as why:   # a backup that no restore would load is not written
+            raise BackupError(f"{schema}.{table} cannot be copied: its definition is {why}, which a restore "
+                              "refuses") from None
         _write_statement(out, ddl)
         cursor.execute(f"SELECT * FROM {_quote_name(schema)}.{_quote_name(table)}")
         columns = "(" + ", ".join(_quote_name(d[0]) for d in cursor.description) + ")"
@@ -600,12 +776,20 @@ def load_schema(dump: Path, url: Any, schema: str) -> int:
             cursor.execute(f"CREATE DATABASE {_quote_name(schema)} CHARACTER SET utf8mb4")
             cursor.execute(f"USE {_quote_name(schema)}")
             with dump.open("rb") as lines:
-                for raw in lines:
+                for number, raw in enumerate(lines, 1):
                     statement = raw.decode("utf-8").rstrip("\n")
                     if not statement or statement.startswith("-- "):
                         continue
-                    cursor.execute(statement.removesuffix(";"))   # no parameters: % is literal
+                    statement = statement.removesuffix(";")
+                    try:
+                        check_statement(statement)
+                    except ValueError as why:
+                        raise BackupError(f"{dump.name} line {number}: {why}, which obslab's dump never writes: "
+                                          "refusing the archive") from None
+                    cursor.execute(statement)   # no parameters: % is literal
                     count += 1
+    except UnicodeDecodeError:
+        raise BackupError(f"{dump.name} is not UTF-8 text: refusing the archive") from None
     except pymysql.MySQLError as exc:
         raise BackupError(f"loading {dump.name} into MySQL schema {schema} failed: {exc}") from None
     finally:
@@ -711,6 +895,66 @@ def capture_prometheus(data_dir: Path, staging: Path, url: str | None) -> dict[s
     return {"method": method, "version": version, **copy_tsdb(tsdb, target)}
 
 
+# --- free space --------------------------------------------------------------------------------
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_space(needs: list[tuple[Path, int, str]], hint: str) -> None:
+    """Each (directory, bytes, what) on its file system, with :data:`SPACE_RESERVE_BYTES` to spare
+    per file system; else one line."""
+    devices: dict[int, tuple[Path, int, list[str]]] = {}
+    for directory, size, what in needs:
+        where = _existing(directory)
+        device = where.stat().st_dev
+        first, total, whats = devices.get(device, (where, 0, []))
+        devices[device] = (first, total + size, [*whats, what])
+    for where, total, whats in devices.values():
+        free = shutil.disk_usage(where).free
+        if free < total + SPACE_RESERVE_BYTES:
+            raise BackupError(f"not enough free space in {where}: {_size(free)} free, {' and '.join(whats)} need "
+                              f"about {_size(total)} and {_size(SPACE_RESERVE_BYTES)} are kept spare; free some "
+                              f"space {hint}; nothing was written")
+
+
+def _size_of(path: Path, exclude: tuple[str, ...] = ()) -> int:
+    """Bytes of the regular files under ``path`` (a file or folder), ignoring what goes away meanwhile."""
+    if not path.is_dir():
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+    total = 0
+    for root, dirs, files in os.walk(path):
+        if Path(root) == path:
+            dirs[:] = [d for d in dirs if d not in exclude]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def expected_backup_size(data_dir: Path, refs: list[DatabaseRef]) -> int:
+    """About what the staging copy of a backup takes: the SQLite databases with their WAL, the TSDB's
+    blocks and WAL, the other state."""
+    total = 0
+    for ref in refs:
+        if ref.backend == "sqlite" and ref.path is not None:
+            total += _size_of(ref.path) + _size_of(Path(f"{ref.path}-wal"))
+    tsdb = data_dir / PROMETHEUS_TSDB
+    if tsdb.is_dir():
+        total += _size_of(tsdb, exclude=("chunks_head", "snapshots"))
+    for state in FILE_STATE:
+        total += _size_of(data_dir / state.relative, state.exclude)
+    return total
+
+
 # --- create ------------------------------------------------------------------------------------
 
 
@@ -813,6 +1057,12 @@ def _create(data_dir: Path, out: Path | None, *, scheduled: bool, say: Say, offs
         warnings.append(f"the DDoS model in {ddos_dir} ({settings.DDOS_MODEL_DIR.name}) is outside the data "
                         "directory and not backed up")
     with backup_lock(directory):
+        staged_bytes = expected_backup_size(data_dir, refs)
+        previous = max(archives(directory), key=lambda path: path.stat().st_mtime, default=None)
+        _check_space([(directory, staged_bytes, "the staging copy"),
+                      (out.parent if out is not None else directory,
+                       previous.stat().st_size if previous is not None else staged_bytes, "the archive")],
+                     f"or write the backup elsewhere (--out, ${settings.BACKUP_DIR.name})")
         created = time.time()
         target = out or _free_name(directory, created, scheduled)
         staging = directory / f".staging-{os.getpid()}-{_random.token_hex(4)}"
@@ -858,11 +1108,13 @@ def _capture(data_dir: Path, staging: Path, refs: list[DatabaseRef], lab: Native
     began = time.monotonic()
     if sqlite_refs:
         say(f"  databases   {len(sqlite_refs)} SQLite databases at one instant")
-        result = capture_sqlite(sqlite_refs, staging, say=say)
+        result = capture_sqlite(sqlite_refs, staging, running=running, say=say)
         databases.update(result["databases"])
         consistency["write_pause_ms"] = result["pause_ms"]
+        consistency["write_pause_attempts"] = result["attempts"]
         consistency["sqlite"] = "every database's write lock held at once, then a read snapshot of each"
-        say(f"              writes paused {result['pause_ms']:.0f} ms; copied in {time.monotonic() - began:.2f} s")
+        tries = f" ({result['attempts']} tries: a lock was busy at first)" if result["attempts"] > 1 else ""
+        say(f"              writes paused {result['pause_ms']:.0f} ms{tries}; copied in {time.monotonic() - began:.2f} s")
     if mysql_refs:
         began = time.monotonic()
         say(f"  databases   {len(mysql_refs)} MySQL schemas in one consistent snapshot")
@@ -957,11 +1209,27 @@ def _write_archive(target: Path, manifest: dict[str, Any], members: list[Member]
 # --- verify ------------------------------------------------------------------------------------
 
 
-def _safe_member(name: str) -> PurePosixPath:
+_COMPONENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# What the manifest must say, and as what (a manifest without them is not one obslab wrote).
+_MANIFEST_FIELDS: dict[str, type] = {"created_at": str, "obslab_version": str, "database_backend": str,
+                                     "secrets": str, "databases": dict, "members": list}
+
+
+def _safe_member(archive: Path, name: str, sqlite_members: frozenset[str] = frozenset()) -> PurePosixPath:
+    """A member's path, if it is one a backup holds: under the state paths (``data/<_REPLACED>``), a
+    SQLite database the manifest names (outside what is not state), or ``mysql/<component>.sql``."""
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or not path.parts or path.parts[0] not in (DATA, MYSQL) \
             or len(path.parts) < 2 or name != path.as_posix():
-        raise BackupError(f"member {name!r} is not a path obslab writes; refusing the archive")
+        raise BackupError(f"{archive}: member {name!r} is not a path obslab writes; refusing the archive")
+    if path.parts[0] == MYSQL:
+        known = len(path.parts) == 2 and path.suffix == ".sql" and bool(_COMPONENT.match(path.stem))
+    else:
+        inner = PurePosixPath(*path.parts[1:])
+        known = any(inner == PurePosixPath(root) or PurePosixPath(root) in inner.parents for root in _REPLACED) \
+            or (name in sqlite_members and inner.parts[0] not in NOT_STATE)
+    if not known:
+        raise BackupError(f"{archive}: member {name!r} is outside the state a backup holds; refusing the archive")
     return path
 
 
@@ -971,18 +1239,37 @@ def _check_manifest(archive: Path, manifest: Any) -> dict[str, dict[str, Any]]:
     if manifest.get("format") != FORMAT:
         raise BackupError(f"{archive}: backup format {manifest.get('format')!r}; this obslab ({__version__}) "
                           f"reads format {FORMAT}")
-    members = manifest.get("members")
-    if not isinstance(members, list):
-        raise BackupError(f"{archive}: manifest.json lists no members")
+    for key, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise BackupError(f"{archive}: manifest.json has no valid {key!r}: the archive was changed or "
+                              "not written by obslab")
+    databases: dict[str, tuple[str, str]] = {}   # member -> (component, backend)
+    for component, info in manifest["databases"].items():
+        member = info.get("member") if isinstance(info, dict) else None
+        if not (_COMPONENT.match(component) and isinstance(info, dict) and info.get("backend") in ("sqlite", "mysql")
+                and (member is None or isinstance(member, str))):
+            raise BackupError(f"{archive}: manifest.json has a malformed database entry for {component!r}"[:300])
+        if member is not None:
+            wanted = f"{MYSQL}/{component}.sql" if info["backend"] == "mysql" else None
+            if (wanted is not None and member != wanted) or (wanted is None and not member.startswith(f"{DATA}/")) \
+                    or member in databases:
+                raise BackupError(f"{archive}: manifest.json puts {component}'s database in {member!r}, not where "
+                                  "obslab puts it: the archive was changed"[:300])
+            databases[member] = (component, info["backend"])
+    sqlite_members = frozenset(m for m, (_c, backend) in databases.items() if backend == "sqlite")
     expected: dict[str, dict[str, Any]] = {}
-    for record in members:
+    for record in manifest["members"]:
         if not (isinstance(record, dict) and isinstance(record.get("path"), str)
                 and isinstance(record.get("size"), int) and _SHA256.match(str(record.get("sha256", "")))):
             raise BackupError(f"{archive}: manifest.json has a malformed member entry: {record!r}"[:300])
-        _safe_member(record["path"])
+        _safe_member(archive, record["path"], sqlite_members)
         if record["path"] in expected:
             raise BackupError(f"{archive}: manifest.json lists {record['path']} twice")
         expected[record["path"]] = record
+    for member, (component, _backend) in sorted(databases.items()):
+        if member not in expected:
+            raise BackupError(f"{archive}: manifest.json says {component}'s database is {member}, which is not "
+                              "among its members: the archive was changed")
     return expected
 
 
@@ -1029,48 +1316,60 @@ def verify(archive: Path, unpack_into: Path | None = None) -> dict[str, Any]:
     """Check every member of ``archive`` against its manifest (and gzip's own CRC and length);
     with ``unpack_into``, write each member there as it is checked. Returns the manifest."""
     with _reading(archive) as (gz, tar):
-        manifest = _open_manifest(archive, tar)
-        expected = _check_manifest(archive, manifest)
-        seen: set[str] = set()
-        while (info := tar.next()) is not None:   # (iterating the TarFile would yield the manifest again)
-            name = info.name
-            if name in seen:
-                raise BackupError(f"{archive}: member {name} appears twice: the archive was changed")
-            record = expected.get(name)
-            if record is None:
-                raise BackupError(f"{archive}: member {name} is not in the manifest: the archive was changed")
-            if not info.isreg():
-                raise BackupError(f"{archive}: member {name} is not a regular file: the archive was changed")
-            if info.size != record["size"]:
-                raise BackupError(f"{archive}: member {name} is {info.size} bytes, the manifest says "
-                                  f"{record['size']}: the archive was changed")
-            stream = tar.extractfile(info)
-            assert stream is not None
-            digest = hashlib.sha256()
-            sink = None
-            if unpack_into is not None:
-                path = unpack_into / name
-                private_dir(path.parent)
-                sink = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-            try:
-                while chunk := stream.read(1 << 20):
-                    digest.update(chunk)
-                    if sink is not None:
-                        sink.write(chunk)
-            finally:
+        try:
+            manifest = _check_members(archive, gz, tar, unpack_into)
+        except (BackupError, tarfile.TarError):
+            # Damage to the compressed stream shows first as a member that does not match (or a
+            # header that makes no sense); gzip's CRC at its end tells damage from a changed archive.
+            while gz.read(1 << 20):
+                pass
+            raise
+    return manifest
+
+
+def _check_members(archive: Path, gz: gzip.GzipFile, tar: tarfile.TarFile, unpack_into: Path | None) -> dict[str, Any]:
+    manifest = _open_manifest(archive, tar)
+    expected = _check_manifest(archive, manifest)
+    seen: set[str] = set()
+    while (info := tar.next()) is not None:   # (iterating the TarFile would yield the manifest again)
+        name = info.name
+        if name in seen:
+            raise BackupError(f"{archive}: member {name} appears twice: the archive was changed")
+        record = expected.get(name)
+        if record is None:
+            raise BackupError(f"{archive}: member {name} is not in the manifest: the archive was changed")
+        if not info.isreg():
+            raise BackupError(f"{archive}: member {name} is not a regular file: the archive was changed")
+        if info.size != record["size"]:
+            raise BackupError(f"{archive}: member {name} is {info.size} bytes, the manifest says "
+                              f"{record['size']}: the archive was changed")
+        stream = tar.extractfile(info)
+        assert stream is not None
+        digest = hashlib.sha256()
+        sink = None
+        if unpack_into is not None:
+            path = unpack_into / name
+            private_dir(path.parent)
+            sink = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        try:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
                 if sink is not None:
-                    sink.close()
-            if digest.hexdigest() != record["sha256"]:
-                raise BackupError(f"{archive}: member {name} does not match its SHA-256 in the manifest: "
-                                  "the archive was changed")
-            seen.add(name)
-        missing = sorted(set(expected) - seen)
-        if missing:
-            raise BackupError(f"{archive}: {len(missing)} member(s) listed in the manifest are missing, "
-                              f"e.g. {missing[0]}")
-        # To the end of the gzip stream: its CRC-32 and length are checked there, and nothing may follow.
-        while gz.read(1 << 20):
-            pass
+                    sink.write(chunk)
+        finally:
+            if sink is not None:
+                sink.close()
+        if digest.hexdigest() != record["sha256"]:
+            raise BackupError(f"{archive}: member {name} does not match its SHA-256 in the manifest: "
+                              "the archive was changed")
+        seen.add(name)
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise BackupError(f"{archive}: {len(missing)} member(s) listed in the manifest are missing, "
+                          f"e.g. {missing[0]}")
+    # To the end of the gzip stream: its CRC-32 and length are checked there, and nothing may follow.
+    while gz.read(1 << 20):
+        pass
     return manifest
 
 
@@ -1084,12 +1383,15 @@ class RestoreResult:
     seconds: float
     replaced: Path | None = None
     ledger: dict[str, Any] | None = None
+    replaced_schemas: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"data_dir": str(self.target), "seconds": round(self.seconds, 3),
                 "backup_created_at": self.manifest["created_at"], "members": len(self.manifest["members"]),
                 "database_backend": self.manifest["database_backend"],
-                "previous_state": str(self.replaced) if self.replaced else None, "ledger": self.ledger}
+                "previous_state": str(self.replaced) if self.replaced else None,
+                "previous_schemas": self.replaced_schemas, "ledger": self.ledger, "warnings": self.warnings}
 
 
 def _mysql_targets(manifest: dict[str, Any], target: Path) -> list[tuple[str, DatabaseRef]]:
@@ -1132,20 +1434,41 @@ def _mysql_check_targets(plans: list[tuple[str, DatabaseRef]], force: bool) -> N
                               "restore with --force to replace them")
 
 
-def _carry_over(old: Path, new: Path, relative: PurePosixPath = PurePosixPath(".")) -> None:
-    """Move what a restore does not replace (logs, backups, configuration ...) from ``old`` into
-    ``new``; the replaced state stays in ``old``."""
+def _carry_over(old: Path, new: Path, relative: PurePosixPath = PurePosixPath("."),
+                failed: list[str] | None = None) -> list[str]:
+    """Move what a restore does not replace (logs, backups, configuration ...) from ``old`` (the
+    replaced directory) into ``new`` (the restored one); the replaced state stays in ``old``.
+    Returns what could not be moved ("path: error"), which is still in ``old``: an interruption
+    or a failure leaves each entry in one of the two."""
+    failed = [] if failed is None else failed
     replaced = {PurePosixPath(path) for path in _REPLACED}
     for entry in sorted((old / relative).iterdir()):
         path = PurePosixPath(os.path.normpath(relative / entry.name))
         if path in replaced:
             continue
-        if any(path in r.parents for r in replaced) and entry.is_dir() and not entry.is_symlink():
-            private_dir(new / path)
-            _carry_over(old, new, path)
-            continue
-        if not (new / path).exists():
-            os.rename(entry, new / path)
+        try:
+            if any(path in r.parents for r in replaced) and entry.is_dir() and not entry.is_symlink():
+                private_dir(new / path)
+                _carry_over(old, new, path, failed)
+            elif not (new / path).exists():
+                os.rename(entry, new / path)
+        except OSError as exc:
+            failed.append(f"{path}: {exc.strerror or exc}")
+    return failed
+
+
+def _looks_like_lab(directory: Path) -> bool:
+    """A lab's data directory: ``obslab up`` wrote its manifest or its secrets there."""
+    return (directory / "run" / "lab.json").is_file() or (directory / "run" / "secrets").is_dir()
+
+
+def _free_replaced_name(target: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    candidate, n = target.with_name(f"{target.name}.replaced-{stamp}"), 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = target.with_name(f"{target.name}.replaced-{stamp}-{n}")
+    return candidate
 
 
 def restore(archive: Path, target: Path, *, force: bool = False, say: Say = _quiet) -> RestoreResult:
@@ -1170,12 +1493,14 @@ def _restore(archive: Path, target: Path, *, force: bool, say: Say) -> RestoreRe
     if occupied and not force:
         raise BackupError(f"{target} already holds a lab's state; restore into a new directory (--data-dir DIR), "
                           "or replace it with --force (the current state is kept beside it)")
-    if occupied and not any((target / marker).exists() for marker in ("run", "db", PROMETHEUS_TSDB, "traces")):
-        raise BackupError(f"{target} is not empty and does not look like a lab's data directory (no run/, db/ or "
-                          "prometheus/data/); restore into a new directory")
+    if occupied and not _looks_like_lab(target):
+        raise BackupError(f"{target} is not empty and does not look like a lab's data directory (no run/lab.json "
+                          "or run/secrets/); restore into a new directory")
     manifest = read_manifest(archive)
     plans = _mysql_targets(manifest, target)
     _mysql_check_targets(plans, force)
+    _check_space([(target.parent, sum(m["size"] for m in manifest["members"]), "the unpacked backup")],
+                 "or restore into a directory on another disk")
     say(f"Restoring {archive} (taken {manifest['created_at']} by obslab {manifest['obslab_version']}, "
         f"databases: {manifest['database_backend']}, secrets: {manifest['secrets']}) into {target}")
 
@@ -1186,6 +1511,10 @@ def _restore(archive: Path, target: Path, *, force: bool, say: Say) -> RestoreRe
     token = _random.token_hex(4)
     staged_schemas: list[tuple[DatabaseRef, str]] = []
     replaced: Path | None = None
+    was_empty_dir = target.is_dir() and not occupied
+    files_committed = False
+    replaced_schemas: list[str] = []
+    warnings: list[str] = []
     ledger = None
     try:
         began = time.monotonic()
@@ -1206,30 +1535,51 @@ def _restore(archive: Path, target: Path, *, force: bool, say: Say) -> RestoreRe
                 finally:
                     conn.close()
         shutil.rmtree(staging / MYSQL, ignore_errors=True)
-        accounts = manifest.get("databases", {}).get(c.ACCOUNTS, {})
+        accounts = manifest["databases"].get(c.ACCOUNTS, {})
         if accounts.get("backend") == "sqlite" and accounts.get("member"):
             ledger = sqlite_ledger_summary(staging / accounts["member"])
         _expand(staging)
         if ledger is not None:
             say(f"  restored {describe_ledger(ledger)}")
-        # --- commit: nothing above changed anything outside the staging directory and schemas
-        if staged_schemas:
-            _swap_schemas(staged_schemas, token)
-            staged_schemas = []
+            if not ledger["sound"]:
+                if not force:
+                    raise BackupError(f"the backup's ledger is not sound ({describe_ledger(ledger)}): restoring it "
+                                      "would bring back books that do not balance; nothing was changed (--force "
+                                      "restores it anyway)")
+                warnings.append(f"the restored ledger is not sound ({describe_ledger(ledger)}); restored as it "
+                                "is (--force)")
+        # --- commit: nothing above changed anything outside the staging directory and schemas.
+        # 1. The files: the lab's directory aside (kept whole), the restored one into its place.
         if occupied:
-            _carry_over(target, staging)
-            replaced = target.with_name(f"{target.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+            replaced = _free_replaced_name(target)
             os.rename(target, replaced)
             try:
                 os.rename(staging, target)
-            except OSError:
+            except BaseException:
                 os.rename(replaced, target)
+                replaced = None
                 raise
         else:
-            if target.is_dir():
+            if was_empty_dir:
                 target.rmdir()
             os.rename(staging, target)
-    except BaseException:
+        files_committed = True
+        # 2. The MySQL tables (undone on every server if one fails), the replaced ones kept.
+        if staged_schemas:
+            replaced_schemas = _swap_schemas(staged_schemas, token)
+            staged_schemas = []
+    except BaseException as failure:
+        if files_committed:
+            try:
+                os.rename(target, staging)
+                if replaced is not None:
+                    os.rename(replaced, target)
+                elif was_empty_dir:
+                    target.mkdir(mode=0o700)
+            except OSError as exc:
+                raise BackupError(f"restore failed ({failure}) and could not be undone ({exc}): the restored "
+                                  f"files are in {target if target.exists() else staging}, the lab's own in "
+                                  f"{replaced}") from None
         shutil.rmtree(staging, ignore_errors=True)
         for ref, schema in staged_schemas:
             _drop_schema(ref.url, schema)
@@ -1239,11 +1589,27 @@ def _restore(archive: Path, target: Path, *, force: bool, say: Say) -> RestoreRe
             except OSError:
                 pass
         raise
+    # 3. What a restore does not replace, back from the replaced directory. A failure here loses
+    # nothing (what was not moved is still there), and the restore itself is done.
+    if replaced is not None:
+        try:
+            failed = _carry_over(replaced, target)
+        except OSError as exc:
+            failed = [f". ({exc.strerror or exc})"]
+        if failed:
+            warnings.append(f"could not move {'; '.join(failed)} (kept, not replaced by a restore) from {replaced} "
+                            f"into {target}; it is still there: move it by hand")
     seconds = time.monotonic() - started
     if replaced is not None:
         say(f"  the state it replaced is in {replaced}; delete it once the restored lab works")
+    if replaced_schemas:
+        say(f"  the MySQL tables it replaced are in schema{'s' if len(replaced_schemas) > 1 else ''} "
+            f"{', '.join(replaced_schemas)}; drop {'them' if len(replaced_schemas) > 1 else 'it'} "
+            "(DROP DATABASE) once the restored lab works")
+    for warning in warnings:
+        say(f"! {warning}")
     say(f"Restored into {target} in {seconds:.1f} s; start it with `obslab up --data-dir {target}`")
-    return RestoreResult(target, manifest, seconds, replaced, ledger)
+    return RestoreResult(target, manifest, seconds, replaced, ledger, replaced_schemas, warnings)
 
 
 def _expand(staging: Path) -> None:
@@ -1257,6 +1623,9 @@ def _expand(staging: Path) -> None:
 
 
 def _drop_schema(url: Any, schema: str) -> None:
+    """Best effort: a schema of ours left behind is named obslab_re... and can be dropped by hand."""
+    import pymysql
+
     try:
         conn = _mysql_connect(url, autocommit=True)
     except BackupError:
@@ -1264,45 +1633,101 @@ def _drop_schema(url: Any, schema: str) -> None:
     try:
         with conn.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {_quote_name(schema)}")
+    except pymysql.MySQLError:
+        pass
     finally:
         conn.close()
 
 
-def _swap_schemas(staged: list[tuple[DatabaseRef, str]], token: str) -> None:
+@dataclass
+class _Swap:
+    ref: DatabaseRef
+    staged: str                 # the staging schema the restored tables were loaded into
+    kept: str                   # obslab_replaced_<token>_<n>: where the tables they replace go
+    old_tables: list[str]
+    new_tables: list[str]
+
+
+def _rename_all(cursor: Any, moves: list[tuple[str, str, str]]) -> None:
+    """(from schema, to schema, table) ..., in one ``RENAME TABLE``: all or nothing."""
+    if moves:
+        cursor.execute("RENAME TABLE " + ", ".join(
+            f"{_quote_name(source)}.{_quote_name(table)} TO {_quote_name(target)}.{_quote_name(table)}"
+            for source, target, table in moves))
+
+
+def _swap_schemas(staged: list[tuple[DatabaseRef, str]], token: str) -> list[str]:
     """Move each staged schema's tables into its target schema, per server in one ``RENAME TABLE``
-    (atomic), the tables they replace into a schema that is then dropped."""
+    (atomic), the tables they replace into ``obslab_replaced_<token>_<n>`` schemas that are kept;
+    returns those (the ones that received tables). If a server's swap fails, the servers swapped
+    before it are swapped back and the error is raised: the staged schemas then hold the restored
+    tables again (the caller drops them)."""
+    import pymysql
+
     servers: dict[tuple, list[tuple[DatabaseRef, str]]] = {}
     for ref, schema in staged:
         servers.setdefault(_server_key(ref.url), []).append((ref, schema))
-    for group in servers.values():
-        url = group[0][0].url
-        conn = _mysql_connect(url, autocommit=True)
-        trash: list[str] = []
-        try:
-            with conn.cursor() as cursor:
-                pairs: list[str] = []
-                for index, (ref, schema) in enumerate(group):
-                    cursor.execute(f"CREATE DATABASE IF NOT EXISTS {_quote_name(ref.schema)} CHARACTER SET utf8mb4")
-                    old = f"obslab_replaced_{token}_{index}"
-                    cursor.execute(f"CREATE DATABASE {_quote_name(old)}")
-                    trash.append(old)
-                    for table in _tables(cursor, ref.schema):
-                        pairs.append(f"{_quote_name(ref.schema)}.{_quote_name(table)} TO "
-                                     f"{_quote_name(old)}.{_quote_name(table)}")
-                    for table in _tables(cursor, schema):
-                        pairs.append(f"{_quote_name(schema)}.{_quote_name(table)} TO "
-                                     f"{_quote_name(ref.schema)}.{_quote_name(table)}")
-                if pairs:
-                    cursor.execute("RENAME TABLE " + ", ".join(pairs))
-                for _ref, schema in group:
-                    cursor.execute(f"DROP DATABASE IF EXISTS {_quote_name(schema)}")
-        finally:
-            try:   # the replaced tables (or, when the rename failed, nothing)
+    done: list[list[_Swap]] = []
+    number = 0
+    try:
+        for group in servers.values():
+            swaps: list[_Swap] = []
+            conn = _mysql_connect(group[0][0].url, autocommit=True)
+            try:
                 with conn.cursor() as cursor:
-                    for name in trash:
-                        cursor.execute(f"DROP DATABASE IF EXISTS {_quote_name(name)}")
+                    try:
+                        for ref, schema in group:
+                            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {_quote_name(ref.schema)} "
+                                           "CHARACTER SET utf8mb4")
+                            kept = f"obslab_replaced_{token}_{number}"
+                            number += 1
+                            cursor.execute(f"CREATE DATABASE {_quote_name(kept)} CHARACTER SET utf8mb4")
+                            swaps.append(_Swap(ref, schema, kept, _tables(cursor, ref.schema), _tables(cursor, schema)))
+                        _rename_all(cursor, [(s.ref.schema, s.kept, t) for s in swaps for t in s.old_tables]
+                                    + [(s.staged, s.ref.schema, t) for s in swaps for t in s.new_tables])
+                    except BaseException:   # nothing moved on this server: its new schemas go
+                        for swap in swaps:
+                            try:
+                                cursor.execute(f"DROP DATABASE IF EXISTS {_quote_name(swap.kept)}")
+                            except Exception:
+                                pass
+                        raise
             finally:
                 conn.close()
+            done.append(swaps)
+    except BaseException as failure:
+        for swaps in reversed(done):
+            try:
+                _unswap(swaps)
+            except Exception as exc:
+                raise BackupError(f"restoring the MySQL tables failed ({failure}), and putting back those already "
+                                  f"replaced failed too ({exc}): they are in schemas "
+                                  f"{', '.join(s.kept for s in swaps)}") from None
+        if isinstance(failure, pymysql.MySQLError):
+            raise BackupError(f"moving the restored tables into their MySQL schemas failed: {failure}") from None
+        raise
+    # Done: what is left is tidying up, which may fail without undoing anything.
+    kept = [swap.kept for swaps in done for swap in swaps if swap.old_tables]
+    for swaps in done:
+        for swap in swaps:
+            _drop_schema(swap.ref.url, swap.staged)          # empty now
+            if not swap.old_tables:
+                _drop_schema(swap.ref.url, swap.kept)        # replaced nothing
+    return kept
+
+
+def _unswap(swaps: list[_Swap]) -> None:
+    """Undo one server's swap: the restored tables back into their staged schemas, the replaced
+    ones back where they were."""
+    conn = _mysql_connect(swaps[0].ref.url, autocommit=True)
+    try:
+        with conn.cursor() as cursor:
+            _rename_all(cursor, [(s.ref.schema, s.staged, t) for s in swaps for t in s.new_tables]
+                        + [(s.kept, s.ref.schema, t) for s in swaps for t in s.old_tables])
+            for swap in swaps:
+                cursor.execute(f"DROP DATABASE IF EXISTS {_quote_name(swap.kept)}")
+    finally:
+        conn.close()
 
 
 def _tables(cursor: Any, schema: str) -> list[str]:
@@ -1386,34 +1811,86 @@ def next_due(newest: float | None, every: float, started: float, last_failure: f
     return due
 
 
+def _read_last_failure(directory: Path, now: float) -> float | None:
+    """When the last scheduled backup failed (kept across restarts), never later than ``now``."""
+    try:
+        moment = float(json.loads((directory / LAST_FAILURE_NAME).read_text())["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return min(moment, now)
+
+
+def _write_last_failure(directory: Path, moment: float | None, error: str = "") -> None:
+    """Keep (``moment``) or forget (None) the last failure; a file that cannot be written only
+    costs the wait after a restart."""
+    path = directory / LAST_FAILURE_NAME
+    try:
+        if moment is None:
+            path.unlink(missing_ok=True)
+            return
+        private_dir(directory)
+        partial = directory / f"{LAST_FAILURE_NAME}.{os.getpid()}.partial"
+        partial.write_text(json.dumps({"at": moment, "at_utc": _iso(moment), "error": error[:500]}))
+        os.replace(partial, path)
+    except OSError:
+        pass
+
+
+def _newest(directory: Path, now: float, first_seen: dict[str, float]) -> float | None:
+    """The newest scheduled backup's time; one in the future (a clock set back) counts from when
+    it was first seen."""
+    found = scheduled_archives(directory)
+    if not found:
+        return None
+    moment, path = found[0]
+    return first_seen.setdefault(path.name, now) if moment > now else moment
+
+
 def run_schedule(data_dir: Path, every: float, keep: int, *, stop: threading.Event, say: Say = print,
                  clock: Callable[[], float] = time.time, max_runs: int | None = None) -> int:
     """Take a backup every ``every`` seconds while ``stop`` is not set, keeping the newest ``keep``
-    scheduled ones; returns how many it took. Runs under supervisord (``obslab up --backup-every``)."""
+    scheduled ones; returns how many it took. Runs under supervisord (``obslab up --backup-every``):
+    nothing but ``stop`` (or a signal) ends it, a failure of any kind is logged and tried again
+    :data:`SCHEDULE_RETRY_SECONDS` later, across restarts too (:data:`LAST_FAILURE_NAME`)."""
     if every < SCHEDULE_MIN_SECONDS:
         raise BackupError(f"--backup-every must be at least {SCHEDULE_MIN_SECONDS:.0f}s")
     directory = backup_dir(data_dir)
     started = clock()
-    last_failure: float | None = None
+    last_failure = _read_last_failure(directory, started)
+    first_seen: dict[str, float] = {}
     taken = 0
     say(f"scheduled backups of {data_dir}: every {every:g} s into {directory}, keeping {keep}")
+    if last_failure is not None:
+        say(f"the last scheduled backup failed at {_iso(last_failure)}; the next try is not before "
+            f"{_iso(last_failure + min(every, SCHEDULE_RETRY_SECONDS))}")
     while not stop.is_set() and (max_runs is None or taken < max_runs):
-        newest = scheduled_archives(directory)
-        due = next_due(newest[0][0] if newest else None, every, started, last_failure)
-        wait = due - clock()
-        if wait > 0:
-            stop.wait(min(wait, 60.0))   # looks again every minute: a deleted backup, a changed clock
+        now = clock()
+        due = next_due(_newest(directory, now, first_seen), every, started, last_failure)
+        if due > now:
+            stop.wait(min(due - now, 60.0))   # looks again every minute: a deleted backup, a changed clock
             continue
         try:
             result = create(data_dir, scheduled=True)
-            removed = prune(directory, keep)
-            taken += 1
-            last_failure = None
-            say(f"{_iso(clock())} backup {result.archive.name}: {_size(result.size)} in {result.seconds:.1f} s"
-                + (f"; pruned {', '.join(p.name for p in removed)}" if removed else ""))
-        except (BackupError, OSError, sqlite3.Error) as exc:
+        except Exception as exc:   # whatever it is, the schedule goes on
             last_failure = clock()
-            say(f"{_iso(clock())} backup failed: {exc}")
+            text = str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
+            _write_last_failure(directory, last_failure, text)
+            say(f"{_iso(last_failure)} backup failed: {text}; trying again in "
+                f"{min(every, SCHEDULE_RETRY_SECONDS) / 60:g} min")
+            if not isinstance(exc, BackupError):
+                say(traceback.format_exc().rstrip())
+            continue
+        taken += 1
+        if last_failure is not None:
+            last_failure = None
+            _write_last_failure(directory, None)
+        try:
+            removed = prune(directory, keep)
+        except Exception as exc:   # the backup is taken; the next prune may do better
+            removed = []
+            say(f"{_iso(clock())} pruning old backups failed: {type(exc).__name__}: {exc}")
+        say(f"{_iso(clock())} backup {result.archive.name}: {_size(result.size)} in {result.seconds:.1f} s"
+            + (f"; pruned {', '.join(p.name for p in removed)}" if removed else ""))
     return taken
 
 

@@ -204,11 +204,12 @@ class NativeLab:
         from obslab.lab import backup
 
         keep = keep if keep is not None else settings.BACKUP_KEEP.get()
-        self.say(f"Backups: every {every:g} s into {backup.backup_dir(self.data_dir)}, keeping the newest {keep} "
+        self.say(f"Backups: every {int(every)} s into {backup.backup_dir(self.data_dir)}, keeping the newest {keep} "
                  f"(log: {self.supervisor.log_path(backup.SCHEDULER_PROGRAM)})")
         return Program(backup.SCHEDULER_PROGRAM, [
             sys.executable, "-m", "obslab", "backup", "schedule", "--data-dir", str(self.data_dir),
-            "--every", f"{every:g}s", "--keep", str(keep),
+            # Whole seconds: `{every:g}` writes 2w as 1.2096e+06s, which no duration parser reads.
+            "--every", f"{int(every)}s", "--keep", str(keep),
         ], priority=990)
 
     def _health_credentials(self, comp: topology.Component) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""`obslab backup` against the real thing: a native lab under traffic backed up, changed, stopped,
-restored into a fresh directory and started again; the same round trip on MariaDB at the
-database layer (the lab's databases as schemas on the server, transfers running); Prometheus's
+"""`obslab backup` against the real thing: a native lab under traffic backed up, changed, and
+restored into a fresh directory, whose state is then read where it lies (the services' databases
+through their own stores, the TSDB by a Prometheus of its own); the same round trip on MariaDB at
+the database layer (the lab's databases as schemas on the server, transfers running); Prometheus's
 admin API snapshot and the file copy, each read back by a second Prometheus."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -25,7 +27,9 @@ from obslab.lab.backup import BackupError
 from obslab.platform.db import Database
 from obslab.services.accounts.ledger import Ledger, MovementKind
 from obslab.services.accounts.ledger import metadata as ledger_metadata
+from obslab.services.alert_receiver import store as receiver_store
 from obslab.services.common import money
+from obslab.services.fault_injector import app as injector
 from tests.integration.lab import eventually, free_offset, obslab, start_lab
 from tests.prometheus_support import scrape_job, start_prometheus
 from tests.support import MYSQL_SERVER_URL, drop_mysql_databases, free_port, mysql_reachable
@@ -61,17 +65,23 @@ def _notify(lab, marker: str) -> None:
     assert response.status_code in (200, 201), response.text
 
 
-def _notification_markers(lab) -> set[str]:
-    response = requests.get(f"{lab.url(c.ALERT_RECEIVER)}{c.API_PREFIX}/notifications", timeout=10)
-    response.raise_for_status()
-    return {alert["description"] for item in response.json() for alert in item["alerts"]}
+def _restored_notification_markers(data_dir: Path) -> set[str]:
+    """What the alert-receiver of the restored directory would show, read through its own store."""
+    db = Database(c.ALERT_RECEIVER, receiver_store.metadata, f"sqlite:///{data_dir / 'db' / 'alert-receiver.sqlite3'}")
+    try:
+        notifications = receiver_store.NotificationStore(db).list(limit=1000)
+    finally:
+        db.engine.dispose()
+    return {alert["description"] for item in notifications for alert in item["alerts"]}
 
 
-def _audited_faults(lab) -> set[str]:
-    response = requests.get(f"{lab.url(c.FAULT_INJECTOR)}{c.API_PREFIX}/faults/audit", params={"limit": 1000},
-                            headers=_operator(lab), timeout=10)
-    assert response.status_code == 200, response.text
-    return {entry["fault_id"] for entry in response.json()}
+def _restored_audited_faults(data_dir: Path) -> set[str]:
+    """The fault injector's audit log in the restored directory, read through its own store."""
+    db = Database(c.FAULT_INJECTOR, injector.metadata, f"sqlite:///{data_dir / 'db' / 'fault-injector.sqlite3'}")
+    try:
+        return {entry["fault_id"] for entry in injector.FaultStore(db, None).audit(1000)}
+    finally:
+        db.engine.dispose()
 
 
 def _fault(lab) -> str:
@@ -103,12 +113,16 @@ def _transfer(session: requests.Session, api: str, source: str, target: str, amo
 @pytest.mark.lab
 @pytest.mark.serial
 @pytest.mark.usefixtures("untraced_client")
-def test_a_backup_under_traffic_restores_into_a_fresh_lab_with_the_money_alerts_audit_and_metrics_of_its_time(
+def test_a_backup_under_traffic_restores_into_a_fresh_directory_the_money_alerts_audit_and_metrics_of_its_time(
         tmp_path):
+    """One lab with the load generator's traffic is backed up, changed and stopped; the archive is
+    restored into a fresh directory, whose files are checked while the first lab stops, and then
+    started with `up`: its API, alert-receiver and Prometheus answer with what was there at the
+    backup."""
     offset = free_offset(16_000)
     archive = tmp_path / "lab.tar.gz"
-    first = start_lab(tmp_path / "a", offset)          # with the load generator's traffic
-    second = None
+    restored = tmp_path / "b"
+    first = start_lab(tmp_path / "a", offset)
     try:
         sessions = {name: first.login(name) for name in ("alice", "bob")}
         alice_checking = sessions["alice"].get(f"{first.api}/accounts", timeout=10).json()[0]["id"]
@@ -122,6 +136,7 @@ def test_a_backup_under_traffic_restores_into_a_fresh_lab_with_the_money_alerts_
         before = time.time()
         time.sleep(1)
         seen_before = first.prometheus("/api/v1/query", query=series, time=before)["result"]
+        up_before = first.prometheus("/api/v1/query", query=f'up{{job="{c.ACCOUNTS}"}}', time=before)["result"]
         balances = _balances(sessions, first.api)
 
         began = time.monotonic()
@@ -140,36 +155,55 @@ def test_a_backup_under_traffic_restores_into_a_fresh_lab_with_the_money_alerts_
         _notify(first, "after the backup")
 
         began = time.monotonic()
-        restored = obslab("backup", "restore", str(archive), "--data-dir", str(tmp_path / "b"), "--json",
-                          offset=offset, timeout=120)
+        done = obslab("backup", "restore", str(archive), "--data-dir", str(restored), "--json",
+                      offset=offset, timeout=120)
         restore_seconds = time.monotonic() - began
-        assert restored.returncode == 0, restored.stderr
-        assert json.loads(restored.stdout)["ledger"]["sound"]
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["ledger"]["sound"]
 
-        # The first lab stops (its books checked) while the restored one starts beside it.
-        stopping = ThreadPoolExecutor(1).submit(first.stop)
-        second = start_lab(tmp_path / "b", free_offset(offset + 250), "--no-traffic")
-        stopping.result(timeout=120)
-        assert _balances({name: second.login(name) for name in sessions}, second.api) == balances
-        assert second.ledger_violations() == []
-        markers = _notification_markers(second)
-        assert "before the backup" in markers and "after the backup" not in markers
-        audited = _audited_faults(second)
-        assert fault_before in audited and fault_after not in audited
-        assert second.prometheus("/api/v1/query", query=series, time=before)["result"] == seen_before
-        up = second.prometheus("/api/v1/query", query=f'up{{job="{c.ACCOUNTS}"}}', time=before)["result"]
-        assert [sample["value"][1] for sample in up] == ["1"]
+        # The lab stops (its books checked) while what was restored is read.
+        with ThreadPoolExecutor(1) as pool:
+            stopping = pool.submit(first.stop)
+            books_db = Database(c.ACCOUNTS, ledger_metadata, f"sqlite:///{restored / 'db' / 'accounts.sqlite3'}")
+            try:
+                books = Ledger(books_db)
+                assert {key: money.to_decimal_string(books.account(key.split("/", 1)[1])["balance_minor"])
+                        for key in balances} == balances                      # to the cent, as at the backup
+                assert books.invariant_violations() == []
+            finally:
+                books_db.engine.dispose()
+            ledger = backup.sqlite_ledger_summary(restored / "db" / "accounts.sqlite3")
+            assert ledger["sound"] and ledger["sum_minor"] == 0 and ledger["half_movements"] == 0, ledger
+            markers = _restored_notification_markers(restored)
+            assert "before the backup" in markers and "after the backup" not in markers
+            audited = _restored_audited_faults(restored)
+            assert fault_before in audited and fault_after not in audited
+            stopping.result(timeout=120)
+
+        # `up` on the restored directory, as a person would: what it serves is what the lab held.
+        second = start_lab(restored, offset, "--no-traffic")
+        try:
+            again = {name: second.login(name) for name in ("alice", "bob")}
+            assert _balances(again, second.api) == balances                       # to the cent
+            assert second.prometheus("/api/v1/query", query=series, time=before)["result"] == seen_before
+            assert second.prometheus("/api/v1/query", query=f'up{{job="{c.ACCOUNTS}"}}',
+                                     time=before)["result"] == up_before
+            assert [sample["value"][1] for sample in up_before] == ["1"]
+        finally:
+            second.stop()
         print(f"backup {summary['size_bytes'] / 1e6:.1f} MB, written in {backup_seconds:.1f} s "
               f"(pause {summary['write_pause_ms']} ms); restored in {restore_seconds:.1f} s")
     finally:
         first.run("down")
-        if second is not None:
-            second.run("down")      # its books were checked above
     # Across services, one instant: every transfer transactions calls completed is in the ledger.
-    books = sqlite3.connect(tmp_path / "b" / "db" / "accounts.sqlite3")
-    records = sqlite3.connect(tmp_path / "b" / "db" / "transactions.sqlite3")
-    moved = {row[0] for row in books.execute("SELECT id FROM movements")}
-    completed = {row[0] for row in records.execute("SELECT id FROM transfers WHERE status = 'completed'")}
+    books = sqlite3.connect(restored / "db" / "accounts.sqlite3")
+    records = sqlite3.connect(restored / "db" / "transactions.sqlite3")
+    try:
+        moved = {row[0] for row in books.execute("SELECT id FROM movements")}
+        completed = {row[0] for row in records.execute("SELECT id FROM transfers WHERE status = 'completed'")}
+    finally:
+        books.close()
+        records.close()
     assert completed and completed <= moved, sorted(completed - moved)[:5]
 
 
@@ -209,7 +243,7 @@ def mariadb(monkeypatch):
 
 @pytest.mark.mariadb
 def test_mariadb_schemas_are_backed_up_in_one_snapshot_under_transfers_and_restored_as_other_schemas(
-        mariadb, tmp_path):
+        mariadb, tmp_path, monkeypatch):
     mariadb("source")
     ledger_db = Database(c.ACCOUNTS, ledger_metadata)
     records_db = Database(c.TRANSACTIONS, probe_metadata)
@@ -289,8 +323,55 @@ def test_mariadb_schemas_are_backed_up_in_one_snapshot_under_transfers_and_resto
     with pytest.raises(BackupError, match="holds .* tables already; restore with --force"):
         backup.restore(result.archive, tmp_path / "again")
     assert not (tmp_path / "again").exists()
-    again = backup.restore(result.archive, tmp_path / "again", force=True)
+
+    # --force over a stopped lab whose tables cannot be swapped in: its files are put back as they were,
+    # and its tables stay (the files are committed first, the tables second).
+    lab = tmp_path / "again"
+    (lab / "run").mkdir(parents=True)
+    (lab / "run" / "lab.json").write_text("{}")
+    (lab / "logs").mkdir()
+    (lab / "logs" / "accounts.log").write_text("kept")
+    files = sorted(str(path.relative_to(lab)) for path in lab.rglob("*"))
+    rename_all = backup._rename_all
+
+    def failing(_cursor, _moves):
+        import pymysql
+        raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+
+    monkeypatch.setattr(backup, "_rename_all", failing)
+    with pytest.raises(BackupError, match="moving the restored tables into their MySQL schemas failed: .*Lost conn"):
+        backup.restore(result.archive, lab, force=True)
+    monkeypatch.setattr(backup, "_rename_all", rename_all)
+    assert sorted(str(path.relative_to(lab)) for path in lab.rglob("*")) == files
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(("again", ".again"))) == ["again"]
+    unchanged = Database(c.ACCOUNTS, ledger_metadata)
+    try:
+        assert Ledger(unchanged).invariant_violations() == []
+        with unchanged.connect() as conn:
+            assert len(conn.execute(sqlalchemy.text("SELECT id FROM movements")).all()) == backed_up
+    finally:
+        unchanged.engine.dispose()
+
+    again = backup.restore(result.archive, lab, force=True)
     assert again.ledger["movements"] == backed_up
+    assert again.replaced is not None and (lab / "logs" / "accounts.log").read_text() == "kept"
+    # The tables it replaced are kept, in schemas it names (--force keeps the replaced state).
+    assert again.replaced_schemas and all(name.startswith("obslab_replaced_") for name in again.replaced_schemas)
+    engine = sqlalchemy.create_engine(MYSQL_SERVER_URL)
+    try:
+        with engine.connect() as conn:
+            kept = {row[0]: row[1] for row in conn.execute(sqlalchemy.text(
+                "SELECT TABLE_SCHEMA, COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA LIKE "
+                "'obslab\\_replaced\\_%' GROUP BY TABLE_SCHEMA"))}
+            assert set(again.replaced_schemas) <= set(kept)
+            ledgers = [name for name in again.replaced_schemas if conn.execute(sqlalchemy.text(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s AND TABLE_NAME = 'movements'"),
+                {"s": name}).scalar()]
+            assert len(ledgers) == 1
+            assert conn.execute(sqlalchemy.text(f"SELECT COUNT(*) FROM `{ledgers[0]}`.movements")).scalar() == backed_up
+    finally:
+        engine.dispose()
+        drop_mysql_databases(again.replaced_schemas)
 
 
 # --- Prometheus: the admin API snapshot, and the file copy ----------------------------------------

@@ -4,10 +4,13 @@ restores that must change nothing when they refuse; retention and the schedule."
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import socketserver
 import sqlite3
 import tarfile
@@ -18,7 +21,7 @@ from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler
 
 import pytest
 
-from obslab import secrets, topology
+from obslab import secrets, settings, topology
 from obslab.cli import main
 from obslab.lab import backup
 from obslab.lab.backup import BackupError
@@ -115,6 +118,8 @@ def make_lab(base: Path) -> tuple[Path, dict[str, bytes], dict[str, bytes]]:
         "logs/accounts.log": b"log line",
         "run/lab.json": b"{}",
         "bench/nab/x.csv": b"1",
+        "ml/ddos/.model.joblib.partial": b"half a model being saved",   # written, then renamed into place
+        "drills/reports/run2.4242.tmp": b"half a report",
     }
     for relative, content in {**files, **not_state}.items():
         (data / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +219,7 @@ def test_the_ledger_of_a_backup_under_transfers_sums_to_zero_and_matches_other_s
     accounts = list(bank.owners)
     stop = threading.Event()
     errors: list[BaseException] = []
+    completed = [0, 0, 0]   # transfers each worker completed
 
     def traffic(worker: int) -> None:
         conn = sqlite3.connect(records, timeout=30, isolation_level=None)
@@ -226,20 +232,27 @@ def test_the_ledger_of_a_backup_under_transfers_sums_to_zero_and_matches_other_s
                 source, target = accounts[(n + worker) % 6], accounts[(n + worker + 1) % 6]
                 bank.transfer(source, target, 1 + n % 7, movement_id=transfer_id)
                 conn.execute("UPDATE transfers SET status = 'completed' WHERE id = ?", (transfer_id,))
+                completed[worker] += 1
         except BaseException as exc:   # noqa: BLE001 - reported by the test
             errors.append(exc)
         finally:
             conn.close()
+
+    def completed_at_least(count: int) -> None:
+        deadline = time.monotonic() + 30
+        while sum(completed) < count:
+            assert not errors and time.monotonic() < deadline, (errors, f"{sum(completed)} of {count} transfers")
+            time.sleep(0.005)
 
     workers = [threading.Thread(target=traffic, args=(w,)) for w in range(3)]
     for worker in workers:
         worker.start()
     results = []
     try:
-        time.sleep(0.3)
+        completed_at_least(30)                       # the traffic is flowing: the backup is taken under it
         for _ in range(2):
             results.append(backup.create(data))
-            time.sleep(0.2)
+            completed_at_least(sum(completed) + 20)  # and it goes on between (and after) the backups
     finally:
         stop.set()
         for worker in workers:
@@ -256,6 +269,91 @@ def test_the_ledger_of_a_backup_under_transfers_sums_to_zero_and_matches_other_s
         assert completed, "no transfer completed before the backup"
         assert completed <= moved, f"completed in transactions, not in the ledger: {sorted(completed - moved)[:5]}"
         assert result.manifest["consistency"]["write_pause_ms"] < 5000
+
+
+def test_a_database_locked_by_a_writer_fails_the_backup_quickly_and_the_others_stay_writable(lab_dir):
+    data, _files, _not_state = lab_dir
+    books = data / "db" / "accounts.sqlite3"      # locked by every try before the busy one is reached
+    probe = sqlite3.connect(books, isolation_level=None)
+    probe.execute("CREATE TABLE probe (n INTEGER)")
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_audit_log() -> None:   # a transaction left open in the fault injector's database
+        conn = sqlite3.connect(data / "db" / "fault-injector.sqlite3", isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(30)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    holder = threading.Thread(target=hold_the_audit_log)
+    holder.start()
+    assert held.wait(10)
+    outcome: dict[str, object] = {}
+
+    def back_up() -> None:
+        began = time.monotonic()
+        try:
+            backup.create(data)
+        except BackupError as exc:
+            outcome["error"] = str(exc)
+        outcome["seconds"] = time.monotonic() - began
+
+    runner = threading.Thread(target=back_up)
+    slowest, writes = 0.0, 0
+    try:
+        runner.start()
+        probe.execute("PRAGMA busy_timeout=2000")
+        while runner.is_alive():
+            began = time.monotonic()
+            probe.execute("INSERT INTO probe VALUES (?)", (writes,))
+            slowest, writes = max(slowest, time.monotonic() - began), writes + 1
+            time.sleep(0.005)
+    finally:
+        runner.join(30)
+        release.set()
+        holder.join(10)
+        probe.close()
+    error = str(outcome.get("error"))
+    assert error.startswith("could not pause the lab's writes within 5 s: fault-injector's database "), error
+    assert "\n" not in error and "nothing was written" in error
+    assert outcome["seconds"] < backup.FREEZE_DEADLINE_SECONDS + 3
+    assert writes > 50 and slowest < 1.0, (writes, slowest)   # never held up beyond one lock's wait
+    assert not backup.archives(data / "backups") and not list((data / "backups").glob(".staging-*"))
+
+
+def test_a_running_labs_database_not_in_wal_mode_is_refused_and_a_stopped_ones_copied(fake_running_lab):
+    data = fake_running_lab
+    conn = sqlite3.connect(data / "db" / "fault-injector.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    with pytest.raises(BackupError, match="fault-injector's database .* is in journal mode 'delete', not WAL: .*"
+                                          "stop the lab"):
+        backup.create(data)
+
+
+def test_a_stopped_labs_database_not_in_wal_mode_is_copied(lab_dir):
+    data, _files, _not_state = lab_dir
+    conn = sqlite3.connect(data / "db" / "fault-injector.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    assert backup.create(data).manifest["databases"]["fault-injector"]["member"]
+
+
+def test_too_little_free_space_stops_a_backup_and_a_restore_with_one_line(lab_dir, good_archive, tmp_path,
+                                                                          monkeypatch, capsys):
+    data, _files, _not_state = lab_dir
+    usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: usage(path)._replace(free=backup.SPACE_RESERVE_BYTES + 10_000))
+    assert main(["backup", "create", "--data-dir", str(data)]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "not enough free space in" in error, error
+    assert "the staging copy and the archive need about" in error
+    assert [p.name for p in (data / "backups").iterdir()] == [".lock"]
+    with pytest.raises(BackupError, match="not enough free space .* the unpacked backup need"):
+        backup.restore(good_archive, tmp_path / "fresh" / "lab")
+    assert not (tmp_path / "fresh").exists()
 
 
 # --- broken archives: one line, and nothing changes ----------------------------------------------
@@ -307,6 +405,32 @@ def _changed_manifest_digest(archive: Path) -> None:
     _rewrite(archive, [(members[0][0], json.dumps(manifest).encode()), *members[1:]])
 
 
+def _consistent(archive: Path, change, extra: tuple[tuple[str, bytes], ...] = ()) -> None:
+    """Rewrite the archive with its manifest changed and members added, every digest matching:
+    what someone who means to change it (not mere damage) writes."""
+    members = _members(archive)
+    manifest = json.loads(members[0][1])
+    for name, content in extra:
+        manifest["members"].append({"path": name, "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+    change(manifest)
+    _rewrite(archive, [(members[0][0], json.dumps(manifest).encode()), *members[1:],
+                       *((tarfile.TarInfo(name), content) for name, content in extra)])
+
+
+def _outside_member(archive: Path) -> None:
+    _consistent(archive, lambda manifest: None, extra=(("data/run/supervisord.conf", b"[program:x]"),))
+
+
+def _database_not_a_member(archive: Path) -> None:
+    def change(manifest: dict) -> None:
+        manifest["databases"]["accounts"]["member"] = "data/db/other.sqlite3"
+    _consistent(archive, change)
+
+
+def _no_created_at(archive: Path) -> None:
+    _consistent(archive, lambda manifest: manifest.pop("created_at"))
+
+
 def _trailing_garbage(archive: Path) -> None:
     with archive.open("ab") as out:
         out.write(b"appended later")
@@ -319,13 +443,18 @@ def _not_a_backup(archive: Path) -> None:
 
 BROKEN = {
     "truncated": (_truncate, "truncated"),
-    "flipped byte": (_flip_byte, "corrupt|truncated|does not match|not JSON|changed"),
+    # Damage shows as what it is (gzip's CRC), whatever member it hit first.
+    "flipped byte": (_flip_byte, r": corrupt \(.+\); nothing was changed$"),
     "extra member": (_extra_member, "data/db/intruder.sqlite3 is not in the manifest"),
     "missing member": (_missing_member, "missing, e.g. data/run/seeded"),
     "changed member": (_changed_member, "data/drills/history.jsonl does not match its SHA-256"),
     "changed digest": (_changed_manifest_digest, "does not match its SHA-256"),
     "trailing garbage": (_trailing_garbage, "corrupt"),
     "not a backup": (_not_a_backup, "not an obslab backup"),
+    "member outside the state": (_outside_member, "'data/run/supervisord.conf' is outside the state a backup holds"),
+    "database not a member": (_database_not_a_member, "accounts's database is data/db/other.sqlite3, which is not "
+                                                      "among its members"),
+    "no created_at": (_no_created_at, "manifest.json has no valid 'created_at'"),
 }
 
 
@@ -357,6 +486,8 @@ def test_a_broken_archive_is_refused_with_one_line_and_nothing_changes(damage, g
 
     stopped = tmp_path / "stopped-lab"
     (stopped / "db").mkdir(parents=True)
+    (stopped / "run").mkdir()
+    (stopped / "run" / "lab.json").write_text("{}")
     (stopped / "db" / "accounts.sqlite3").write_bytes(b"the current books")
     (stopped / "logs").mkdir()
     (stopped / "logs" / "accounts.log").write_text("a log")
@@ -365,6 +496,76 @@ def test_a_broken_archive_is_refused_with_one_line_and_nothing_changes(damage, g
         backup.restore(archive, stopped, force=True)
     assert _tree(stopped) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.tar.gz", "stopped-lab"]
+
+
+DUMPED = [
+    backup._SESSION_MODE,
+    "SET FOREIGN_KEY_CHECKS=0",
+    "CREATE TABLE `accounts` (   `id` varchar(64) NOT NULL,   `balance_minor` bigint(20) NOT NULL DEFAULT 0,   "
+    "`rate` decimal(9,4) DEFAULT 0.0500,   `note` text DEFAULT 'a; DROP -- /* x.y */ SELECT',   PRIMARY KEY (`id`),   "
+    "KEY `ix_owner` (`owner_id`),   CONSTRAINT `fk` FOREIGN KEY (`x`) REFERENCES `owners` (`id`),   "
+    "CONSTRAINT `ck` CHECK (`balance_minor` >= 0) ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+    "INSERT INTO `accounts` (`id`, `balance_minor`, `note`) VALUES ('a\\'b',-5,NULL),('c',1.5e0,'it''s'),"
+    "('d',12.34,'\\0 ); DROP TABLE x; --'),('e',1E+2,_binary'\\0')",
+]
+REFUSED = {
+    "DROP DATABASE `obslab_accounts`": "other than SET, CREATE TABLE and INSERT INTO",
+    "SET GLOBAL general_log = 1": "other than SET, CREATE TABLE and INSERT INTO",
+    "GRANT ALL ON *.* TO `x`": "other than SET, CREATE TABLE and INSERT INTO",
+    "CREATE TABLE `mysql`.`user` (`x` int) ENGINE=InnoDB": "other than SET, CREATE TABLE and INSERT INTO",
+    "CREATE TABLE `t` (`x` int) ENGINE=InnoDB SELECT * FROM `mysql`.`user`": "with 'SELECT'",
+    "CREATE TABLE `t` (`x` int) ENGINE=InnoDB DATA DIRECTORY='/var/lib'": "with 'DIRECTORY'",
+    "CREATE TABLE `t` (`x` int) ENGINE=FEDERATED CONNECTION='mysql://h/db/t'": "with 'CONNECTION'",
+    "CREATE TABLE `t` (`x` int) ENGINE=MyISAM": "not of an InnoDB table",
+    "CREATE TABLE `t` (`x` int /*!50000 , `y` int */) ENGINE=InnoDB": "with '/*'",
+    "CREATE TABLE `t` (`x` int REFERENCES `mysql`.`user` (`x`)) ENGINE=InnoDB": "with a name qualified by a schema",
+    "CREATE TABLE `t` (`x` int REFERENCES mysql.user (`x`)) ENGINE=InnoDB": "with a name qualified by a schema",
+    "INSERT INTO `mysql`.`user` (`x`) VALUES (1)": "an INSERT that is not",
+    "INSERT INTO `t` (`x`) VALUES ((SELECT authentication_string FROM mysql.user LIMIT 1))": "an INSERT that is not",
+    "INSERT INTO `t` (`x`) VALUES (1) ON DUPLICATE KEY UPDATE `x`=2": "an INSERT that is not",
+    "INSERT INTO `t` (`x`) VALUES ('unterminated)": "an INSERT that is not",
+    "INSERT INTO `t` (`x`) VALUES (1); DROP TABLE `t`": "an INSERT that is not",
+}
+
+
+def test_a_mysql_dump_is_loaded_only_in_the_shapes_the_dumper_writes():
+    for statement in DUMPED:
+        backup.check_statement(statement)
+    for statement, why in REFUSED.items():
+        with pytest.raises(ValueError, match=re.escape(why)):
+            backup.check_statement(statement)
+
+
+def test_a_changed_mysql_dump_is_refused_before_its_statement_runs(tmp_path, monkeypatch):
+    executed: list[str] = []
+
+    class Cursor:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_exc):
+            return False
+
+        def execute(self, statement: str) -> None:
+            executed.append(statement)
+
+    class Connection:
+        def cursor(self) -> Cursor:
+            return Cursor()
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(backup, "_mysql_connect", lambda _url, **_extra: Connection())
+    dump = tmp_path / "accounts.sql"
+    dump.write_text("-- obslab backup of schema obslab_accounts: one statement per line\n"
+                    + "".join(f"{statement};\n" for statement in DUMPED[:3])
+                    + "DROP DATABASE `obslab_accounts`;\n" + DUMPED[3] + ";\n")
+    with pytest.raises(BackupError, match=r"^accounts.sql line 5: a statement other than SET, CREATE TABLE and "
+                                          r"INSERT INTO .*which obslab's dump never writes: refusing the archive$"):
+        backup.load_schema(dump, None, "obslab_restore_x_0")
+    assert executed[-1].startswith("CREATE TABLE `accounts`")   # the lines before ran (in the staging schema)
+    assert not [statement for statement in executed if statement.startswith(("DROP", "INSERT"))]
 
 
 def test_a_missing_archive_is_one_line(tmp_path, capsys):
@@ -435,6 +636,8 @@ def test_a_restore_into_a_stopped_lab_needs_force_and_keeps_what_it_replaces(lab
     elsewhere = data.parent / "documents"
     elsewhere.mkdir()
     (elsewhere / "letter.txt").write_text("not a lab")
+    (elsewhere / "db").mkdir()            # a folder of that name is not enough: run/lab.json or run/secrets
+    (elsewhere / "run").mkdir()
     with pytest.raises(BackupError, match="does not look like a lab's data directory"):
         backup.restore(good_archive, elsewhere, force=True)
     assert (elsewhere / "letter.txt").read_text() == "not a lab"
@@ -448,6 +651,61 @@ def test_a_restore_into_a_stopped_lab_needs_force_and_keeps_what_it_replaces(lab
     assert after["prometheus/prometheus.yml"] == before["prometheus/prometheus.yml"]
     assert "prometheus/data/chunks_head/000001" not in after                  # replaced with the TSDB
     assert backup.sqlite_ledger_summary(data / "db" / "accounts.sqlite3")["sound"]
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.EIO, "the disk went away"), KeyboardInterrupt()],
+                         ids=["error", "signal"])
+def test_a_restore_over_a_lab_that_fails_at_its_last_rename_leaves_the_lab_whole(
+        lab_dir, good_archive, monkeypatch, failure):
+    data, _files, _not_state = lab_dir
+    (data / "backups").mkdir()
+    (data / "backups" / "older.tar.gz").write_bytes(b"the only copy")
+    before = _tree(data)
+    rename = os.rename
+
+    def failing(source, target):
+        if Path(target) == data and ".restore-" in Path(source).name:   # the restored copy into place
+            raise failure
+        return rename(source, target)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(type(failure) if isinstance(failure, KeyboardInterrupt) else BackupError):
+        backup.restore(good_archive, data, force=True)
+    assert _tree(data) == before                                           # backups/ and logs/ included
+    assert [p.name for p in data.parent.iterdir()] == ["lab"]             # no staging, no replaced copy
+
+
+def test_a_restore_over_a_lab_that_cannot_carry_the_logs_over_is_done_and_says_where_they_are(
+        lab_dir, good_archive, monkeypatch):
+    data, _files, _not_state = lab_dir
+    rename = os.rename
+
+    def failing(source, target):
+        if Path(source).name == "logs":
+            raise OSError(errno.EIO, "the disk went away")
+        return rename(source, target)
+
+    monkeypatch.setattr(os, "rename", failing)
+    result = backup.restore(good_archive, data, force=True)
+    assert result.replaced is not None and (result.replaced / "logs" / "accounts.log").read_bytes() == b"log line"
+    assert [w for w in result.warnings if str(result.replaced) in w and "by hand" in w]
+    assert (data / "run" / "lab.json").exists()                          # the rest was carried over
+
+
+def test_a_copy_whose_ledger_does_not_balance_is_restored_only_with_force(lab_dir, tmp_path):
+    data, _files, _not_state = lab_dir
+    books = sqlite3.connect(data / "db" / "accounts.sqlite3")
+    books.execute("UPDATE accounts SET balance_minor = balance_minor + 1 WHERE owner_id = 'cus_0'")
+    books.commit()
+    books.close()
+    result = backup.create(data)
+    assert not result.manifest["databases"]["accounts"]["ledger"]["sound"]
+    target = tmp_path / "fresh"
+    with pytest.raises(BackupError, match="the backup's ledger is not sound .*balances sum to 1.*--force"):
+        backup.restore(result.archive, target)
+    assert not target.exists()
+    restored = backup.restore(result.archive, target, force=True)
+    assert not restored.ledger["sound"] and [w for w in restored.warnings if "not sound" in w]
 
 
 def test_backup_create_refuses_an_existing_out_file_and_a_missing_lab(lab_dir, tmp_path, capsys):
@@ -518,6 +776,72 @@ def test_the_scheduler_takes_a_due_backup_and_prunes_to_keep(lab_dir):
         backup.run_schedule(data, 10, 2, stop=threading.Event(), max_runs=1)
 
 
+class FakeTime(threading.Event):
+    """The scheduler's clock and stop event: time passes only while it waits; it stops once
+    ``stop_after`` backups were tried (``calls``: when)."""
+
+    def __init__(self, now: float) -> None:
+        super().__init__()
+        self.now = now
+        self.calls: list[float] = []
+        self.stop_after: int | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self.stop_after is not None and len(self.calls) >= self.stop_after:
+            self.set()
+        self.now += timeout or 0
+        return self.is_set()
+
+    def again(self, stop_after: int) -> FakeTime:
+        self.clear()
+        self.calls.clear()
+        self.stop_after = stop_after
+        return self
+
+
+def test_the_scheduler_survives_any_failure_and_retries_it_later_also_after_a_restart(lab_dir, monkeypatch):
+    data, _files, _not_state = lab_dir
+    directory = data / "backups"
+    fake = FakeTime(time.time() + 10 * 86400)
+    create = backup.create
+    outcomes = iter([RuntimeError("a bug, not a BackupError"), None])
+
+    def scripted(data_dir, **kwargs):
+        fake.calls.append(fake.now)
+        failure = next(outcomes, BackupError("could not pause the lab's writes"))
+        if failure is not None:
+            raise failure
+        return create(data_dir, **kwargs)
+
+    monkeypatch.setattr(backup, "create", scripted)
+    said: list[str] = []
+    assert backup.run_schedule(data, 3600, 2, stop=fake, clock=fake, say=said.append, max_runs=1) == 1
+    assert fake.calls[1] - fake.calls[0] >= backup.SCHEDULE_RETRY_SECONDS
+    assert [line for line in said if "backup failed: RuntimeError: a bug, not a BackupError; trying again" in line]
+    assert [line for line in said if line.startswith("Traceback")]          # a bug: its traceback is logged
+    assert not (directory / backup.LAST_FAILURE_NAME).exists()             # forgotten after a success
+
+    # A failure is remembered: a scheduler started again soon after does not try at once.
+    fake.now += 86400
+    assert backup.run_schedule(data, 3600, 2, stop=fake.again(1), clock=fake, say=said.append) == 0
+    failed_at = json.loads((directory / backup.LAST_FAILURE_NAME).read_text())["at"]
+    assert failed_at == fake.calls[0]
+    fake.now += 5
+    restarted = fake.now
+    assert backup.run_schedule(data, 3600, 2, stop=fake.again(1), clock=fake, say=said.append) == 0
+    assert fake.calls[0] >= failed_at + backup.SCHEDULE_RETRY_SECONDS and fake.calls[0] > restarted
+
+    # Times in the future (a clock set back) delay nothing beyond one interval.
+    (directory / backup.LAST_FAILURE_NAME).write_text(json.dumps({"at": fake.now + 30 * 86400}))
+    (directory / "obslab-backup-20990101T000000Z-scheduled.tar.gz").write_bytes(b"from a clock set forward")
+    started = fake.now
+    assert backup.run_schedule(data, 3600, 2, stop=fake.again(1), clock=fake, say=said.append) == 0
+    assert started + 3600 <= fake.calls[0] <= started + 3600 + 60
+
+
 def test_up_backup_every_supervises_a_scheduler_that_the_backup_command_understands(tmp_path):
     from obslab.cli import build_parser
     from obslab.lab.native import NativeLab
@@ -527,6 +851,11 @@ def test_up_backup_every_supervises_a_scheduler_that_the_backup_command_understa
     assert program.name == backup.SCHEDULER_PROGRAM and program.command[1:3] == ["-m", "obslab"]
     args = build_parser().parse_args(program.command[3:])
     assert (args.backup_action, args.every, args.keep, args.data_dir) == ("schedule", "21600s", 5, str(tmp_path / "lab"))
+    # Long intervals too: `{:g}` wrote 2w as 1.2096e+06s, which the scheduler could not read.
+    for text in ("2w", "30d"):
+        every = settings.parse_duration(text)
+        args = build_parser().parse_args(lab._backup_program(every, 5).command[3:])
+        assert settings.parse_duration(args.every) == every, args.every
     assert main(["up", "--backup-every", "30s", "--data-dir", str(tmp_path / "lab")]) == 2   # refused before anything starts
     assert not (tmp_path / "lab").exists()
 
