@@ -89,6 +89,17 @@ def test_the_performance_aggregator_scores_each_type_and_says_why(lab):
     assert {row["type"] for row in kpis[c.BUSINESS_TRANSACTIONS.name]} == {"transfer", "payment"}
 
 
+def test_the_slo_report_reads_the_live_lab(lab):
+    result = lab.run("slo", "report", "--json", timeout=120)          # the window: what Prometheus holds
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["profile"] == "fast"
+    by_name = {slo["name"]: slo for slo in report["slos"]}
+    assert {"transfer-availability", "payment-availability", "login-availability"} <= set(by_name)
+    transfer = by_name["transfer-availability"]
+    assert transfer["traffic"] and 0.9 <= transfer["achieved"] <= 1.0, transfer
+
+
 def gateway_rate(lab: RunningLab, window: str = "10s") -> float:
     return lab.value(f'sum(rate(http_server_requests_total{{service="gateway"}}[{window}]))') or 0.0
 
