@@ -258,6 +258,10 @@ class NativeLab:
            backup_every: float | None = None, backup_keep: int | None = None) -> int:
         """``backup_every`` (seconds): a supervised scheduler takes a backup that often, keeping
         the newest ``backup_keep`` scheduled ones (obslab/lab/backup.py)."""
+        try:
+            self.supervisor.check_socket_path()  # before anything is written into the directory
+        except SupervisorError as exc:
+            raise LabError(str(exc)) from None
         if self.running():
             raise LabError(
                 f"a lab is already running from {self.data_dir} (supervisord pid {self.supervisor.pid()}); "
