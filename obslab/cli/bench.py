@@ -13,6 +13,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("ml", "baselining refit of N series and DDoS inference latency: wall time, peak memory"),
     ("nab", "the baselining detectors on the Numenta Anomaly Benchmark, scored by NAB's rules"),
     ("ddos", "the DDoS detector through legitimate surges and floods over a fresh lab's life"),
+    ("lab", "the whole native lab with traffic: memory (PSS) and CPU per component, head series, start-up time"),
 )
 
 
