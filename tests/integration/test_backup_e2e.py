@@ -1,211 +1,27 @@
-"""`obslab backup` against the real thing: a native lab under traffic backed up, changed, and
-restored into a fresh directory, whose state is then read where it lies (the services' databases
-through their own stores, the TSDB by a Prometheus of its own); the same round trip on MariaDB at
-the database layer (the lab's databases as schemas on the server, transfers running); Prometheus's
-admin API snapshot and the file copy, each read back by a second Prometheus."""
+"""`obslab backup` against the real databases: the round trip on MariaDB at the database layer
+(the lab's databases as schemas on the server, transfers running); Prometheus's admin API
+snapshot and the file copy, each read back by a second Prometheus. The whole-lab scenario runs on
+the native lab of tests/integration/test_native_lab.py (tests/integration/backup_scenario.py)."""
 
 from __future__ import annotations
 
-import copy
-import json
-import sqlite3
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-import requests
 import sqlalchemy
 from sqlalchemy import Column, MetaData, String, Table, insert, select, update
 
 from obslab import conventions as c
-from obslab import secrets
 from obslab.lab import backup
 from obslab.lab.backup import BackupError
 from obslab.platform.db import Database
 from obslab.services.accounts.ledger import Ledger, MovementKind
 from obslab.services.accounts.ledger import metadata as ledger_metadata
-from obslab.services.alert_receiver import store as receiver_store
 from obslab.services.common import money
-from obslab.services.fault_injector import app as injector
-from tests.integration.lab import eventually, free_offset, obslab, start_lab
 from tests.prometheus_support import scrape_job, start_prometheus
 from tests.support import MYSQL_SERVER_URL, drop_mysql_databases, free_port, mysql_reachable
-
-# --- the issue's scenario on a whole native lab -------------------------------------------------
-
-PAGE = {
-    "version": "4", "truncatedAlerts": 0, "status": "firing", "receiver": "pager",
-    "groupLabels": {"alertname": "BankingServiceDown"},
-    "commonLabels": {"alertname": "BankingServiceDown", "severity": "critical", "service": "payments"},
-    "commonAnnotations": {}, "externalURL": "http://localhost:9093",
-    "alerts": [{"status": "firing",
-                "labels": {"alertname": "BankingServiceDown", "severity": "critical", "service": "payments",
-                           "team": "core-banking"},
-                "annotations": {"summary": "payments is down", "description": ""},
-                "startsAt": "2026-11-23T10:15:02.114Z", "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://localhost:9090/graph", "fingerprint": "0123456789abcdef"}],
-}
-
-
-def _operator(lab) -> dict[str, str]:
-    """The operator's control token, from the lab's data directory (what `obslab fault` sends)."""
-    return {"Authorization": f"Bearer {secrets.control_token(directory=secrets.secrets_dir(lab.data_dir))}"}
-
-
-def _notify(lab, marker: str) -> None:
-    """A notification the alert-receiver stores, posted as the operator (as Alertmanager posts)."""
-    body = copy.deepcopy(PAGE)
-    body["groupKey"] = f"{{}}:{{marker=\"{marker}\"}}"
-    body["alerts"][0]["annotations"]["description"] = marker
-    response = requests.post(f"{lab.url(c.ALERT_RECEIVER)}/webhook/pager", json=body, timeout=10,
-                             headers=_operator(lab))
-    assert response.status_code in (200, 201), response.text
-
-
-def _restored_notification_markers(data_dir: Path) -> set[str]:
-    """What the alert-receiver of the restored directory would show, read through its own store."""
-    db = Database(c.ALERT_RECEIVER, receiver_store.metadata, f"sqlite:///{data_dir / 'db' / 'alert-receiver.sqlite3'}")
-    try:
-        notifications = receiver_store.NotificationStore(db).list(limit=1000)
-    finally:
-        db.engine.dispose()
-    return {alert["description"] for item in notifications for alert in item["alerts"]}
-
-
-def _restored_audited_faults(data_dir: Path) -> set[str]:
-    """The fault injector's audit log in the restored directory, read through its own store."""
-    db = Database(c.FAULT_INJECTOR, injector.metadata, f"sqlite:///{data_dir / 'db' / 'fault-injector.sqlite3'}")
-    try:
-        return {entry["fault_id"] for entry in injector.FaultStore(db, None).audit(1000)}
-    finally:
-        db.engine.dispose()
-
-
-def _fault(lab) -> str:
-    """A fault set and cleared (two lines in the audit log), through the control plane's API."""
-    faults = f"{lab.url(c.FAULT_INJECTOR)}{c.API_PREFIX}/faults"
-    response = requests.post(faults, headers=_operator(lab), timeout=10,
-                             json={"kind": "latency", "target": c.FRAUD, "latency_ms": 1, "ttl_seconds": 300})
-    assert response.status_code == 201, response.text
-    fault_id = response.json()["id"]
-    assert requests.delete(f"{faults}/{fault_id}", headers=_operator(lab), timeout=10).status_code == 200
-    return fault_id
-
-
-def _balances(sessions: dict[str, requests.Session], api: str) -> dict[str, str]:
-    found = {}
-    for name, session in sessions.items():
-        response = session.get(f"{api}/accounts", timeout=10)
-        assert response.status_code == 200, response.text
-        found.update({f"{name}/{a['id']}": a["balance"] for a in response.json()})
-    return found
-
-
-def _transfer(session: requests.Session, api: str, source: str, target: str, amount: str) -> None:
-    response = session.post(f"{api}/transfers", timeout=30, headers={"Idempotency-Key": uuid.uuid4().hex},
-                            json={"from_account": source, "to_account": target, "amount": amount, "currency": "EUR"})
-    assert response.status_code == 201, response.text
-
-
-@pytest.mark.lab
-@pytest.mark.serial
-@pytest.mark.usefixtures("untraced_client")
-def test_a_backup_under_traffic_restores_into_a_fresh_directory_the_money_alerts_audit_and_metrics_of_its_time(
-        tmp_path):
-    """One lab with the load generator's traffic is backed up, changed and stopped; the archive is
-    restored into a fresh directory, whose files are checked while the first lab stops, and then
-    started with `up`: its API, alert-receiver and Prometheus answer with what was there at the
-    backup."""
-    offset = free_offset(16_000)
-    archive = tmp_path / "lab.tar.gz"
-    restored = tmp_path / "b"
-    first = start_lab(tmp_path / "a", offset)
-    try:
-        sessions = {name: first.login(name) for name in ("alice", "bob")}
-        alice_checking = sessions["alice"].get(f"{first.api}/accounts", timeout=10).json()[0]["id"]
-        bob_checking = sessions["bob"].get(f"{first.api}/accounts", timeout=10).json()[0]["id"]
-        for amount in ("12.34", "0.66", "100.00"):
-            _transfer(sessions["alice"], first.api, alice_checking, bob_checking, amount)
-        fault_before = _fault(first)
-        _notify(first, "before the backup")
-        series = f'sum(transaction_requests_total{{type="{c.TransactionType.TRANSFER.value}"}})'
-        eventually(lambda: (first.value(series) or 0) >= 3, 60, "the transfers scraped into Prometheus")
-        before = time.time()
-        time.sleep(1)
-        seen_before = first.prometheus("/api/v1/query", query=series, time=before)["result"]
-        up_before = first.prometheus("/api/v1/query", query=f'up{{job="{c.ACCOUNTS}"}}', time=before)["result"]
-        balances = _balances(sessions, first.api)
-
-        began = time.monotonic()
-        made = first.run("backup", "create", "--out", str(archive), "--json", timeout=120)
-        backup_seconds = time.monotonic() - began
-        assert made.returncode == 0, made.stderr
-        summary = json.loads(made.stdout)
-        assert summary["ledger"]["sound"] and summary["ledger"]["movements"] > 4, summary
-        assert summary["prometheus"]["method"] == "file-copy (running)"
-        assert summary["write_pause_ms"] < 5000 and summary["secrets"] == "plaintext"
-
-        # After the backup: money moves, a fault comes and goes, another page arrives.
-        _transfer(sessions["alice"], first.api, alice_checking, bob_checking, "7.00")
-        assert _balances(sessions, first.api) != balances
-        fault_after = _fault(first)
-        _notify(first, "after the backup")
-
-        began = time.monotonic()
-        done = obslab("backup", "restore", str(archive), "--data-dir", str(restored), "--json",
-                      offset=offset, timeout=120)
-        restore_seconds = time.monotonic() - began
-        assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["ledger"]["sound"]
-
-        # The lab stops (its books checked) while what was restored is read.
-        with ThreadPoolExecutor(1) as pool:
-            stopping = pool.submit(first.stop)
-            books_db = Database(c.ACCOUNTS, ledger_metadata, f"sqlite:///{restored / 'db' / 'accounts.sqlite3'}")
-            try:
-                books = Ledger(books_db)
-                assert {key: money.to_decimal_string(books.account(key.split("/", 1)[1])["balance_minor"])
-                        for key in balances} == balances                      # to the cent, as at the backup
-                assert books.invariant_violations() == []
-            finally:
-                books_db.engine.dispose()
-            ledger = backup.sqlite_ledger_summary(restored / "db" / "accounts.sqlite3")
-            assert ledger["sound"] and ledger["sum_minor"] == 0 and ledger["half_movements"] == 0, ledger
-            markers = _restored_notification_markers(restored)
-            assert "before the backup" in markers and "after the backup" not in markers
-            audited = _restored_audited_faults(restored)
-            assert fault_before in audited and fault_after not in audited
-            stopping.result(timeout=120)
-
-        # `up` on the restored directory, as a person would: what it serves is what the lab held.
-        second = start_lab(restored, offset, "--no-traffic")
-        try:
-            again = {name: second.login(name) for name in ("alice", "bob")}
-            assert _balances(again, second.api) == balances                       # to the cent
-            assert second.prometheus("/api/v1/query", query=series, time=before)["result"] == seen_before
-            assert second.prometheus("/api/v1/query", query=f'up{{job="{c.ACCOUNTS}"}}',
-                                     time=before)["result"] == up_before
-            assert [sample["value"][1] for sample in up_before] == ["1"]
-        finally:
-            second.stop()
-        print(f"backup {summary['size_bytes'] / 1e6:.1f} MB, written in {backup_seconds:.1f} s "
-              f"(pause {summary['write_pause_ms']} ms); restored in {restore_seconds:.1f} s")
-    finally:
-        first.run("down")
-    # Across services, one instant: every transfer transactions calls completed is in the ledger.
-    books = sqlite3.connect(restored / "db" / "accounts.sqlite3")
-    records = sqlite3.connect(restored / "db" / "transactions.sqlite3")
-    try:
-        moved = {row[0] for row in books.execute("SELECT id FROM movements")}
-        completed = {row[0] for row in records.execute("SELECT id FROM transfers WHERE status = 'completed'")}
-    finally:
-        books.close()
-        records.close()
-    assert completed and completed <= moved, sorted(completed - moved)[:5]
-
 
 # --- MariaDB: the same round trip at the database layer ------------------------------------------
 

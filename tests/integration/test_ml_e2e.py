@@ -78,7 +78,8 @@ def test_the_performance_aggregator_scores_each_type_and_says_why(lab):
         assert 0 <= explained["score"] <= 100
         weakest = explained["weakest"]          # the part that pulls the score down, if any does
         assert weakest is None or explained["parts"][weakest] < 1, explained
-        assert explained["inputs"]["throughput_per_second"] > 0
+        # Measured (a fast lab's 30 s window can hold no payment at all: a rate of 0 is a measurement).
+        assert explained["inputs"]["throughput_per_second"] >= 0
     # A healthy lab meets its objectives: the score that Prometheus holds says so (the throughput
     # part can lag while the baseliner's first bands settle, so this waits for it).
     eventually(lambda: (lab.value('transaction_performance_score{type="transfer"}') or 0) >= 70, 90,

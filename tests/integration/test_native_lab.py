@@ -240,3 +240,13 @@ def test_the_labs_files_are_its_users_alone(lab):
             if mode & 0o077:
                 exposed.append(f"{path} {oct(mode)}")
     assert exposed == []
+
+
+def test_a_backup_under_transfers_restores_into_a_fresh_directory_that_up_serves_as_it_was(lab, tmp_path):
+    """The issue's backup scenario (tests/integration/backup_scenario.py), last on this module's lab:
+    transfers running during the backup, more money, a fault and a page after it; restored into a
+    fresh directory and started with `up`: balances to the cent, the ledger summing to zero, the
+    notifications and audit entries of before (not after), Prometheus answering for before."""
+    from tests.integration.backup_scenario import backup_round_trip
+
+    backup_round_trip(lab, tmp_path)
