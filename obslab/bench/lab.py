@@ -88,10 +88,14 @@ def sample(pids: dict[str, int]) -> dict[str, Usage]:
     return found
 
 
-def figures(before: dict[str, Usage], after: dict[str, Usage], seconds: float) -> dict[str, dict[str, float]]:
+def figures(before: dict[str, Usage], after: dict[str, Usage], seconds: float,
+            healthy_after: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+    """Per component: PSS, CPU % over the window and, where known, seconds from start to healthy."""
+    healthy_after = healthy_after or {}
     return {name: {"pss_mib": round(usage.pss_kib / 1024, 1),
                    "cpu_percent": round(100.0 * (usage.cpu_ticks - before[name].cpu_ticks) / CLOCK_TICKS / seconds, 1)
-                   if name in before else None}
+                   if name in before else None,
+                   "healthy_after_s": healthy_after.get(name)}
             for name, usage in sorted(after.items(), key=lambda item: -item[1].pss_kib)}
 
 
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             after, seconds = sample(pids), time.monotonic() - started
             result = {
                 "total_pss_mib": round(sum(u.pss_kib for u in after.values()) / 1024, 1),
-                "components": figures(before, after, seconds),
+                "components": figures(before, after, seconds, lab.healthy_after),
                 "prometheus_head_series": head_series(lab),
                 "startup_seconds": round(startup, 1),
                 "profile": args.profile, "minutes": args.minutes,
@@ -149,10 +153,11 @@ def report(result: dict, missing: list[str]) -> str:
     lines = [f"The native lab ({result['profile']} profile) after {result['minutes']:g} minutes of its own traffic:",
              f"  startup (up -> every component healthy): {result['startup_seconds']} s",
              f"  Prometheus head series: {result['prometheus_head_series']}", "",
-             f"  {'COMPONENT':24} {'PSS MiB':>8} {'CPU %':>6}"]
+             f"  {'COMPONENT':24} {'PSS MiB':>8} {'CPU %':>6} {'UP s':>6}"]
     for name, row in result["components"].items():
         cpu = "-" if row["cpu_percent"] is None else f"{row['cpu_percent']:.1f}"
-        lines.append(f"  {name:24} {row['pss_mib']:8.1f} {cpu:>6}")
+        up = "-" if row.get("healthy_after_s") is None else f"{row['healthy_after_s']:.1f}"
+        lines.append(f"  {name:24} {row['pss_mib']:8.1f} {cpu:>6} {up:>6}")
     total = result["total_pss_mib"]
     lines.append(f"  {'total':24} {total:8.1f}   (target: {TARGET_PSS_MIB:.0f} MiB; "
                  f"{'within' if total <= TARGET_PSS_MIB else 'over'} it)")

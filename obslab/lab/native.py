@@ -110,6 +110,7 @@ class NativeLab:
         self.out = out
         self.supervisor = Supervisor(data_dir)
         self.manifest_path = data_dir / "run" / "lab.json"
+        self.healthy_after: dict[str, float] = {}    # by the last up(): seconds to healthy
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -222,9 +223,9 @@ class NativeLab:
                 "health_password_file": amconfig.web_password_file("native", self.secrets_dir)}
 
     def _components(self, with_prometheus: bool, traffic: bool = True,
-                    with_alertmanager: bool = False) -> list[topology.Component]:
+                    with_alertmanager: bool = False, ml: bool = True) -> list[topology.Component]:
         components = [comp for comp in topology.NATIVE_START_ORDER
-                      if traffic or comp is not topology.LOAD_GENERATOR]
+                      if (traffic or comp is not topology.LOAD_GENERATOR) and (ml or comp not in topology.ML)]
         if with_alertmanager:
             components.append(topology.ALERTMANAGER)
         if with_prometheus:
@@ -255,8 +256,9 @@ class NativeLab:
     # --- commands --------------------------------------------------------------------------
 
     def up(self, *, detach: bool, timeout: float = 90.0, seed: bool = True, traffic: bool = True,
-           backup_every: float | None = None, backup_keep: int | None = None) -> int:
-        """``backup_every`` (seconds): a supervised scheduler takes a backup that often, keeping
+           backup_every: float | None = None, backup_keep: int | None = None, ml: bool = True) -> int:
+        """``ml``: start the ML services too (``obslab bench api`` leaves them out).
+        ``backup_every`` (seconds): a supervised scheduler takes a backup that often, keeping
         the newest ``backup_keep`` scheduled ones (obslab/lab/backup.py)."""
         try:
             self.supervisor.check_socket_path()  # before anything is written into the directory
@@ -270,7 +272,7 @@ class NativeLab:
         prometheus_binary = shutil.which("prometheus")
         alertmanager_binary = next(filter(None, map(shutil.which, ALERTMANAGER_BINARIES)), None)
         components = self._components(with_prometheus=prometheus_binary is not None, traffic=traffic,
-                                      with_alertmanager=alertmanager_binary is not None)
+                                      with_alertmanager=alertmanager_binary is not None, ml=ml)
         # The lab's files are its user's alone, from their creation (supervisord keeps this umask).
         os.umask(0o077)
         secrets.private_dir(self.data_dir)
@@ -306,6 +308,7 @@ class NativeLab:
                for comp in components]
         self.supervisor.write_config(programs)
         self.say(f"Starting the obslab lab in {self.data_dir} ...")
+        began = time.monotonic()
         try:
             self.supervisor.start(self._environment())
         except SupervisorError as exc:
@@ -317,15 +320,18 @@ class NativeLab:
         }, indent=2))
 
         try:
-            return self._after_start(lab, timeout=timeout, seed=seed, detach=detach)
+            return self._after_start(lab, timeout=timeout, seed=seed, detach=detach, began=began)
         except KeyboardInterrupt:
             # Ctrl-C while starting means "stop": never leave a half-started lab behind.
             self.say("\nInterrupted while starting; stopping ...")
             self.down()
             return 130
 
-    def _after_start(self, lab: list[LabComponent], *, timeout: float, seed: bool, detach: bool) -> int:
-        unhealthy = self._wait_until_healthy(lab, timeout)
+    def _after_start(self, lab: list[LabComponent], *, timeout: float, seed: bool, detach: bool,
+                     began: float) -> int:
+        unhealthy = self._wait_until_healthy(lab, timeout, began)
+        if not unhealthy:
+            self._report_startup()
         statuses = self.statuses()
         if unhealthy:
             self.print_table(statuses)
@@ -342,13 +348,17 @@ class NativeLab:
             return 0
         return self._foreground(lab)
 
-    def _wait_until_healthy(self, lab: list[LabComponent], timeout: float) -> list[str]:
+    def _wait_until_healthy(self, lab: list[LabComponent], timeout: float, began: float) -> list[str]:
+        """Poll every component until healthy; ``self.healthy_after`` records when each became so
+        (seconds since supervisord was asked to start them)."""
         deadline = time.monotonic() + timeout
         pending = {item.name: item for item in lab}
         interactive = self.out.isatty()
+        self.healthy_after = {}
         while pending and time.monotonic() < deadline:
             for name, item in list(pending.items()):
                 if check_health(item.health_url, timeout=1.0, auth=item.health_auth())[0]:
+                    self.healthy_after[name] = round(time.monotonic() - began, 1)
                     del pending[name]
             fatal = [name for name, proc in self.supervisor.processes().items()
                      if name in pending and proc.state == "FATAL"]
@@ -362,6 +372,20 @@ class NativeLab:
         if interactive:
             print("\r\033[K", end="", file=self.out, flush=True)
         return sorted(pending)
+
+    def _report_startup(self) -> None:
+        """Say how long start-up took and which components held it up; keep it in the manifest
+        (``startup_seconds``, ``healthy_after``) for ``obslab bench lab``."""
+        if not self.healthy_after:
+            return
+        total = max(self.healthy_after.values())
+        slowest = sorted(self.healthy_after.items(), key=lambda item: -item[1])[:3]
+        self.say(f"All {len(self.healthy_after)} components healthy {total:.1f} s after start "
+                 f"(last: {', '.join(f'{name} {seconds:.1f} s' for name, seconds in slowest)}).")
+        data = self._manifest_data()
+        if data:
+            data.update(startup_seconds=total, healthy_after=self.healthy_after)
+            self.manifest_path.write_text(json.dumps(data, indent=2))
 
     def _seed(self) -> None:
         marker = self.data_dir / "run" / "seeded"

@@ -26,14 +26,17 @@ def test_cpu_ticks_count_the_cpu_a_process_used_and_figures_turn_them_into_perce
     used = lab.cpu_ticks(os.getpid()) - first
     assert used >= 0.25 * lab.CLOCK_TICKS, used
     rows = lab.figures({"gateway": lab.Usage(1024, 0)},
-                       {"gateway": lab.Usage(2048, lab.CLOCK_TICKS), "prometheus": lab.Usage(4096, 5)}, seconds=4.0)
+                       {"gateway": lab.Usage(2048, lab.CLOCK_TICKS), "prometheus": lab.Usage(4096, 5)}, seconds=4.0,
+                       healthy_after={"gateway": 3.5})
     assert list(rows) == ["prometheus", "gateway"]                      # largest first
-    assert rows["gateway"] == {"pss_mib": 2.0, "cpu_percent": 25.0}   # one CPU-second in four seconds
+    # one CPU-second in four seconds; healthy 3.5 s after the start
+    assert rows["gateway"] == {"pss_mib": 2.0, "cpu_percent": 25.0, "healthy_after_s": 3.5}
     assert rows["prometheus"]["cpu_percent"] is None                   # not seen at the start
 
 
 def test_the_report_compares_the_total_with_the_target():
     text = lab.report({"profile": "fast", "minutes": 3, "startup_seconds": 21.5, "prometheus_head_series": 9000,
-                       "total_pss_mib": 1500.0, "components": {"gateway": {"pss_mib": 100.0, "cpu_percent": 12.5}}},
+                       "total_pss_mib": 1500.0, "components": {"gateway": {"pss_mib": 100.0, "cpu_percent": 12.5,
+                                                                           "healthy_after_s": 7.25}}},
                       missing=["iis-mock"])
-    assert "over it" in text and "21.5 s" in text and "iis-mock" in text
+    assert "over it" in text and "21.5 s" in text and "iis-mock" in text and "7.2" in text
