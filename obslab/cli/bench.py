@@ -14,6 +14,8 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("nab", "the baselining detectors on the Numenta Anomaly Benchmark, scored by NAB's rules"),
     ("ddos", "the DDoS detector through legitimate surges and floods over a fresh lab's life"),
     ("lab", "the whole native lab with traffic: memory (PSS) and CPU per component, head series, start-up time"),
+    ("profile", "py-spy on every service under saturating transfers: CPU per transfer by service and layer, "
+                "and a flame graph"),
 )
 
 
