@@ -1,7 +1,8 @@
 """``obslab bench profile``: where a transfer's CPU goes, per service and per layer, with a flame graph.
 
 A fresh native lab (services, trace sink and Prometheus; no load generator, no ML) with telemetry
-fully on (every request traced, spans exported, exemplars and JSON logs), saturated by
+fully on (every request traced, spans exported, exemplars and JSON logs; ``--telemetry off`` for
+the same lab without tracing, to see what tracing costs where), saturated by
 ``--concurrency`` clients moving 0.01 EUR between alice and bob. During ``--seconds`` of it,
 py-spy samples every banking service and the trace sink at ``--rate`` Hz without stopping them
 (``--nonblocking``: the profiler must not be the bottleneck it measures). Each sample becomes CPU
@@ -34,7 +35,7 @@ from pathlib import Path
 from obslab import conventions as c
 from obslab import topology
 from obslab.bench import flame
-from obslab.bench.api import BOTH_ENVIRONMENT, MODE_ENVIRONMENT, ON, TransferClient, _environment
+from obslab.bench.api import BOTH_ENVIRONMENT, MODE_ENVIRONMENT, OFF, ON, TransferClient, _environment
 from obslab.bench.lab import CLOCK_TICKS, component_pids, cpu_ticks
 from obslab.lab.native import LabError, NativeLab
 from obslab.profiles import FAST
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ports of the profiled lab: the usual ones + this (default: 16000)")
     parser.add_argument("--out", type=Path, default=Path("bench-profile"),
                         help="folder for flame.svg, breakdown.md and profile.json (default: bench-profile/)")
+    parser.add_argument("--telemetry", choices=("on", "off"), default="on",
+                        help="profile with telemetry on (default) or off (OTEL_SDK_DISABLED=true), to compare")
     parser.add_argument("--json", action="store_true", help="print profile.json instead of the table")
 
 
@@ -167,9 +170,9 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="obslab-bench-profile-") as directory:
         lab = NativeLab(Path(directory) / "data", offset=args.port_offset, profile=FAST, out=sys.stderr)
-        progress(f"starting a lab of the services alone, telemetry on (ports +{args.port_offset}) ...")
+        progress(f"starting a lab of the services alone, telemetry {args.telemetry} (ports +{args.port_offset}) ...")
         try:
-            with _environment(**BOTH_ENVIRONMENT, **MODE_ENVIRONMENT[ON]):
+            with _environment(**BOTH_ENVIRONMENT, **MODE_ENVIRONMENT[ON if args.telemetry == "on" else OFF]):
                 code = lab.up(detach=True, timeout=180, traffic=False, ml=False)
             if code != 0:
                 raise LabError(f"the profiled lab did not become healthy; logs: {lab.supervisor.log_dir}")
@@ -178,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         finally:
             lab.down()
     profile: flame.Profile = result.pop("_profile")
-    title = (f"obslab: CPU of one transfer through the gateway, telemetry on ({result['transfers_per_second']}/s, "
+    result["telemetry"] = args.telemetry
+    title = (f"obslab: CPU of one transfer through the gateway, telemetry {args.telemetry} "
+             f"({result['transfers_per_second']}/s, "
              f"{args.concurrency} clients, {result['breakdown_ms_per_transfer']['all']['total']:.1f} ms of CPU each)")
     (args.out / "flame.svg").write_text(flame.flame_svg(profile, result["transfers"], title))
     table = flame.breakdown_markdown(result["breakdown_ms_per_transfer"])

@@ -34,7 +34,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from obslab import secrets, settings
 from obslab.conventions import DbErrorKind
-from obslab.telemetry import instrument_engine
+from obslab.telemetry.dbspans import DatabaseTracer
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,18 @@ class Database:
         self.engine = self._create_engine()
         if on_error is not None:
             report_errors(self.engine, on_error)
-        instrument_engine(self.engine)
+        self._spans = DatabaseTracer(self.engine, self.namespace)
         self._create_schema()
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def namespace(self) -> str:
+        """The database's name: the MySQL schema, or the SQLite file's stem (``accounts``)."""
+        name = self.url.database or self.service
+        return Path(name).stem if self.url.get_backend_name() == "sqlite" else name
 
     def describe(self) -> str:
         return self.url.render_as_string(hide_password=True)
@@ -228,9 +234,8 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            # On the driver connection, not through SQLAlchemy: a BEGIN is not worth a span of its
-            # own (it would be a quarter of all database spans); a wait for the write lock shows
-            # as time in the enclosing span.
+            # On the driver connection, not through SQLAlchemy: a wait for the write lock shows as
+            # time in the unit of work's span, not as a statement of its own.
             immediate = conn.get_execution_options().get("obslab_write", False)
             conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -254,13 +259,14 @@ class Database:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection for reads; each statement sees committed data."""
-        with self.engine.connect() as conn:
+        with self._spans.unit(), self.engine.connect() as conn:
             yield conn
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One write transaction: committed on success, rolled back on any exception."""
-        with self.engine.connect().execution_options(obslab_write=True) as conn:
+        """One write transaction: committed on success, rolled back on any exception. One span
+        covers it, the wait for the write lock included (obslab/telemetry/dbspans.py)."""
+        with self._spans.unit(), self.engine.connect().execution_options(obslab_write=True) as conn:
             with conn.begin():
                 yield conn
 

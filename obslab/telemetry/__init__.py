@@ -6,7 +6,6 @@ from obslab.telemetry.redaction import mask_account, mask_customer, redact_text
 from obslab.telemetry.tracing import (
     configure_tracing,
     current_trace_ids,
-    instrument_engine,
     instrument_flask_app,
     discard_tracing,
     shutdown_tracing,
@@ -20,7 +19,6 @@ __all__ = [
     "current_trace_ids",
     "exemplar",
     "exposition",
-    "instrument_engine",
     "instrument_flask_app",
     "mask_account",
     "mask_customer",

@@ -20,7 +20,6 @@ import threading
 from typing import TYPE_CHECKING
 
 from flask import Flask
-from sqlalchemy import Engine
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.propagators import (
@@ -178,27 +177,6 @@ def instrument_flask_app(app: Flask) -> None:
         FlaskInstrumentor().instrument_app(
             app, excluded_urls=EXCLUDED_URLS, tracer_provider=trace.get_tracer_provider()
         )
-
-
-def instrument_engine(engine: Engine) -> None:
-    """Database spans for one SQLAlchemy engine, one per statement.
-
-    Attaches the instrumentation's ``EngineTracer`` directly instead of calling
-    ``SQLAlchemyInstrumentor().instrument()``: that one also wraps ``Engine.connect`` globally
-    and adds a "connect" span to every pool checkout (a third of all spans here, no signal).
-    """
-    if not tracing_enabled():
-        return
-    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-    from opentelemetry.instrumentation.sqlalchemy.version import __version__ as instrumentation_version
-    from opentelemetry.metrics import get_meter
-
-    name = "opentelemetry.instrumentation.sqlalchemy"
-    usage = get_meter(name, instrumentation_version).create_up_down_counter(
-        "db.client.connections.usage", unit="connections",
-        description="The number of connections that are currently in the state described by the state attribute.",
-    )
-    EngineTracer(trace.get_tracer(name, instrumentation_version), engine, usage)
 
 
 def shutdown_tracing(timeout_millis: int = 5_000) -> None:
