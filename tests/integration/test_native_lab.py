@@ -63,6 +63,14 @@ def test_status_reports_every_component_healthy_as_json(lab):
     assert all(item["url"].startswith("http://127.0.0.1:") for item in components)
 
 
+def test_up_records_how_long_each_component_took_to_become_healthy(lab):
+    manifest = json.loads((lab.data_dir / "run" / "lab.json").read_text())
+    healthy_after = manifest["healthy_after"]
+    assert set(healthy_after) == EXPECTED
+    assert all(0 < seconds <= manifest["startup_seconds"] for seconds in healthy_after.values()), healthy_after
+    assert manifest["startup_seconds"] == max(healthy_after.values())
+
+
 def test_status_verbose_reads_the_labs_prometheus_and_alertmanager_at_its_offset(lab):
     result = lab.run("status", "--verbose", "--json", "--min-free", "0", timeout=60)
     report = json.loads(result.stdout)
