@@ -284,18 +284,19 @@ def flame_svg(profile: Profile, requests: int, title: str, width: int = 1600) ->
     for service, node in sorted(root.children.items(), key=lambda item: -item[1].seconds):
         draw(service, node, x, 0)
         x += width * node.seconds / total
-    legend_y = 40
-    height = legend_y + 2 * _ROW + (depth_max + 1) * _ROW + 10
+    legend, lx, ly = [], 0.0, 40
+    for layer in LAYERS:                   # the colour key, wrapped to the picture's width
+        item_width = 16 + len(layer) * _FONT * 0.6 + 14
+        if lx and lx + item_width > width:
+            lx, ly = 0.0, ly + _ROW
+        legend.append(f'<rect x="{lx:.0f}" y="{ly}" width="12" height="12" fill="{_COLOURS[layer]}"/>'
+                      f'<text x="{lx + 16:.0f}" y="{ly + 10}">{html.escape(layer)}</text>')
+        lx += item_width
+    height = ly + 2 * _ROW + (depth_max + 1) * _ROW + 10
     svg = "\n".join(boxes)
     for depth in range(depth_max + 1):    # towers grow upwards from the bottom, as flame graphs do
         y = height - 10 - (depth + 1) * _ROW
         svg = svg.replace(f"{{Y{depth}}}", f"{y}").replace(f"{{T{depth}}}", f"{y + _ROW - 5}")
-    legend = []
-    lx = 0.0
-    for layer in LAYERS:
-        legend.append(f'<rect x="{lx:.0f}" y="{legend_y}" width="12" height="12" fill="{_COLOURS[layer]}"/>'
-                      f'<text x="{lx + 16:.0f}" y="{legend_y + 10}">{html.escape(layer)}</text>')
-        lx += 16 + len(layer) * _FONT * 0.6 + 14
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'font-family="monospace" font-size="{_FONT}">\n'
             f'<rect width="100%" height="100%" fill="white"/>\n'
