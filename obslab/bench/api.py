@@ -306,9 +306,12 @@ def git_commit() -> str | None:
                                 timeout=5, cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
-    if answer.returncode != 0:
+    if answer.returncode != 0 or not answer.stdout.strip():
         return None
-    return answer.stdout.strip() or None
+    # Figures from uncommitted code must not pass for the commit's own.
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+    return answer.stdout.strip() + ("+changes" if changed.returncode == 0 and changed.stdout.strip() else "")
 
 
 def machine_before(seconds: float = 1.0) -> dict:
