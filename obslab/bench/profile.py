@@ -8,12 +8,14 @@ py-spy samples every banking service and the trace sink at ``--rate`` Hz without
 (``--nonblocking``: the profiler must not be the bottleneck it measures). Each sample becomes CPU
 time of one layer (:mod:`obslab.bench.flame`), divided by the transfers completed meanwhile.
 
-Samples give each layer's *share* of a service; the kernel's count of the service's CPU over the
-same window (``/proc/<pid>/stat``) gives the milliseconds. On two busy cores py-spy sees a thread
-that is runnable but waiting for a core as active, so raw sample counts overstate CPU about three
-times; samples at a waiting leaf (a condition, the server's poll, a socket read) are dropped and
-their share is reported as ``idle_sample_share``. The gateway's per-client rate limit is off
-(every client is 127.0.0.1), as in ``obslab bench api``.
+By default py-spy samples only the thread holding the GIL (``--gil``): the interpreter's own
+work, never a thread waiting for a lock, a socket, a sleep or a core. (``--sampling threads``
+samples every thread py-spy deems active; on two busy cores that counts runnable and sleeping
+threads too, and the notification provider's simulated sleep looked like CPU.) Samples give each
+layer's *share* of a service; the kernel's count of the service's CPU over the same window
+(``/proc/<pid>/stat``) turns shares into milliseconds, so C code that runs without the GIL
+(SQLite's own work, the kernel's for sockets) is spread over the layers that call it. The
+gateway's per-client rate limit is off (every client is 127.0.0.1), as in ``obslab bench api``.
 
 Writes ``flame.svg``, ``breakdown.md``, ``profile.json`` and py-spy's raw stacks per service
 (``NAME.raw``, for any flame graph tool) into ``--out`` (default ``bench-profile/``) and prints the
@@ -51,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ports of the profiled lab: the usual ones + this (default: 16000)")
     parser.add_argument("--out", type=Path, default=Path("bench-profile"),
                         help="folder for flame.svg, breakdown.md and profile.json (default: bench-profile/)")
+    parser.add_argument("--sampling", choices=("gil", "threads"), default="gil",
+                        help="sample the thread holding the GIL (default: Python's own work, no waits) or every "
+                             "thread that py-spy deems active")
     parser.add_argument("--telemetry", choices=("on", "off"), default="on",
                         help="profile with telemetry on (default) or off (OTEL_SDK_DISABLED=true), to compare")
     parser.add_argument("--json", action="store_true", help="print profile.json instead of the table")
@@ -100,7 +105,8 @@ class Traffic:
             thread.join(timeout=35)
 
 
-def sample_services(pids: dict[str, int], seconds: float, rate: int, folder: Path) -> dict[str, Path]:
+def sample_services(pids: dict[str, int], seconds: float, rate: int, folder: Path,
+                    sampling: str = "gil") -> dict[str, Path]:
     """Start one py-spy per process for ``seconds``; returns where each writes its raw stacks."""
     binary = py_spy()
     outputs, procs = {}, []
@@ -109,7 +115,7 @@ def sample_services(pids: dict[str, int], seconds: float, rate: int, folder: Pat
         procs.append((name, subprocess.Popen(
             [binary, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
              "--duration", str(max(1, round(seconds))), "--threads", "--nonblocking", "--full-filenames",
-             "-o", str(outputs[name])],
+             *(["--gil"] if sampling == "gil" else []), "-o", str(outputs[name])],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
     for name, proc in procs:
         _, errors = proc.communicate(timeout=seconds + 60)
@@ -119,7 +125,7 @@ def sample_services(pids: dict[str, int], seconds: float, rate: int, folder: Pat
 
 
 def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, folder: Path,
-                progress) -> dict:
+                progress, sampling: str = "gil") -> dict:
     gateway = f"http://127.0.0.1:{topology.DEFAULT_PORTS[c.GATEWAY] + lab.offset}"
     traffic = Traffic(gateway, concurrency)
     every_pid = component_pids(lab)
@@ -132,7 +138,7 @@ def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, 
         ticks_before = {name: cpu_ticks(pid) for name, pid in every_pid.items()}
         done_before, failed_before = traffic.counts()
         started = time.monotonic()
-        outputs = sample_services(pids, seconds, rate, folder)
+        outputs = sample_services(pids, seconds, rate, folder, sampling)
         elapsed = time.monotonic() - started
         done_after, failed_after = traffic.counts()
         ticks_after = {name: cpu_ticks(pid) for name, pid in every_pid.items()}
@@ -149,6 +155,7 @@ def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, 
     return {
         "transfers": transfers, "failed": failed_after - failed_before, "seconds": round(elapsed, 1),
         "transfers_per_second": round(transfers / elapsed, 1), "concurrency": concurrency, "rate_hz": rate,
+        "sampling": sampling,
         "breakdown_ms_per_transfer": profile.breakdown(transfers),
         "kernel_cpu_ms_per_transfer": {**kernel_ms, "all": round(sum(kernel_ms.values()), 3)},
         "idle_sample_share": {name: round(profile.idle[name] / max(1, profile.idle[name] + profile.samples(name)), 3)
@@ -177,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             if code != 0:
                 raise LabError(f"the profiled lab did not become healthy; logs: {lab.supervisor.log_dir}")
             result = profile_lab(lab, seconds=args.seconds, concurrency=args.concurrency, rate=args.rate,
-                                 folder=args.out, progress=progress)
+                                 folder=args.out, progress=progress, sampling=args.sampling)
         finally:
             lab.down()
     profile: flame.Profile = result.pop("_profile")
