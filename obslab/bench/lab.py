@@ -70,8 +70,10 @@ def cpu_ticks(pid: int) -> int:
 
 def component_pids(lab: NativeLab) -> dict[str, int]:
     """Every running program of the lab, and supervisord, by name."""
+    # STARTING too: a program started last (the load generator, after the seed) may still be in
+    # supervisord's start-up window, with its process long running.
     pids = {name: state.pid for name, state in lab.supervisor.processes().items()
-            if state.state == "RUNNING" and state.pid}
+            if state.state in ("RUNNING", "STARTING") and state.pid}
     supervisor = lab.supervisor.pid()
     if supervisor:
         pids[SUPERVISOR] = supervisor

@@ -30,6 +30,7 @@ class Program:
     command: list[str]
     priority: int
     stop_wait_seconds: int = 15
+    autostart: bool = True          # False: started later with start_program()
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Supervisor:
                 f"[program:{program.name}]",
                 "command=" + " ".join(_quote(_shell_word(part)) for part in program.command),
                 f"priority={program.priority}",
-                "autostart=true",
+                f"autostart={'true' if program.autostart else 'false'}",
                 "autorestart=true",
                 "startsecs=2",
                 "startretries=3",
@@ -167,8 +168,9 @@ class Supervisor:
         """Stop one component (it stays stopped until :meth:`start_program`): a dependency outage."""
         self._rpc().supervisor.stopProcess(name, True)
 
-    def start_program(self, name: str) -> None:
-        self._rpc().supervisor.startProcess(name, True)
+    def start_program(self, name: str, wait: bool = True) -> None:
+        """Start one program; ``wait``: until supervisord deems it running (its startsecs)."""
+        self._rpc().supervisor.startProcess(name, wait)
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop every program and supervisord itself; wait for the end.
