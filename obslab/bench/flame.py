@@ -51,12 +51,14 @@ _WHOLE_STACK: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 # Rule 2: from the leaf outwards, the first frame that matches.
 _BY_FRAME: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # First: an instrumentation's wrapper of requests or Flask, and the lab's own span code, are
+    # OpenTelemetry's cost, not the library's they wrap.
+    (OTEL_SPANS, re.compile(r"opentelemetry/|obslab/telemetry/(?:tracing|dbspans)\.py")),
     (JSON, re.compile(r"(^|/)json/|flask/json/|simplejson/|orjson")),
     (DATABASE, re.compile(r"sqlalchemy/|(^|/)sqlite3/|pymysql/|obslab/platform/db\.py")),
-    (HTTP_CLIENT, re.compile(r"requests/|urllib3/|(^|/)http/client\.py|obslab/platform/http\.py")),
+    (HTTP_CLIENT, re.compile(r"(^|/)requests/|urllib3/|(^|/)http/client\.py|obslab/platform/http\.py")),
     (CRYPTO, re.compile(r"(^|/)jwt/|(^|/)hmac\.py|(^|/)hashlib\.py|argon2/|cryptography/|"
                         r"obslab/platform/identity\.py|services/auth/hashing\.py")),
-    (OTEL_SPANS, re.compile(r"opentelemetry/")),
     (WSGI, re.compile(r"waitress/")),
     (FLASK, re.compile(r"flask/|werkzeug/|(^|/)jinja2/|(^|/)click/")),
     (APPLICATION, re.compile(r"services/|obslab/|(^|/)ml/|iis-mock/")),

@@ -37,7 +37,7 @@ from pathlib import Path
 from obslab import conventions as c
 from obslab import topology
 from obslab.bench import flame
-from obslab.bench.api import BOTH_ENVIRONMENT, MODE_ENVIRONMENT, OFF, ON, TransferClient, _environment
+from obslab.bench.api import BOTH_ENVIRONMENT, MODE_ENVIRONMENT, OFF, ON, TransferClient, _environment, git_commit
 from obslab.bench.lab import CLOCK_TICKS, component_pids, cpu_ticks
 from obslab.lab.native import LabError, NativeLab
 from obslab.profiles import FAST
@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "thread that py-spy deems active")
     parser.add_argument("--telemetry", choices=("on", "off"), default="on",
                         help="profile with telemetry on (default) or off (OTEL_SDK_DISABLED=true), to compare")
+    parser.add_argument("--render", type=Path, metavar="DIR",
+                        help="no new profile: rebuild the table and flame graph from the one saved in DIR")
     parser.add_argument("--json", action="store_true", help="print profile.json instead of the table")
 
 
@@ -167,6 +169,8 @@ def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.render is not None:
+        return _print(*render(args.render), args.json)
     if args.seconds < 2 or args.concurrency < 1 or not 1 <= args.rate <= 1000:
         raise LabError("--seconds must be >= 2, --concurrency >= 1 and --rate between 1 and 1000")
     py_spy()
@@ -175,31 +179,59 @@ def run(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr, flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="obslab-bench-profile-") as directory:
-        lab = NativeLab(Path(directory) / "data", offset=args.port_offset, profile=FAST, out=sys.stderr)
-        progress(f"starting a lab of the services alone, telemetry {args.telemetry} (ports +{args.port_offset}) ...")
-        try:
-            with _environment(**BOTH_ENVIRONMENT, **MODE_ENVIRONMENT[ON if args.telemetry == "on" else OFF]):
-                code = lab.up(detach=True, timeout=180, traffic=False, ml=False)
-            if code != 0:
-                raise LabError(f"the profiled lab did not become healthy; logs: {lab.supervisor.log_dir}")
-            result = profile_lab(lab, seconds=args.seconds, concurrency=args.concurrency, rate=args.rate,
-                                 folder=args.out, progress=progress, sampling=args.sampling)
-        finally:
-            lab.down()
-    profile: flame.Profile = result.pop("_profile")
-    result["telemetry"] = args.telemetry
-    title = (f"obslab: CPU of one transfer through the gateway, telemetry {args.telemetry} "
-             f"({result['transfers_per_second']}/s, "
-             f"{args.concurrency} clients, {result['breakdown_ms_per_transfer']['all']['total']:.1f} ms of CPU each)")
-    (args.out / "flame.svg").write_text(flame.flame_svg(profile, result["transfers"], title))
-    table = flame.breakdown_markdown(result["breakdown_ms_per_transfer"])
-    (args.out / "breakdown.md").write_text(table + "\n")
+    directory = Path(tempfile.mkdtemp(prefix="obslab-bench-profile-"))
+    lab = NativeLab(directory / "data", offset=args.port_offset, profile=FAST, out=sys.stderr)
+    progress(f"starting a lab of the services alone, telemetry {args.telemetry} (ports +{args.port_offset}) ...")
+    try:
+        with _environment(**BOTH_ENVIRONMENT, **MODE_ENVIRONMENT[ON if args.telemetry == "on" else OFF]):
+            code = lab.up(detach=True, timeout=180, traffic=False, ml=False)
+        if code == 130:
+            raise KeyboardInterrupt
+        if code != 0:
+            raise LabError(f"the profiled lab did not become healthy; its logs are kept in {lab.supervisor.log_dir}")
+        result = profile_lab(lab, seconds=args.seconds, concurrency=args.concurrency, rate=args.rate,
+                             folder=args.out, progress=progress, sampling=args.sampling)
+    except BaseException:
+        lab.down()
+        raise
+    lab.down()
+    shutil.rmtree(directory, ignore_errors=True)
+    result.pop("_profile")
+    result.update(telemetry=args.telemetry, commit=git_commit())
     (args.out / "profile.json").write_text(json.dumps(result, indent=1))
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(report(result, table, args.out))
+    return _print(*render(args.out), args.json)
+
+
+def render(folder: Path) -> tuple[dict, str, Path]:
+    """(Re)build ``flame.svg`` and ``breakdown.md`` from the raw stacks and ``profile.json`` in
+    ``folder``: a saved profile can be read again with a changed classification."""
+    try:
+        result = json.loads((folder / "profile.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{folder} holds no profile of `obslab bench profile` ({exc})") from None
+    transfers = result["transfers"]
+    profile = flame.Profile(rate_hz=result["rate_hz"])
+    for name, ms in result["kernel_cpu_ms_per_transfer"].items():
+        raw = folder / f"{name}.raw"
+        if raw.exists():
+            profile.add(name, raw.read_text())
+            profile.cpu_seconds[name] = ms * transfers / 1000.0
+    result["breakdown_ms_per_transfer"] = profile.breakdown(transfers)
+    result["top_functions"] = [{"function": f, "layer": layer, "ms_per_transfer": ms}
+                               for f, layer, ms in flame.top_frames(profile, transfers, limit=25)]
+    title = (f"obslab: CPU of one transfer through the gateway, telemetry {result.get('telemetry', 'on')} "
+             f"({result['transfers_per_second']}/s while sampled, {result['concurrency']} clients, "
+             f"{result['breakdown_ms_per_transfer']['all']['total']:.1f} ms of CPU each; "
+             f"{result.get('sampling', 'gil')} samples; commit {result.get('commit') or 'unknown'})")
+    (folder / "flame.svg").write_text(flame.flame_svg(profile, transfers, title))
+    table = flame.breakdown_markdown(result["breakdown_ms_per_transfer"])
+    (folder / "breakdown.md").write_text(table + "\n")
+    (folder / "profile.json").write_text(json.dumps(result, indent=1))
+    return result, table, folder
+
+
+def _print(result: dict, table: str, folder: Path, as_json: bool) -> int:
+    print(json.dumps(result) if as_json else report(result, table, folder))
     return 0
 
 

@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -340,8 +341,14 @@ class NativeLab:
         unhealthy = self._wait_until_healthy([item for item in lab if item not in deferred], timeout, began)
         if not unhealthy and seed:
             self._seed()
-            if deferred:
+        if deferred:
+            # Started whatever happened: a lab left running, even an unhealthy one, has its traffic.
+            try:
                 self.supervisor.start_program(c.LOAD_GENERATOR, wait=False)
+            except (OSError, xmlrpc.client.Error) as exc:
+                raise LabError(f"supervisord could not start the load generator ({exc}); "
+                               f"see {self.supervisor.log_path(c.LOAD_GENERATOR)}") from None
+            if not unhealthy:
                 left = max(30.0, timeout - (time.monotonic() - began))
                 unhealthy = self._wait_until_healthy(deferred, left, began)
         if not unhealthy:
@@ -351,7 +358,7 @@ class NativeLab:
             self.print_table(statuses)
             for name in unhealthy:
                 self._print_log_tail(name)
-            self.say(f"\nNot healthy after {timeout:.0f} s: {', '.join(unhealthy)}. "
+            self.say(f"\nNot healthy {time.monotonic() - began:.0f} s after start: {', '.join(unhealthy)}. "
                      f"Logs: {self.supervisor.log_dir}/  Stop the lab with `obslab down`.")
             return 1
         self.print_table(statuses)

@@ -69,39 +69,55 @@ class DatabaseTracer:
 
     def __init__(self, engine: Engine, namespace: str) -> None:
         self.namespace = namespace
-        self.attributes: dict[str, Any] = {"db.system.name": _system(engine), "db.namespace": namespace}
-        if engine.url.host:
-            self.attributes["server.address"] = engine.url.host
-            if engine.url.port:
-                self.attributes["server.port"] = engine.url.port
+        self._engine = engine
+        self._attributes: dict[str, Any] | None = None
         self._tracer = trace.get_tracer("obslab.db")
         self.enabled = tracing_enabled()
         if self.enabled:
             event.listen(engine, "before_cursor_execute", _collect)
 
+    @property
+    def attributes(self) -> dict[str, Any]:
+        # Read at the first unit, not at start-up: SQLAlchemy learns that a mysql:// server is
+        # MariaDB on its first connection.
+        if self._attributes is None:
+            url = self._engine.url
+            attributes: dict[str, Any] = {"db.system.name": _system(self._engine), "db.namespace": self.namespace}
+            if url.host:
+                attributes["server.address"] = url.host
+                if url.port:
+                    attributes["server.port"] = url.port
+            self._attributes = attributes
+        return self._attributes
+
     @contextmanager
     def _span(self) -> Iterator[None]:
-        statements: list[str] = []
-        token = _statements.set(statements)
         # Only the database's own errors mark the span: a unit of work that raises to roll back a
         # refused transfer (insufficient funds) is the database working as asked.
         with self._tracer.start_as_current_span(self.namespace, kind=SpanKind.CLIENT, attributes=self.attributes,
                                                 record_exception=False, set_status_on_exception=False) as span:
+            if not span.is_recording():      # no SDK here (the trace sink), or not sampled
+                yield
+                return
+            statements: list[str] = []
+            token = _statements.set(statements)
             try:
                 yield
             except SQLAlchemyError as exc:
                 span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                # The driver's own words ("UNIQUE constraint failed: users.username"); the engine
+                # renders no parameter into them (hide_parameters), redaction runs at export.
+                message = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0][:300]
+                span.set_status(Status(StatusCode.ERROR, message))
                 span.set_attribute("error.type", type(exc).__name__)
                 raise
             finally:
                 _statements.reset(token)
-                if span.is_recording():
-                    span.update_name(query_summary(statements, self.namespace))
-                    if statements:
-                        span.set_attribute("db.query.summary", query_summary(statements, self.namespace))
-                        span.set_attribute("db.query.text", "; ".join(statements)[:MAX_QUERY_TEXT])
-                        span.set_attribute("db.operation.batch.size", len(statements))
+                span.update_name(query_summary(statements, self.namespace))
+                if statements:
+                    span.set_attribute("db.query.summary", query_summary(statements, self.namespace))
+                    span.set_attribute("db.query.text", "; ".join(statements)[:MAX_QUERY_TEXT])
+                    span.set_attribute("db.operation.batch.size", len(statements))
 
     def unit(self) -> ContextManager[None]:
         return self._span() if self.enabled else nullcontext()

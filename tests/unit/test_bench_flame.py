@@ -125,3 +125,31 @@ def test_waiting_threads_are_idle_and_the_kernels_cpu_time_turns_shares_into_mil
     assert table["accounts"] == {flame.DATABASE: 3.75, flame.APPLICATION: 1.25, "total": 5.0}
     svg = flame.flame_svg(profile, requests=100, title="t")
     assert "Condition.wait" not in svg and "5.000 ms per request" in svg
+
+
+def test_instrumentation_wrappers_and_the_labs_span_code_are_opentelemetrys_cost():
+    wrapper = flame.parse_raw(
+        "a (/x/site-packages/requests/sessions.py:1);"
+        "instrumented_send (/x/site-packages/opentelemetry/instrumentation/requests/__init__.py:2) 1\n"
+        "run (/repo/obslab/platform/db.py:1);_collect (/repo/obslab/telemetry/dbspans.py:2) 1\n"
+        "send (/x/site-packages/requests/sessions.py:1) 1\n")
+    assert [flame.layer_of(stack) for stack in wrapper] == [flame.OTEL_SPANS, flame.OTEL_SPANS, flame.HTTP_CLIENT]
+
+
+def test_a_saved_profile_renders_again_from_its_raw_stacks(tmp_path):
+    import json
+
+    from obslab.bench import profile
+
+    (tmp_path / "accounts.raw").write_text("a (flask/app.py:1);b (sqlalchemy/engine/base.py:2) 30\n"
+                                           "a (flask/app.py:1);c (services/accounts/app.py:3) 10\n")
+    (tmp_path / "profile.json").write_text(json.dumps({
+        "transfers": 100, "rate_hz": 100, "transfers_per_second": 50.0, "concurrency": 8, "sampling": "gil",
+        "kernel_cpu_ms_per_transfer": {"accounts": 5.0, "supervisord": 0.5, "all": 5.5}, "commit": "abc1234"}))
+    result, table, folder = profile.render(tmp_path)
+    assert result["breakdown_ms_per_transfer"]["accounts"] == {flame.DATABASE: 3.75, flame.APPLICATION: 1.25,
+                                                                "total": 5.0}
+    assert "commit abc1234" in (folder / "flame.svg").read_text()
+    assert "| **total** | 5.00 | 5.00 | 100 % |" in (folder / "breakdown.md").read_text()
+    with pytest.raises(Exception, match="holds no profile"):
+        profile.render(tmp_path / "missing")

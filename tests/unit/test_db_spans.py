@@ -79,6 +79,8 @@ def test_a_database_error_marks_the_span_and_a_refusal_raised_by_the_app_does_no
         db.run(refuse)
     failed, refused = spans.get_finished_spans()
     assert failed.status.status_code is StatusCode.ERROR and failed.attributes["error.type"] == "IntegrityError"
+    assert failed.status.description == "UNIQUE constraint failed: accounts.owner"     # the driver's words
+    assert failed.attributes["db.query.text"].startswith("INSERT INTO accounts")       # the failing statement last
     assert [event.name for event in failed.events] == ["exception"]
     assert refused.status.status_code is StatusCode.UNSET and not refused.events
 
@@ -99,3 +101,39 @@ def test_a_long_unit_keeps_its_name_short():
     statements = [f"INSERT INTO t{i} (a) VALUES (?)" for i in range(7)] + ["INSERT INTO t0 (a) VALUES (?)"]
     assert dbspans.query_summary(statements, "x") == "INSERT t0, INSERT t1, INSERT t2, INSERT t3 (+3)"
     assert dbspans.query_summary([], "accounts") == "accounts"
+
+
+def test_a_mysql_url_that_reaches_mariadb_is_labelled_mariadb(spans):
+    from tests.support import MYSQL_SERVER_URL, mysql_reachable
+
+    if not mysql_reachable():
+        pytest.fail(f"MariaDB is not reachable at {MYSQL_SERVER_URL}; run `obslab doctor --install --mariadb`")
+    metadata = MetaData()
+    table = Table("probe", metadata, Column("id", Integer, primary_key=True))
+    db = Database("accounts", metadata, f"{MYSQL_SERVER_URL.rstrip('/')}/obslab_dbspans_probe")
+    try:
+        spans.clear()
+        with db.connect() as conn:
+            conn.execute(select(table)).all()
+        [span] = spans.get_finished_spans()
+        assert span.attributes["db.system.name"] == "mariadb"      # known only after the first connection
+        assert span.attributes["db.namespace"] == "obslab_dbspans_probe"
+        assert span.attributes["server.address"] == "127.0.0.1"
+    finally:
+        db.drop_everything()
+
+
+def test_statements_are_collected_only_for_a_span_that_records(tmp_path, spans, monkeypatch):
+    db, accounts = _db(tmp_path)
+    seen = []
+
+    def work(conn):
+        conn.execute(insert(accounts).values(id=len(seen) + 1, owner=f"o{len(seen)}", balance=1))
+        seen.append(dbspans._statements.get())
+
+    db.run(work)                   # recorded: the unit's list holds the insert
+    from opentelemetry.trace import NoOpTracerProvider
+
+    monkeypatch.setattr(db._spans, "_tracer", NoOpTracerProvider().get_tracer("none"))
+    db.run(work)                   # not recorded (the trace sink has no SDK): nothing is collected
+    assert seen[0] == ["INSERT INTO accounts (id, owner, balance) VALUES (?, ?, ?)"] and seen[1] is None
