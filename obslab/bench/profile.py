@@ -149,22 +149,13 @@ def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, 
     transfers = done_after - done_before
     if transfers <= 0:
         raise LabError("no transfer completed while sampling; see the lab's logs")
-    cpu_seconds = {name: (ticks_after[name] - ticks_before[name]) / CLOCK_TICKS for name in every_pid}
-    profile = flame.Profile(rate_hz=rate, cpu_seconds={name: cpu_seconds[name] for name in pids})
-    for name, path in outputs.items():
-        profile.add(name, path.read_text())
-    kernel_ms = {name: round(1000.0 * seconds / transfers, 3) for name, seconds in cpu_seconds.items()}
+    kernel_ms = {name: round(1000.0 * (ticks_after[name] - ticks_before[name]) / CLOCK_TICKS / transfers, 3)
+                 for name in every_pid}
     return {
         "transfers": transfers, "failed": failed_after - failed_before, "seconds": round(elapsed, 1),
         "transfers_per_second": round(transfers / elapsed, 1), "concurrency": concurrency, "rate_hz": rate,
-        "sampling": sampling,
-        "breakdown_ms_per_transfer": profile.breakdown(transfers),
+        "sampling": sampling, "sampled": sorted(outputs),
         "kernel_cpu_ms_per_transfer": {**kernel_ms, "all": round(sum(kernel_ms.values()), 3)},
-        "idle_sample_share": {name: round(profile.idle[name] / max(1, profile.idle[name] + profile.samples(name)), 3)
-                              for name in pids},
-        "top_functions": [{"function": f, "layer": layer, "ms_per_transfer": ms}
-                          for f, layer, ms in flame.top_frames(profile, transfers, limit=25)],
-        "_profile": profile,
     }
 
 
@@ -196,15 +187,14 @@ def run(args: argparse.Namespace) -> int:
         raise
     lab.down()
     shutil.rmtree(directory, ignore_errors=True)
-    result.pop("_profile")
     result.update(telemetry=args.telemetry, commit=git_commit())
     (args.out / "profile.json").write_text(json.dumps(result, indent=1))
     return _print(*render(args.out), args.json)
 
 
 def render(folder: Path) -> tuple[dict, str, Path]:
-    """(Re)build ``flame.svg`` and ``breakdown.md`` from the raw stacks and ``profile.json`` in
-    ``folder``: a saved profile can be read again with a changed classification."""
+    """Build ``flame.svg``, ``breakdown.md`` and the breakdown in ``profile.json`` from the raw
+    stacks and the kernel's figures in ``folder``; again, for a saved profile, with ``--render``."""
     try:
         result = json.loads((folder / "profile.json").read_text())
     except (OSError, ValueError) as exc:
@@ -217,6 +207,8 @@ def render(folder: Path) -> tuple[dict, str, Path]:
             profile.add(name, raw.read_text())
             profile.cpu_seconds[name] = ms * transfers / 1000.0
     result["breakdown_ms_per_transfer"] = profile.breakdown(transfers)
+    result["idle_sample_share"] = {name: round(profile.idle[name] / max(1, profile.idle[name] + profile.samples(name)), 3)
+                                   for name in profile.stacks}
     result["top_functions"] = [{"function": f, "layer": layer, "ms_per_transfer": ms}
                                for f, layer, ms in flame.top_frames(profile, transfers, limit=25)]
     title = (f"obslab: CPU of one transfer through the gateway, telemetry {result.get('telemetry', 'on')} "
