@@ -93,11 +93,14 @@ def test_real_py_spy_output_of_a_busy_process_parses_and_finds_its_json_work(tmp
 
     busy = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""\
         import json, time
-        end = time.time() + 4
+        print("ready", flush=True)
+        end = time.time() + 20   # killed as soon as py-spy is done
         while time.time() < end:
             json.dumps({"a": list(range(200))})
-        """)])
+        """)], stdout=subprocess.PIPE, text=True)
     try:
+        # py-spy attached to an interpreter still starting cannot find its state: wait until it runs.
+        assert busy.stdout.readline().strip() == "ready"
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         out = tmp_path / "raw.txt"
         subprocess.run([py_spy, "record", "--pid", str(busy.pid), "--format", "raw", "--rate", "100",
