@@ -108,8 +108,8 @@ class Traffic:
 
 
 def sample_services(pids: dict[str, int], seconds: float, rate: int, folder: Path,
-                    sampling: str = "gil") -> dict[str, Path]:
-    """Start one py-spy per process for ``seconds``; returns where each writes its raw stacks."""
+                    sampling: str = "gil") -> None:
+    """Sample each process with its own py-spy for ``seconds``, into ``folder/NAME.raw``."""
     binary = py_spy()
     outputs, procs = {}, []
     for name, pid in pids.items():
@@ -123,7 +123,6 @@ def sample_services(pids: dict[str, int], seconds: float, rate: int, folder: Pat
         _, errors = proc.communicate(timeout=seconds + 60)
         if proc.returncode != 0 or not outputs[name].exists():
             raise LabError(f"py-spy could not sample {name} (pid {pids[name]}): {errors.strip()[-300:]}")
-    return outputs
 
 
 def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, folder: Path,
@@ -140,7 +139,7 @@ def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, 
         ticks_before = {name: cpu_ticks(pid) for name, pid in every_pid.items()}
         done_before, failed_before = traffic.counts()
         started = time.monotonic()
-        outputs = sample_services(pids, seconds, rate, folder, sampling)
+        sample_services(pids, seconds, rate, folder, sampling)
         elapsed = time.monotonic() - started
         done_after, failed_after = traffic.counts()
         ticks_after = {name: cpu_ticks(pid) for name, pid in every_pid.items()}
@@ -154,7 +153,7 @@ def profile_lab(lab: NativeLab, *, seconds: float, concurrency: int, rate: int, 
     return {
         "transfers": transfers, "failed": failed_after - failed_before, "seconds": round(elapsed, 1),
         "transfers_per_second": round(transfers / elapsed, 1), "concurrency": concurrency, "rate_hz": rate,
-        "sampling": sampling, "sampled": sorted(outputs),
+        "sampling": sampling,
         "kernel_cpu_ms_per_transfer": {**kernel_ms, "all": round(sum(kernel_ms.values()), 3)},
     }
 

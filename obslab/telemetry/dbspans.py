@@ -113,9 +113,10 @@ class DatabaseTracer:
                 raise
             finally:
                 _statements.reset(token)
-                span.update_name(query_summary(statements, self.namespace))
+                summary = query_summary(statements, self.namespace)
+                span.update_name(summary)
                 if statements:
-                    span.set_attribute("db.query.summary", query_summary(statements, self.namespace))
+                    span.set_attribute("db.query.summary", summary)
                     span.set_attribute("db.query.text", "; ".join(statements)[:MAX_QUERY_TEXT])
                     span.set_attribute("db.operation.batch.size", len(statements))
 
