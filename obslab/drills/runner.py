@@ -2,8 +2,9 @@
 
 One drill run goes through four phases, each driven by a poll of the lab about once a second:
 
-1. **calm**: wait until nothing the drill expects or must keep quiet is pending or firing, so a
-   leftover of an earlier incident cannot pass (or fail) this one. The diagnosis queries are
+1. **calm**: wait until nothing the drill expects or must keep quiet is pending or firing, and
+   Alertmanager has delivered the resolution of the expected alerts it last sent, so a leftover
+   of an earlier incident cannot pass (or fail) this one. The diagnosis queries are
    read here: they must not show the cause yet.
 2. **running**: the timeline's steps start at their offsets; every poll records the alerts
    Prometheus holds (pending, firing), the notifications the alert-receiver got, and, every few
@@ -385,6 +386,7 @@ class DrillRun:
                 continue
             for alert in self._active(snap, e.alert, e.labels, ("pending", "firing")):
                 out.append(f"{e.alert}{_show(alert['labels'])} {alert['state']}")
+        out += self.resolution_undelivered(snap)
         out += self.quiet_recently_fired(snap)
         for e in self.drill.expect:
             if e.absent:
@@ -409,6 +411,33 @@ class DrillRun:
                     if name in self.catalog.rules.floods():
                         out.append(f"{name} {alert.get('state')} would inhibit {e.alert}")
         return sorted(set(out))
+
+    def resolution_undelivered(self, snap: Snapshot) -> list[str]:
+        """Expected alerts whose last notification at their receiver still said firing.
+
+        Alertmanager's notification log holds them as sent until it flushes their resolution
+        (a group interval after Prometheus resolves them). One that fires again before that
+        flush is the same alert to it, already notified: nothing is sent until repeat_interval,
+        and a drill started then waits in vain for its page."""
+        out = []
+        since = snap.at - self.profile.repeat_interval_s
+        for e in self.drill.expect:
+            if e.absent:
+                continue
+            last: dict[tuple, tuple[float, str, dict[str, str]]] = {}
+            for note in snap.notifications:
+                at = note.get("received_at", 0)
+                if note.get("receiver") != e.receiver or at < since:
+                    continue
+                for alert in note.get("alerts", []):
+                    labels = alert.get("labels", {})
+                    if alert.get("alertname") == e.alert and _matches(labels, e.labels) \
+                            and at >= last.get(_key(labels), (-1.0,))[0]:
+                        last[_key(labels)] = (at, alert.get("status", ""), labels)
+            out += [f"{e.alert}{_show(labels)} was notified firing at {e.receiver} {snap.at - at:.0f} s ago "
+                    f"and Alertmanager has not delivered its resolution yet (until then it would not send "
+                    f"it again)" for at, status, labels in last.values() if status == "firing"]
+        return out
 
     def calm_in(self, snap: Snapshot) -> bool:
         return not snap.errors and not self.busy(snap)
