@@ -10,6 +10,7 @@ HELP = "benchmarks that print figures"
 
 BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("api", "transfers/s and latency through the gateway, telemetry on vs off"),
+    ("flood", "the gateway's answers/s, CPU and customers' latency under a DDoS flood"),
     ("ml", "baselining refit of N series and DDoS inference latency: wall time, peak memory"),
     ("nab", "the baselining detectors on the Numenta Anomaly Benchmark, scored by NAB's rules"),
     ("ddos", "the DDoS detector through legitimate surges and floods over a fresh lab's life"),
