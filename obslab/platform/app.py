@@ -71,6 +71,8 @@ class ServiceContext:
     db: Database | None = None
     peers: dict[str, ServiceClient] = field(default_factory=dict)
     readiness_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    # Run when the service stops, before its spans are flushed (what it still holds in memory).
+    shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     def peer(self, name: str) -> ServiceClient:
         return self.peers[name]

@@ -19,7 +19,16 @@ AUTHORIZATION = "Authorization"
 
 
 def bearer_token() -> str | None:
-    scheme, _, token = request.headers.get(AUTHORIZATION, "").partition(" ")
+    return parse_bearer(request.headers.get(AUTHORIZATION, ""))
+
+
+def parse_bearer(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value.
+
+    >>> parse_bearer("Bearer abc"), parse_bearer("bearer  abc "), parse_bearer("Basic abc"), parse_bearer("")
+    ('abc', 'abc', None, None)
+    """
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
 

@@ -122,7 +122,27 @@ def serve(name: str, host: str | None = None, port: int | None = None) -> None:
         log.exception("the server stopped unexpectedly")
         status = 1
     finally:
+        _run_shutdown_hooks(app)
         _exit_after_flushing_spans(status)
+
+
+def _run_shutdown_hooks(app: Flask) -> None:
+    """What the service still holds in memory (the gateway's queued audit records), each hook
+    bounded: a database that hangs must not keep a stopping component alive."""
+    context = app.extensions.get("obslab")
+    for hook in getattr(context, "shutdown_hooks", ()):
+        runner = threading.Thread(target=_logged(hook), name="shutdown-hook", daemon=True)
+        runner.start()
+        runner.join(timeout=SHUTDOWN_SECONDS / 2)
+
+
+def _logged(hook: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            hook()
+        except Exception:
+            log.exception("a shutdown hook failed", extra={"hook": getattr(hook, "__qualname__", repr(hook))})
+    return run
 
 
 def _exit_after_flushing_spans(status: int) -> None:

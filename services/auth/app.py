@@ -40,6 +40,7 @@ from obslab.services.auth.hashing import HashingGate, Overloaded, password_hashe
 from obslab.services.auth.store import UsernameTaken, UserStore, metadata
 from obslab.services.auth.throttle import LoginThrottle
 from obslab.services.common import tokens
+from obslab.services.common.credentials import LoginRequest
 
 EXTENSION = "obslab.auth"
 # Answers of these routes carry passwords' verdicts and access tokens: no cache may keep them.
@@ -55,13 +56,6 @@ class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: Username
     password: Password
-
-
-class LoginRequest(BaseModel):
-    # No length rules on login: a wrong password of any length is just a wrong password.
-    model_config = ConfigDict(extra="forbid")
-    username: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=64)]
-    password: Annotated[str, StringConstraints(max_length=1024)]
 
 
 @dataclass

@@ -13,24 +13,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import quote
 
 from flask import Flask, Response, g, request
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, insert
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
 
 from obslab import conventions as c
 from obslab import secrets, topology
 from obslab.platform.app import ServiceContext, create_service_app, parse_body, query_int, require_query
 from obslab.platform.clock import now_ms
-from obslab.platform.control import bearer_token
 from obslab.platform.errors import ApiError
 from obslab.platform.http import ServiceClient
 from obslab.platform.identity import IdentityError
-from obslab.services.common import tokens
 from obslab.services.common.money import Currency
+from obslab.services.common.credentials import LoginRequest
+from obslab.services.gateway.audit import AuditWriter
 from obslab.services.gateway.edge import (
     ClientWindow,
     CustomerWindow,
@@ -39,11 +40,14 @@ from obslab.services.gateway.edge import (
     client_key,
     trusted_proxies,
 )
+from obslab.services.gateway.guard import STATE_CHANGING, VERDICT_KEY, EdgeGuard, LoginCheck, wsgi_header
 from obslab.telemetry import current_trace_ids
 
 log = logging.getLogger(__name__)
 
-STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AUDIT_EXTENSION = "obslab.gateway.audit"
+SERVICE_TOKEN_ENVIRON = wsgi_header(c.HEADER_SERVICE_TOKEN)
+FORWARDED_FOR_ENVIRON = wsgi_header(c.HEADER_FORWARDED_FOR)
 # Ids a customer may name in a path or query, checked before they go into an internal URL.
 ACCOUNT_ID = re.compile(c.ACCOUNT_ID_PATTERN)
 TRANSFER_ID = re.compile(c.TRANSFER_ID_PATTERN)
@@ -130,10 +134,10 @@ def _routes(app: Flask, ctx: ServiceContext, customers: CustomerWindow) -> None:
     for label in customers.windows:
         active_customers.labels(window=label).set_function(lambda label=label: customers.active(label))
 
-    def forwarding_caller() -> bool:
+    def forwarding_caller(environ: Mapping) -> bool:
         """The load generator stands for the internet's many clients: it may say which one sent
         a request, and proves it is the load generator with its service token."""
-        token = request.headers.get(c.HEADER_SERVICE_TOKEN)
+        token = environ.get(SERVICE_TOKEN_ENVIRON)
         if not token:
             return False
         try:
@@ -141,64 +145,71 @@ def _routes(app: Flask, ctx: ServiceContext, customers: CustomerWindow) -> None:
         except IdentityError:
             return False
 
+    def resolve_client(environ: Mapping) -> str:
+        peer = environ.get("REMOTE_ADDR")
+        forwarded = environ.get(FORWARDED_FOR_ENVIRON)
+        return client_key(client_address(peer, forwarded, trusted,
+                                          trust_peer=bool(forwarded) and forwarding_caller(environ)))
+
+    audit = app.extensions[AUDIT_EXTENSION] = AuditWriter(db, audit_log, ctx.metrics)
+    ctx.shutdown_hooks.append(audit.close)
+
+    def write_audit(method: str, route: str, status: int, customer_id: str | None, key: str | None) -> None:
+        ids = current_trace_ids()
+        record = {
+            "at_ms": now_ms(),
+            "customer_id": customer_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "trace_id": ids[0] if ids else None,
+            "idempotency_key_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
+        }
+        audit.record(record)
+
+    guard = EdgeGuard(
+        app, app.wsgi_app, service=ctx.name, metrics=ctx.metrics, jwt_secret=secret, limiter=limiter,
+        window=window, resolve_client=resolve_client,
+        customer_routes=[key for key, endpoint in topology.endpoints(c.GATEWAY).items() if endpoint.access == "customer"],
+        audit=lambda method, route, status, key: write_audit(method, route, status, None, key),
+        login=LoginCheck(f"{c.API_PREFIX}/auth/login", LoginRequest, app.config["MAX_CONTENT_LENGTH"]),
+    )
+    app.wsgi_app = guard  # type: ignore[method-assign]   # outermost: in front of the tracing too
+
     @app.before_request
     def _edge():
         g.client = request.remote_addr or "unknown"
         if not request.path.startswith(c.API_PREFIX + "/"):
             return None
-        forwarded = request.headers.get(c.HEADER_FORWARDED_FOR)
-        address = client_address(request.remote_addr, forwarded, trusted,
-                                 trust_peer=bool(forwarded) and forwarding_caller())
-        client = g.client = client_key(address)
-        trace.get_current_span().set_attribute(c.ATTR_CLIENT_ADDRESS, client)
-        window.record(client)
-        if not limiter.allow(client):
-            ctx.metrics.count(c.GATEWAY_RATE_LIMITED)
-            raise ApiError(429, "rate_limited",
-                           f"too many requests from {client}; at most {limiter.rate:g} per second",
-                           retry_after_seconds=1)
+        # Judged by the guard on the way in; a request that reached Flask otherwise is judged now.
+        verdict = request.environ.get(VERDICT_KEY) or guard.judge(request.environ)
+        if verdict.refusal is not None:
+            raise verdict.refusal
+        g.client, g.verdict = verdict.client, verdict
+        trace.get_current_span().set_attribute(c.ATTR_CLIENT_ADDRESS, verdict.client)
         return None
 
     @app.before_request
     def _authenticate():
-        """The customer's access token, on every endpoint the topology marks "customer"."""
+        """The customer's verified access token, on every endpoint the topology marks "customer"."""
         g.identity = None
         endpoint = g.get("endpoint")   # looked up by the platform's access check
         if endpoint is None or endpoint.access != "customer":
             return None  # unknown routes answer 404/405, open ones need no token
-        token = bearer_token()
-        if token is None:
-            raise ApiError(401, "unauthenticated",
-                           "send 'Authorization: Bearer <access_token>' (POST /api/v1/auth/login)")
-        try:
-            g.identity = tokens.verify(secret, token)
-        except tokens.InvalidToken as exc:
-            raise ApiError(401, "invalid_token", str(exc)) from None
-        customers.record(g.identity.customer_id)
-        g.customer_assertion = signer.customer_assertion(g.identity.customer_id)
+        identity = g.verdict.identity
+        if identity is None:   # the guard refuses these before Flask: fail closed all the same
+            raise ApiError(401, "unauthenticated", "a valid access token is required")
+        customers.record(identity.customer_id)
+        g.identity = identity
+        g.customer_assertion = signer.customer_assertion(identity.customer_id)
         return None
 
     @app.after_request
     def _audit(response: Response) -> Response:
-        if request.method not in STATE_CHANGING or not request.path.startswith(c.API_PREFIX + "/"):
-            return response
-        key = request.headers.get(c.HEADER_IDEMPOTENCY_KEY)
-        ids = current_trace_ids()
-        record = {
-            "at_ms": now_ms(),
-            "customer_id": g.identity.customer_id if g.get("identity") else None,
-            "method": request.method,
-            "route": request.url_rule.rule if request.url_rule is not None else "unmatched",
-            "status": response.status_code,
-            "trace_id": ids[0] if ids else None,
-            "idempotency_key_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
-        }
-        try:
-            db.run(lambda conn: conn.execute(insert(audit_log).values(**record)))
-            ctx.metrics.count(c.AUDIT_RECORDS, outcome="written")
-        except Exception:  # the call already happened; losing its audit line is an alert, not a 500
-            ctx.metrics.count(c.AUDIT_RECORDS, outcome="failed")
-            log.exception("audit record not written", extra={"route": record["route"]})
+        if request.method in STATE_CHANGING and request.path.startswith(c.API_PREFIX + "/"):
+            write_audit(request.method, request.url_rule.rule if request.url_rule is not None else "unmatched",
+                        response.status_code, g.identity.customer_id if g.get("identity") else None,
+                        request.headers.get(c.HEADER_IDEMPOTENCY_KEY))
         return response
 
     @app.post(f"{c.API_PREFIX}/auth/register")
