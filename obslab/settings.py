@@ -197,6 +197,10 @@ RATE_LIMIT_RPS = Setting("OBSLAB_RATE_LIMIT_RPS", "float", 50.0, "requests per s
                          minimum=0.0)
 RATE_LIMIT_BURST = Setting("OBSLAB_RATE_LIMIT_BURST", "float", None, "burst per client above the rate",
                            minimum=0.0, default_doc="2 x the rate, at least 1")
+EDGE_DETAILED_REFUSALS = Setting(
+    "OBSLAB_EDGE_DETAILED_REFUSALS", "float", 20.0,
+    "refusals per second the gateway's edge traces and logs one by one; beyond, they are counted "
+    "and summed up in one log line a second (0: none one by one)", minimum=0.0)
 
 # --- auth
 ARGON2_TIME_COST = Setting("OBSLAB_ARGON2_TIME_COST", "int", None, "Argon2 passes per password hash (at most 1000)",

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
 
 from obslab import conventions as c
-from obslab import secrets, topology
+from obslab import secrets, settings, topology
 from obslab.platform.app import ServiceContext, create_service_app, parse_body, query_int, require_query
 from obslab.platform.clock import now_ms
 from obslab.platform.errors import ApiError
@@ -173,6 +173,7 @@ def _routes(app: Flask, ctx: ServiceContext, customers: CustomerWindow) -> None:
         customer_routes=[key for key, endpoint in topology.endpoints(c.GATEWAY).items() if endpoint.access == "customer"],
         audit=lambda method, route, status, key: write_audit(method, route, status, None, key),
         login=LoginCheck(f"{c.API_PREFIX}/auth/login", LoginRequest, app.config["MAX_CONTENT_LENGTH"]),
+        detailed_per_second=settings.EDGE_DETAILED_REFUSALS.get(),
     )
     app.wsgi_app = guard  # type: ignore[method-assign]   # outermost: in front of the tracing too
 

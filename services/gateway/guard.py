@@ -14,13 +14,17 @@ environ; a request the guard lets through reaches Flask, whose hooks read the ve
 judging again. A refusal is answered as Flask would answer it (status, JSON body, ``Retry-After``,
 no-store on logins, the W3C ``traceresponse`` header) and observed the same way: a server span
 with the route's name and HTTP attributes, the RED metrics with that span as exemplar, the access
-log line, and the audit record of a state-changing call.
+log line, and the audit record of a state-changing call. Spans and log lines are kept to
+``OBSLAB_EDGE_DETAILED_REFUSALS`` a second (20 by default, above a normal day's refusals); a
+flood's other refusals are counted in full by the metrics and summed up in one log line a second
+(:class:`DetailBudget`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +39,8 @@ from opentelemetry.instrumentation._semconv import (
 )
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.instrumentation.utils import _start_internal_or_server_span
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
@@ -91,7 +97,8 @@ class EdgeGuard:
     def __init__(self, app: Flask, inner: Callable, *, service: str, metrics: MetricSet,
                  customer_routes: Iterable[tuple[str, str]], jwt_secret: str, limiter: RateLimiter,
                  window: ClientWindow, resolve_client: Callable[[Mapping], str],
-                 audit: Callable[[str, str, int, str | None], None], login: LoginCheck | None = None) -> None:
+                 audit: Callable[[str, str, int, str | None], None], login: LoginCheck | None = None,
+                 detailed_per_second: float = 20.0) -> None:
         self.app, self.inner, self.service = app, inner, service
         self.metrics, self.limiter, self.window = metrics, limiter, window
         self.customer_routes = frozenset(customer_routes)   # (method, rule) needing a customer token
@@ -105,6 +112,7 @@ class EdgeGuard:
         self.semconv = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
             _OpenTelemetryStabilitySignalType.HTTP)
         self.in_flight = metrics.gauge(c.HTTP_SERVER_IN_FLIGHT).labels(service=service)
+        self.details = DetailBudget(detailed_per_second)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if not environ.get("PATH_INFO", "").startswith(self.prefix):
@@ -176,16 +184,20 @@ class EdgeGuard:
         error, method = verdict.refusal, environ.get("REQUEST_METHOD", "GET")
         known = method if method in KNOWN_METHODS else "OTHER"
         route = verdict.rule.rule if verdict.rule is not None else "unmatched"
-        attributes = otel_wsgi.collect_request_attributes(environ, self.semconv)
-        attributes[HTTP_ROUTE] = route
-        span, token = _start_internal_or_server_span(
-            tracer=self.tracer, span_name=f"{'HTTP' if known == 'OTHER' else method} {route}",
-            start_time=None, context_carrier=environ, context_getter=otel_wsgi.wsgi_getter,
-            attributes=attributes)
+        detailed = self.details.allow(error.status)
+        attributes: dict = {}
+        if detailed:
+            attributes = otel_wsgi.collect_request_attributes(environ, self.semconv)
+            attributes[HTTP_ROUTE] = route
+            span, token = _start_internal_or_server_span(
+                tracer=self.tracer, span_name=f"{'HTTP' if known == 'OTHER' else method} {route}",
+                start_time=None, context_carrier=environ, context_getter=otel_wsgi.wsgi_getter,
+                attributes=attributes)
+        else:
+            span, token = untraced_span(environ), None
         self.in_flight.inc()
         try:
             with trace.use_span(span, end_on_exit=True):
-                span.set_attribute(c.ATTR_CLIENT_ADDRESS, verdict.client)
                 response = self.app.json.response(error.body())
                 response.status_code = error.status
                 retry_after = error.details.get("retry_after_seconds")
@@ -196,8 +208,10 @@ class EdgeGuard:
                 propagator = get_global_response_propagator()
                 if propagator is not None:
                     propagator.inject(response.headers, setter=_HEADER_SETTER)
-                status = f"{error.status} {HTTPStatus(error.status).phrase}"
-                otel_wsgi.add_response_attributes(span, status, [], attributes, self.semconv)
+                if detailed:
+                    span.set_attribute(c.ATTR_CLIENT_ADDRESS, verdict.client)
+                    otel_wsgi.add_response_attributes(span, f"{error.status} {HTTPStatus(error.status).phrase}", [],
+                                                      attributes, self.semconv)
                 if error.status == 429:
                     self.metrics.count(c.GATEWAY_RATE_LIMITED)
                 elapsed = time.perf_counter() - started
@@ -207,13 +221,62 @@ class EdgeGuard:
                                      route=route)
                 if method in STATE_CHANGING:
                     self.audit(method, route, error.status, environ.get(IDEMPOTENCY_KEY_ENVIRON))
-                log.info("request", extra={"method": known, "route": route, "status": error.status,
-                                           "duration_ms": round(elapsed * 1000, 2)})
+                if detailed:
+                    log.info("request", extra={"method": known, "route": route, "status": error.status,
+                                               "duration_ms": round(elapsed * 1000, 2)})
         finally:
             self.in_flight.dec()
             if token is not None:
                 context.detach(token)
         return response(environ, start_response)
+
+
+class DetailBudget:
+    """How many refusals a second are traced and logged one by one (``rate``); the others are
+    counted by status and summed up in one log line at most every ``every_s``.
+
+    A flood's ten-thousandth 401 tells nothing its metrics do not, and its span and log line
+    were a third of what it cost the gateway. Below the budget (the lab's normal day, a few
+    failed logins) every refusal is traced and logged as before.
+
+    >>> budget = DetailBudget(rate=2, clock=lambda: 0.0)
+    >>> [budget.allow(401) for _ in range(4)], budget.pending
+    ([True, True, False, False], {401: 2})
+    """
+
+    def __init__(self, rate: float, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limiter = RateLimiter(rate=rate, burst=rate, clock=clock) if rate > 0 else None
+        self.every_s, self.clock = every_s, clock
+        self.pending: dict[int, int] = {}
+        self._since = clock()
+        self._lock = threading.Lock()
+
+    def allow(self, status: int) -> bool:
+        if self.limiter is not None and self.limiter.allow("refusals"):
+            return True
+        now = self.clock()
+        with self._lock:
+            self.pending[status] = self.pending.get(status, 0) + 1
+            if now - self._since < self.every_s:
+                return False
+            counts, seconds = self.pending, now - self._since
+            self.pending, self._since = {}, now
+        log.info("refusals not traced or logged one by one", extra={
+            "refused": sum(counts.values()), "by_status": {str(k): v for k, v in sorted(counts.items())},
+            "seconds": round(seconds, 1)})
+        return False
+
+
+def untraced_span(environ: Mapping) -> trace.Span:
+    """A span that records nothing but still has an id for the ``traceresponse`` header: the
+    caller's trace when it sent one, unsampled."""
+    parent = trace.get_current_span(extract(environ, getter=otel_wsgi.wsgi_getter)).get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else _IDS.generate_trace_id()
+    return trace.NonRecordingSpan(trace.SpanContext(trace_id, _IDS.generate_span_id(), is_remote=False,
+                                                    trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT)))
+
+
+_IDS = RandomIdGenerator()
 
 
 class _HeaderSetter:

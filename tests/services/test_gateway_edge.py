@@ -3,13 +3,17 @@ Flask, answered and observed exactly as the framework would, and nothing else ch
 
 from __future__ import annotations
 
+import time
+
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from obslab import conventions as c
+from obslab import settings
 from obslab.services.gateway.app import AUDIT_EXTENSION, audit_log
-from tests.support import service_headers
+from obslab.services.gateway.app import create_app as gateway_app
+from tests.support import serve, service_headers
 
 ACCOUNTS = f"{c.API_PREFIX}/accounts"
 LOGIN = f"{c.API_PREFIX}/auth/login"
@@ -88,3 +92,28 @@ def test_a_state_changing_call_refused_at_the_edge_is_audited_and_a_read_is_not(
     assert [(row["method"], row["route"], row["status"], row["customer_id"]) for row in new] == [
         ("POST", TRANSFERS, 401, None)]
     assert new[0]["idempotency_key_sha256"] and new[0]["trace_id"] == refused.headers["traceresponse"].split("-")[1]
+
+
+def test_a_flood_beyond_the_detail_budget_is_counted_in_full_and_summed_up_not_traced_one_by_one(
+        stack, spans, caplog, tmp_path, monkeypatch):
+    monkeypatch.setenv(settings.EDGE_DETAILED_REFUSALS.name, "0.01")   # one refusal in detail, then none
+    caplog.set_level("INFO", logger="obslab.services.gateway.guard")
+    gateway = serve(gateway_app(f"sqlite:///{tmp_path / 'gateway.sqlite3'}", peer_urls={
+        name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)}))
+    try:
+        flags = []
+        for i in range(30):
+            if i == 29:
+                time.sleep(1.05)   # the summary covers at least a second
+            response = requests.get(f"{gateway.url}{ACCOUNTS}", timeout=5)
+            assert response.status_code == 401
+            version, trace_id, span_id, flag = response.headers["traceresponse"].split("-")
+            assert int(trace_id, 16) and int(span_id, 16)
+            flags.append(int(flag, 16) & 1)     # W3C: the sampled bit
+        assert flags == [1] + [0] * 29
+        assert len([s for s in spans.get_finished_spans() if s.instrumentation_scope.name == GUARD_SCOPE]) == 1
+        assert requests_counted(gateway.url, c.GATEWAY, ACCOUNTS, "401", "GET") == 30
+        [summary] = [r for r in caplog.records if r.getMessage().startswith("refusals not traced")]
+        assert summary.refused == 29 and summary.by_status == {"401": 29} and summary.seconds >= 1
+    finally:
+        gateway.stop()
