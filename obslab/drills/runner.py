@@ -418,9 +418,13 @@ class DrillRun:
         Alertmanager's notification log holds them as sent until it flushes their resolution
         (a group interval after Prometheus resolves them). One that fires again before that
         flush is the same alert to it, already notified: nothing is sent until repeat_interval,
-        and a drill started then waits in vain for its page."""
+        and a drill started then waits in vain for its page. A resolution that never comes (the
+        alert resolved while inhibited or silenced, or Alertmanager restarted) holds the drill
+        back only for that flush's time after the alert was last seen firing."""
+        profile = self.profile
+        grace = profile.group_wait_s + 2 * profile.group_interval_s + 4 * profile.evaluation_s
         out = []
-        since = snap.at - self.profile.repeat_interval_s
+        since = snap.at - profile.repeat_interval_s
         for e in self.drill.expect:
             if e.absent:
                 continue
@@ -434,9 +438,11 @@ class DrillRun:
                     if alert.get("alertname") == e.alert and _matches(labels, e.labels) \
                             and at >= last.get(_key(labels), (-1.0,))[0]:
                         last[_key(labels)] = (at, alert.get("status", ""), labels)
-            out += [f"{e.alert}{_show(labels)} was notified firing at {e.receiver} {snap.at - at:.0f} s ago "
-                    f"and Alertmanager has not delivered its resolution yet (until then it would not send "
-                    f"it again)" for at, status, labels in last.values() if status == "firing"]
+            for at, status, labels in last.values():
+                if status == "firing" and snap.at - max(at, _last_seen_firing(e.alert, labels)) < grace:
+                    out.append(f"{e.alert}{_show(labels)} was notified firing at {e.receiver} {snap.at - at:.0f} s "
+                               f"ago and Alertmanager has not delivered its resolution yet (until then it would "
+                               f"not send it again)")
         return out
 
     def calm_in(self, snap: Snapshot) -> bool:
@@ -938,6 +944,13 @@ class DrillRun:
         waited_text = f"{waited:.0f} s" if isinstance(waited, float) else waited
         return (f"waited {waited_text} for a firing notification of {e.alert}{_show(e.labels)} at "
                 f"{e.receiver} (routed to {', '.join(sorted(routed))}); " + "; ".join(seen))
+
+
+def _last_seen_firing(name: str, labels: dict[str, str]) -> float:
+    """When this process last saw alert ``name`` firing in Prometheus (0: never). A notification
+    carries Prometheus's external labels too: its labels hold the alert's, not the other way."""
+    return max((seen for (alert, key), seen in _RECENTLY_FIRING.items()
+                if alert == name and all(labels.get(k) == v for k, v in key)), default=0.0)
 
 
 # --- crash recovery: what a killed drill left behind ---------------------------------------------

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 CHANNEL_TIMEOUT_SECONDS = 30
 MAX_HEADER_BYTES = 32 * 1024
 SHUTDOWN_SECONDS = 10.0
+# Waitress's own stop (5 s), the hooks and the span flush stay inside compose's 20 s grace.
+SHUTDOWN_HOOK_SECONDS = 3.0
 BODY_SLACK_BYTES = 1024 * 1024
 
 # From the component table (obslab/topology.py, each component's ``entry``).
@@ -133,7 +135,7 @@ def _run_shutdown_hooks(app: Flask) -> None:
     for hook in getattr(context, "shutdown_hooks", ()):
         runner = threading.Thread(target=_logged(hook), name="shutdown-hook", daemon=True)
         runner.start()
-        runner.join(timeout=SHUTDOWN_SECONDS / 2)
+        runner.join(timeout=SHUTDOWN_HOOK_SECONDS)
 
 
 def _logged(hook: Callable[[], None]) -> Callable[[], None]:

@@ -51,7 +51,7 @@ class AuditWriter:
     def record(self, record: dict) -> None:
         """Queue one row of the audit table (never blocks on the database)."""
         with self._lock:
-            if len(self._pending) >= self.max_pending:
+            if self._closed or len(self._pending) >= self.max_pending:
                 dropped = True
             else:
                 dropped = False
@@ -63,20 +63,30 @@ class AuditWriter:
             now = time.monotonic()
             if now - self._dropped_warned >= DROP_WARNING_EVERY_S:
                 self._dropped_warned = now
-                log.warning("audit records dropped: the database is not taking them",
-                            extra={"pending": self.max_pending})
+                log.warning("audit records dropped: the queue is full (the database is not taking them) or "
+                            "the service is stopping", extra={"pending": self.max_pending})
 
-    def flush(self) -> None:
-        """Write what is queued now (tests, and the service's stop)."""
+    def flush(self, deadline: float | None = None) -> None:
+        """Write what is queued now (tests, and the service's stop). Past ``deadline``
+        (monotonic), what is left is counted as failed instead: a stopping service must end."""
         with self._writing:
             while batch := self._take():
+                if deadline is not None and time.monotonic() > deadline:
+                    with self._lock:
+                        batch, self._pending = batch + self._pending, []
+                    self.metrics.count(c.AUDIT_RECORDS, len(batch), outcome="failed")
+                    log.error("audit records not written before the service stopped", extra={"records": len(batch)})
+                    return
                 self._write(batch)
 
-    def close(self) -> None:
-        self._closed = True
+    def close(self, timeout: float = 2.5) -> None:
+        """Stop taking records (later ones are counted as failed) and write the queue, within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
         self._wake.set()
-        self._thread.join(timeout=5)
-        self.flush()
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.flush(deadline)
 
     def _take(self) -> list[dict]:
         with self._lock:

@@ -18,6 +18,10 @@ log line, and the audit record of a state-changing call. Spans and log lines are
 ``OBSLAB_EDGE_DETAILED_REFUSALS`` a second (20 by default, above a normal day's refusals); a
 flood's other refusals are counted in full by the metrics and summed up in one log line a second
 (:class:`DetailBudget`).
+
+The guard stands where a real edge (a WAF, an API gateway's filter) stands: in front of the
+application. Faults injected into the gateway (obslab/faults) act on the application behind it,
+so a refusal is not slowed or failed by them.
 """
 
 from __future__ import annotations
@@ -115,7 +119,8 @@ class EdgeGuard:
         self.details = DetailBudget(detailed_per_second)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if not environ.get("PATH_INFO", "").startswith(self.prefix):
+        # As Werkzeug routes it: "//api/v1/accounts" is the accounts route, and judged as one.
+        if not ("/" + environ.get("PATH_INFO", "").lstrip("/")).startswith(self.prefix):
             return self.inner(environ, start_response)
         started = time.perf_counter()
         verdict = environ[VERDICT_KEY] = self.judge(environ)
@@ -134,6 +139,7 @@ class EdgeGuard:
         except HTTPException:
             pass   # 404 and 405 are Flask's to answer, after the rate limit
         if not self.limiter.allow(verdict.client):
+            self.metrics.count(c.GATEWAY_RATE_LIMITED)
             verdict.refusal = ApiError(429, "rate_limited", f"too many requests from {verdict.client}; at most "
                                        f"{self.limiter.rate:g} per second", retry_after_seconds=1)
             return verdict
@@ -160,15 +166,22 @@ class EdgeGuard:
         """A body that cannot be credentials is refused here, as auth would refuse it; the body
         read is put back for Flask when the login goes on."""
         assert self.login is not None
+        limit = self.login.max_body_bytes
+        stream = environ["wsgi.input"]
         try:
             length = int(environ.get("CONTENT_LENGTH") or "")
         except ValueError:
-            return None     # chunked or unknown: Flask reads it, within its size limit
-        if not 0 <= length <= self.login.max_body_bytes:
-            return None     # Flask answers 413
-        stream = environ["wsgi.input"]
-        data = stream.read(length)
-        environ["wsgi.input"] = io.BytesIO(data)
+            if not environ.get("wsgi.input_terminated"):
+                return None     # a stream of unknown length: Flask reads it, within its size limit
+            data = stream.read(limit + 1)   # the server buffered it whole (chunked): one byte over is enough
+            environ["wsgi.input"] = io.BytesIO(data)
+            if len(data) > limit:
+                return None     # Flask answers 413
+        else:
+            if not 0 <= length <= limit:
+                return None     # Flask answers 413
+            data = stream.read(length)
+            environ["wsgi.input"] = io.BytesIO(data)
         if not data.strip():
             return ApiError(400, "invalid_request", "request body must be a JSON object")
         try:
@@ -212,8 +225,6 @@ class EdgeGuard:
                     span.set_attribute(c.ATTR_CLIENT_ADDRESS, verdict.client)
                     otel_wsgi.add_response_attributes(span, f"{error.status} {HTTPStatus(error.status).phrase}", [],
                                                       attributes, self.semconv)
-                if error.status == 429:
-                    self.metrics.count(c.GATEWAY_RATE_LIMITED)
                 elapsed = time.perf_counter() - started
                 self.metrics.count(c.HTTP_SERVER_REQUESTS, service=self.service, method=known, route=route,
                                    code=str(error.status))

@@ -94,12 +94,52 @@ def test_a_state_changing_call_refused_at_the_edge_is_audited_and_a_read_is_not(
     assert new[0]["idempotency_key_sha256"] and new[0]["trace_id"] == refused.headers["traceresponse"].split("-")[1]
 
 
+def own_gateway(stack, tmp_path):
+    """A gateway of its own (its own limits, read from the environment when it is built)."""
+    return serve(gateway_app(f"sqlite:///{tmp_path / 'gateway.sqlite3'}", peer_urls={
+        name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)}))
+
+
+def test_a_flood_with_a_doubled_slash_is_judged_and_refused_at_the_edge_like_any_other(stack, spans):
+    gateway = stack.url(c.GATEWAY)
+    response = requests.get(f"{gateway}/{ACCOUNTS}", timeout=5)     # "//api/v1/accounts": Flask routes it
+    assert response.status_code == 401
+    trace_id = response.headers["traceresponse"].split("-")[1]
+    [span] = [s for s in spans.get_finished_spans()
+              if f"{s.context.trace_id:032x}" == trace_id and s.kind.name == "SERVER"]
+    assert span.instrumentation_scope.name == GUARD_SCOPE and span.attributes["http.route"] == ACCOUNTS
+
+
+def test_a_chunked_junk_login_is_refused_at_the_edge_too(stack):
+    gateway, auth = stack.url(c.GATEWAY), stack.url(c.AUTH)
+    auth_before = requests_counted(auth, c.AUTH, "/tokens", "400", "POST")
+    response = requests.post(f"{gateway}{LOGIN}", data=iter([b'{"user": ', b'"admin"}']), timeout=5,
+                             headers={"Content-Type": "application/json"})    # no Content-Length: chunked
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert requests_counted(auth, c.AUTH, "/tokens", "400", "POST") == auth_before
+
+
+def test_every_request_over_a_clients_rate_is_counted_as_rate_limited(stack, tmp_path, monkeypatch):
+    monkeypatch.setenv(settings.RATE_LIMIT_RPS.name, "0.01")
+    monkeypatch.setenv(settings.RATE_LIMIT_BURST.name, "1")
+    gateway = own_gateway(stack, tmp_path)
+    try:
+        codes = [requests.get(f"{gateway.url}{path}", timeout=5).status_code
+                 for path in (ACCOUNTS, ACCOUNTS, "/" + ACCOUNTS, "/" + ACCOUNTS)]
+        assert codes == [401, 429, 429, 429]
+        text = requests.get(f"{gateway.url}/metrics", timeout=5).text
+        limited = [sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == "gateway_rate_limited_total"]
+        assert limited == [3.0]
+    finally:
+        gateway.stop()
+
+
 def test_a_flood_beyond_the_detail_budget_is_counted_in_full_and_summed_up_not_traced_one_by_one(
         stack, spans, caplog, tmp_path, monkeypatch):
     monkeypatch.setenv(settings.EDGE_DETAILED_REFUSALS.name, "0.01")   # one refusal in detail, then none
     caplog.set_level("INFO", logger="obslab.services.gateway.guard")
-    gateway = serve(gateway_app(f"sqlite:///{tmp_path / 'gateway.sqlite3'}", peer_urls={
-        name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)}))
+    gateway = own_gateway(stack, tmp_path)
     try:
         flags = []
         for i in range(30):

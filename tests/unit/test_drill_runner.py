@@ -313,16 +313,33 @@ def test_a_drill_waits_until_alertmanager_has_delivered_the_resolution_of_its_pa
     page = {"service": "payments", "long_window": "1h", "short_window": "5m"}
 
     def script(t, t0):
-        notes = [note(start - 40, "pager", "PaymentAvailabilityBudgetBurn", **page)]
+        # Firing in Prometheus until +5 s; the notification carries Prometheus's external labels.
+        alerts = [firing("PaymentAvailabilityBudgetBurn", **page)] if t < start + 5 else []
+        notes = [note(start - 40, "pager", "PaymentAvailabilityBudgetBurn", lab="obslab", **page)]
         if t >= start + 15:
-            notes.append(note(start + 15, "pager", "PaymentAvailabilityBudgetBurn", "resolved", **page))
+            notes.append(note(start + 15, "pager", "PaymentAvailabilityBudgetBurn", "resolved", lab="obslab", **page))
         # An unrelated alert of another receiver, still firing, does not hold the drill back.
         notes.append(note(start - 30, "chat-core-banking", "PaymentAvailabilityBudgetBurn", **page))
-        return [], notes
+        return alerts, notes
 
     lab = ScriptedLab(tmp_path, clock, script)
     run(lab, "payments-error-storm")
     assert lab.t0 is not None and start + 15 <= lab.t0 <= start + 25
+
+
+def test_a_resolution_alertmanager_never_delivers_holds_the_drill_back_only_for_its_flush_time(tmp_path, clock):
+    """Resolved while inhibited (or silenced): Alertmanager sends no resolution at all."""
+    start = clock.t
+    page = {"service": "payments", "long_window": "1h", "short_window": "5m"}
+
+    def script(t, t0):
+        alerts = [firing("PaymentAvailabilityBudgetBurn", **page)] if t < start + 5 else []
+        return alerts, [note(start - 40, "pager", "PaymentAvailabilityBudgetBurn", lab="obslab", **page)]
+
+    lab = ScriptedLab(tmp_path, clock, script)
+    run(lab, "payments-error-storm")
+    grace = FAST.group_wait_s + 2 * FAST.group_interval_s + 4 * FAST.evaluation_s
+    assert lab.t0 is not None and start + 5 + grace - 2 <= lab.t0 <= start + 5 + grace + 5
 
 
 def test_a_page_resolved_before_the_drill_does_not_hold_it_back(tmp_path, clock):

@@ -70,3 +70,16 @@ def test_a_database_that_stops_taking_rows_costs_counted_lines_and_bounded_memor
     writer.record(row(99))
     writer.close()
     assert stored(db) == [1_099] and audited(metrics, "written") == 1
+
+
+def test_a_stop_that_runs_out_of_time_counts_what_it_could_not_write_and_refuses_later_records(tmp_path):
+    db = Database(c.GATEWAY, metadata, f"sqlite:///{tmp_path / 'gateway.sqlite3'}")
+    metrics = MetricSet()
+    writer = AuditWriter(db, audit_log, metrics, max_delay_s=30, max_batch=100)   # the thread never wakes
+    for i in range(35):
+        writer.record(row(i))
+    writer.close(timeout=0)   # the deadline has passed before the first batch
+    assert stored(db) == [] and audited(metrics, "failed") == 35
+    writer.record(row(99))    # a request still running after the stop
+    writer.flush()
+    assert stored(db) == [] and audited(metrics, "failed") == 36 and audited(metrics, "written") == 0
