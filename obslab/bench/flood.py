@@ -43,7 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from obslab import conventions as c
 from obslab import settings, topology
 from obslab.bench.api import (_environment, _login, busy_ticks, choose_offsets, ephemeral_range, git_commit, lab_ports,
-                              machine_before, percentile, progress, spread)
+                              machine_before, percentile, progress, read_ticks, spread)
 from obslab.bench.lab import CLOCK_TICKS, component_pids, cpu_ticks
 from obslab.drills.lab import DrillError, Lab
 from obslab.lab.native import LabError, NativeLab
@@ -173,13 +173,7 @@ class FloodBench:
         return answers_by_code(response.text)
 
     def ticks(self) -> dict[str, int]:
-        out = {}
-        for name, pid in self.pids.items():
-            try:
-                out[name] = cpu_ticks(pid)
-            except (OSError, ValueError):
-                continue
-        return out
+        return read_ticks(self.pids)
 
     def wait_for_signups(self) -> None:
         """Until auth's CPU stays low for a few seconds: the load generator's customers exist."""
