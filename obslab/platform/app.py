@@ -335,17 +335,25 @@ def _register_red_metrics(app: Flask, ctx: ServiceContext) -> None:
         if started is None:
             return response
         in_flight.dec()
-        elapsed = time.perf_counter() - started
-        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-        route = _route_label()
-        ctx.metrics.count(c.HTTP_SERVER_REQUESTS, service=ctx.name, method=method, route=route,
-                          code=str(response.status_code))
-        ctx.metrics.observe(c.HTTP_SERVER_DURATION, elapsed, service=ctx.name, method=method, route=route)
-        log.info("request", extra={
-            "method": method, "route": route, "status": response.status_code,
-            "duration_ms": round(elapsed * 1000, 2),
-        })
+        record_request(ctx.metrics, ctx.name, red_method(request.method), _route_label(), response.status_code,
+                       time.perf_counter() - started)
         return response
+
+
+def red_method(method: str) -> str:
+    """The ``method`` label: a known method, else OTHER (a client must not mint label values)."""
+    return method if method in _KNOWN_METHODS else "OTHER"
+
+
+def record_request(metrics: MetricSet, service: str, method: str, route: str, status: int, elapsed: float, *,
+                   logged: bool = True) -> None:
+    """The RED metrics of one answered request (the current span as exemplar) and its access log
+    line; the gateway's edge guard answers some requests before Flask and records them here too."""
+    metrics.count(c.HTTP_SERVER_REQUESTS, service=service, method=method, route=route, code=str(status))
+    metrics.observe(c.HTTP_SERVER_DURATION, elapsed, service=service, method=method, route=route)
+    if logged:
+        log.info("request", extra={"method": method, "route": route, "status": status,
+                                   "duration_ms": round(elapsed * 1000, 2)})
 
 
 # --- helpers for route handlers ---------------------------------------------------------------

@@ -44,6 +44,7 @@ from opentelemetry.instrumentation._semconv import (
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.instrumentation.utils import _start_internal_or_server_span
 from opentelemetry.propagate import extract
+from opentelemetry.propagators.textmap import default_setter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 from pydantic import BaseModel, ValidationError
@@ -52,12 +53,13 @@ from werkzeug.routing import Rule
 
 from obslab import conventions as c
 from obslab.platform.control import parse_bearer
+from obslab.platform.app import record_request, red_method
 from obslab.platform.errors import ApiError, validation_error
 from obslab.services.common import tokens
 from obslab.services.gateway.edge import ClientWindow, RateLimiter
 from obslab.telemetry.metrics import MetricSet
 
-log = logging.getLogger("obslab.platform.app")   # the access log's logger, as the Flask path writes it
+log = logging.getLogger(__name__)
 
 def wsgi_header(name: str) -> str:
     """A request header's key in the WSGI environ.
@@ -71,7 +73,6 @@ def wsgi_header(name: str) -> str:
 VERDICT_KEY = "obslab.gateway.verdict"
 IDEMPOTENCY_KEY_ENVIRON = wsgi_header(c.HEADER_IDEMPOTENCY_KEY)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Auth marks its credential answers no-store; the gateway's own refusal of a login does too.
 NO_STORE_HEADERS = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
@@ -195,7 +196,7 @@ class EdgeGuard:
     def refuse(self, environ: dict, start_response: Callable, verdict: Verdict, started: float) -> Iterable[bytes]:
         assert verdict.refusal is not None
         error, method = verdict.refusal, environ.get("REQUEST_METHOD", "GET")
-        known = method if method in KNOWN_METHODS else "OTHER"
+        known = red_method(method)
         route = verdict.rule.rule if verdict.rule is not None else "unmatched"
         detailed = self.details.allow(error.status)
         attributes: dict = {}
@@ -220,21 +221,15 @@ class EdgeGuard:
                     response.headers.extend(NO_STORE_HEADERS)
                 propagator = get_global_response_propagator()
                 if propagator is not None:
-                    propagator.inject(response.headers, setter=_HEADER_SETTER)
+                    propagator.inject(response.headers, setter=default_setter)
                 if detailed:
                     span.set_attribute(c.ATTR_CLIENT_ADDRESS, verdict.client)
                     otel_wsgi.add_response_attributes(span, f"{error.status} {HTTPStatus(error.status).phrase}", [],
                                                       attributes, self.semconv)
-                elapsed = time.perf_counter() - started
-                self.metrics.count(c.HTTP_SERVER_REQUESTS, service=self.service, method=known, route=route,
-                                   code=str(error.status))
-                self.metrics.observe(c.HTTP_SERVER_DURATION, elapsed, service=self.service, method=known,
-                                     route=route)
+                record_request(self.metrics, self.service, known, route, error.status,
+                               time.perf_counter() - started, logged=detailed)
                 if method in STATE_CHANGING:
                     self.audit(method, route, error.status, environ.get(IDEMPOTENCY_KEY_ENVIRON))
-                if detailed:
-                    log.info("request", extra={"method": known, "route": route, "status": error.status,
-                                               "duration_ms": round(elapsed * 1000, 2)})
         finally:
             self.in_flight.dec()
             if token is not None:
@@ -288,11 +283,3 @@ def untraced_span(environ: Mapping) -> trace.Span:
 
 
 _IDS = RandomIdGenerator()
-
-
-class _HeaderSetter:
-    def set(self, carrier, key: str, value: str) -> None:
-        carrier[key] = value
-
-
-_HEADER_SETTER = _HeaderSetter()
