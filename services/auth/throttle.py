@@ -209,8 +209,11 @@ class LoginAttempt:
 
     @property
     def retry_after_seconds(self) -> int:
-        """``retry_after`` rounded up to whole seconds, as ``Retry-After`` says it."""
-        return max(1, math.ceil(self.retry_after))
+        """``retry_after`` rounded up to whole seconds, as ``Retry-After`` says it.
+
+        Rounded to milliseconds first: ``blocked_until - now`` is a float difference, and a
+        30 s wait read at once can come out as 30.000000000000004 (then told as 31 s)."""
+        return max(1, math.ceil(round(self.retry_after, 3)))
 
     def failed(self) -> None:
         self.concluded = True

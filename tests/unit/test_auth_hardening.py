@@ -73,6 +73,19 @@ def test_five_failures_refuse_the_next_attempt_whatever_its_password_until_the_w
     assert throttle.attempt("alice", "203.0.113.98").allowed  # and the count starts again
 
 
+def test_a_wait_read_at_once_is_told_in_its_own_whole_seconds_not_one_more():
+    # blocked_until - now is a float difference: at this clock, now + 30 - now is
+    # 30.000000000000455, which a plain ceil told as "Retry-After: 31".
+    clock = Clock(4087.502)
+    throttle = LoginThrottle(clock=clock)
+    for _ in range(5):
+        fail(throttle, "alice")
+    refused = throttle.attempt("alice", HOME)
+    assert refused.retry_after > 30 and refused.retry_after_seconds == 30
+    clock.advance(29.5)
+    assert throttle.attempt("alice", HOME).retry_after_seconds == 1
+
+
 def test_a_persistent_guesser_ends_up_with_one_guess_every_fifteen_minutes():
     clock = Clock()
     throttle = LoginThrottle(clock=clock)
