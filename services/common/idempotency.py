@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from obslab.platform.db import Database
@@ -91,16 +91,21 @@ class IdempotencyStore:
         self.lease_ms = int(lease_seconds * 1000)
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
+        # The statements of every request, built once: building one costs more than running it.
+        self._insert = insert(table)
+        self._complete = update(table).where(
+            (table.c.customer_id == bindparam("key_customer_id")) & (table.c.idempotency_key == bindparam("key"))
+        ).values(state=self._DONE, response_status=bindparam("status"), response_body=bindparam("body"))
 
     def claim(self, customer_id: str, key: str, fingerprint: str, new_id: Callable[[], str]) -> Claim:
         resource_id = new_id()
         now = _now_ms()
         try:
-            self.db.run(lambda conn: conn.execute(insert(self.table).values(
-                customer_id=customer_id, idempotency_key=key, request_hash=fingerprint,
-                resource_id=resource_id, state=self._IN_PROGRESS,
-                lease_expires_ms=now + self.lease_ms, created_ms=now,
-            )))
+            self.db.run(lambda conn: conn.execute(self._insert, {
+                "customer_id": customer_id, "idempotency_key": key, "request_hash": fingerprint,
+                "resource_id": resource_id, "state": self._IN_PROGRESS,
+                "lease_expires_ms": now + self.lease_ms, "created_ms": now,
+            }))
             return Claim(ClaimKind.NEW, resource_id)
         except IntegrityError:
             pass
@@ -139,11 +144,9 @@ class IdempotencyStore:
         return None
 
     def complete(self, customer_id: str, key: str, status: int, body: Any) -> None:
-        t = self.table
-        self.db.run(lambda conn: conn.execute(
-            update(t).where((t.c.customer_id == customer_id) & (t.c.idempotency_key == key))
-            .values(state=self._DONE, response_status=status, response_body=json.dumps(body))
-        ))
+        self.db.run(lambda conn: conn.execute(self._complete, {
+            "key_customer_id": customer_id, "key": key, "status": status, "body": json.dumps(body),
+        }))
 
     def release(self, customer_id: str, key: str) -> None:
         t = self.table

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from flask import Flask
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, func, insert, select
+from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, bindparam, func, insert, select
 
 from obslab import conventions as c
 from obslab.platform.app import ServiceContext, create_service_app, parse_body
@@ -59,21 +59,29 @@ def create_app(db_url: str | None = None) -> Flask:
     )
 
 
+# Built once: building a statement anew costs SQLAlchemy more than running it.
+_RECENT_ASSESSMENTS = select(func.count()).select_from(assessments).where(
+    (assessments.c.customer_id == bindparam("customer_id"))
+    & (assessments.c.created_ms >= bindparam("since_ms")))
+_KNOWN_COUNTERPARTY = select(assessments.c.id).where(
+    (assessments.c.customer_id == bindparam("customer_id"))
+    & (assessments.c.counterparty == bindparam("counterparty"))
+    & (assessments.c.decision != Decision.DENY.value)).limit(1)
+_INSERT_ASSESSMENT = insert(assessments)
+
+
 def _routes(app: Flask, ctx: ServiceContext) -> None:
     assert ctx.db is not None
     db = ctx.db
 
     def facts_for(body: AssessmentRequest, now_ms: int) -> Facts:
-        t = assessments
         with db.connect() as conn:
-            recent = conn.execute(select(func.count()).select_from(t).where(
-                (t.c.customer_id == body.customer_id)
-                & (t.c.created_ms >= now_ms - VELOCITY_WINDOW_SECONDS * 1000)
-            )).scalar_one()
-            known = conn.execute(select(t.c.id).where(
-                (t.c.customer_id == body.customer_id) & (t.c.counterparty == body.counterparty)
-                & (t.c.decision != Decision.DENY.value)
-            ).limit(1)).first() is not None
+            recent = conn.execute(_RECENT_ASSESSMENTS, {
+                "customer_id": body.customer_id, "since_ms": now_ms - VELOCITY_WINDOW_SECONDS * 1000,
+            }).scalar_one()
+            known = conn.execute(_KNOWN_COUNTERPARTY, {
+                "customer_id": body.customer_id, "counterparty": body.counterparty,
+            }).first() is not None
         return Facts(body.kind, body.amount_minor, body.counterparty, recent, known)
 
     @app.post("/assessments")
@@ -83,11 +91,11 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         result = assess(facts_for(body, now_ms))
         decision = result.decision
         assessment_id = new_id("risk_")
-        db.run(lambda conn: conn.execute(insert(assessments).values(
-            id=assessment_id, customer_id=body.customer_id, kind=body.kind, reference=body.reference,
-            counterparty=body.counterparty, amount_minor=body.amount_minor, currency=body.currency,
-            score=result.score, decision=decision.value, created_ms=now_ms,
-        )))
+        db.run(lambda conn: conn.execute(_INSERT_ASSESSMENT, {
+            "id": assessment_id, "customer_id": body.customer_id, "kind": body.kind, "reference": body.reference,
+            "counterparty": body.counterparty, "amount_minor": body.amount_minor, "currency": body.currency,
+            "score": result.score, "decision": decision.value, "created_ms": now_ms,
+        }))
         span = trace.get_current_span()
         span.set_attribute(c.ATTR_TRANSACTION_TYPE, body.kind)
         span.set_attribute(c.ATTR_AMOUNT_BUCKET, amount_bucket(body.amount_minor))

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from flask import Flask
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, model_validator
-from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, insert, select, update
+from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
@@ -76,6 +76,13 @@ transfers = Table(
 )
 
 PENDING = "pending"
+
+# Built once (as the ledger's statements are): building one anew costs more than running it.
+_TRANSFER_BY_ID = select(transfers).where(transfers.c.id == bindparam("transfer_id"))
+_INSERT_TRANSFER = insert(transfers)
+_FINISH_TRANSFER = update(transfers).where(transfers.c.id == bindparam("transfer_id")).values(
+    status=bindparam("new_status"), error_code=bindparam("new_error_code"),
+    risk_score=bindparam("new_risk_score"), updated_ms=bindparam("new_updated_ms"))
 
 
 class TransferRequest(BaseModel):
@@ -138,22 +145,23 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
 
     def load(transfer_id: str) -> Any:
         with db.connect() as conn:
-            return conn.execute(select(transfers).where(transfers.c.id == transfer_id)).mappings().one()
+            return conn.execute(_TRANSFER_BY_ID, {"transfer_id": transfer_id}).mappings().one()
 
-    def finish(transfer_id: str, status: str, error_code: str | None = None, **values: Any) -> Any:
-        db.run(lambda conn: conn.execute(update(transfers).where(transfers.c.id == transfer_id).values(
-            status=status, error_code=error_code, updated_ms=now_ms(), **values,
-        )))
+    def finish(transfer_id: str, status: str, error_code: str | None, risk_score: float) -> Any:
+        db.run(lambda conn: conn.execute(_FINISH_TRANSFER, {
+            "transfer_id": transfer_id, "new_status": status, "new_error_code": error_code,
+            "new_risk_score": risk_score, "new_updated_ms": now_ms(),
+        }))
         return load(transfer_id)
 
     def record_pending(transfer_id: str, customer: str, body: TransferRequest, amount_minor: int) -> None:
         now = now_ms()
         try:
-            db.run(lambda conn: conn.execute(insert(transfers).values(
-                id=transfer_id, customer_id=customer, from_account=body.from_account,
-                to_account=body.to_account, amount_minor=amount_minor, currency=body.currency,
-                status=PENDING, created_ms=now, updated_ms=now,
-            )))
+            db.run(lambda conn: conn.execute(_INSERT_TRANSFER, {
+                "id": transfer_id, "customer_id": customer, "from_account": body.from_account,
+                "to_account": body.to_account, "amount_minor": amount_minor, "currency": body.currency,
+                "status": PENDING, "created_ms": now, "updated_ms": now,
+            }))
         except IntegrityError:
             pass  # resumed after a technical failure: the row is already there
 
@@ -168,7 +176,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         span.set_attribute(c.ATTR_RISK_SCORE, risk["score"])
         span.set_attribute(c.ATTR_RISK_DECISION, risk["decision"])
         if risk["decision"] == "deny":
-            finish(transfer_id, TransactionStatus.REJECTED.value, "risk_rejected", risk_score=risk["score"])
+            finish(transfer_id, TransactionStatus.REJECTED.value, "risk_rejected", risk["score"])
             return rejected(422, "risk_rejected", "the transfer was refused by risk checks",
                             transfer_id=transfer_id, reasons=risk["reasons"])
         response = accounts.request("POST", "/movements", json={
@@ -177,9 +185,9 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         }, for_customer=True)
         if response.status_code >= 400:  # a business refusal (funds, ownership, currency): final
             error = error_from_response(c.ACCOUNTS, response)
-            finish(transfer_id, TransactionStatus.REJECTED.value, error.code, risk_score=risk["score"])
+            finish(transfer_id, TransactionStatus.REJECTED.value, error.code, risk["score"])
             return rejected(error.status, error.code, error.message, transfer_id=transfer_id)
-        row = finish(transfer_id, TransactionStatus.COMPLETED.value, risk_score=risk["score"])
+        row = finish(transfer_id, TransactionStatus.COMPLETED.value, None, risk["score"])
         notify_customer(notifications, ctx.metrics, customer, "transfer_sent", transfer_id,
                         f"You sent {to_decimal_string(amount_minor)} {body.currency} to {mask_account(body.to_account)}.")
         # Major units only here, for the metric; the money itself stays integer minor units.
@@ -226,7 +234,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     def get_transfer(transfer_id: str):
         customer = require_customer()
         with db.connect() as conn:
-            row = conn.execute(select(transfers).where(transfers.c.id == transfer_id)).mappings().first()
+            row = conn.execute(_TRANSFER_BY_ID, {"transfer_id": transfer_id}).mappings().first()
         if row is None or row["customer_id"] != customer:
             raise ApiError(404, "transfer_not_found", "transfer not found")
         return public_transfer(row)
