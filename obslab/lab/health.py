@@ -239,6 +239,11 @@ def check_prometheus(base: str, now: float, window_seconds: int = FAILURE_WINDOW
     except (_Failed, KeyError, TypeError) as exc:
         problems.append(f"prometheus: cannot read scrape targets ({exc})")
         active = []
+    else:
+        if not active:
+            # Its discovery hands the first targets over about five seconds after its start.
+            warnings.append("prometheus: no scrape targets yet (a Prometheus that just started lists "
+                            "them within seconds)")
     per_job: dict[str, int] = {}
     for item in active:
         job = item.get("labels", {}).get("job") or item.get("scrapePool", "?")

@@ -16,7 +16,7 @@ import requests
 from obslab import conventions as c
 from obslab import topology
 from obslab import settings
-from tests.integration.lab import free_offset, start_lab
+from tests.integration.lab import eventually, free_offset, start_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.serial, pytest.mark.usefixtures("untraced_client")]
 
@@ -72,14 +72,24 @@ def test_up_records_how_long_each_component_took_to_become_healthy(lab):
 
 
 def test_status_verbose_reads_the_labs_prometheus_and_alertmanager_at_its_offset(lab):
-    result = lab.run("status", "--verbose", "--json", "--min-free", "0", timeout=60)
-    report = json.loads(result.stdout)
+    gateway = f"127.0.0.1:{topology.DEFAULT_PORTS[c.GATEWAY] + lab.offset}"
+
+    def verbose_status() -> tuple[subprocess.CompletedProcess, dict] | None:
+        result = lab.run("status", "--verbose", "--json", "--min-free", "0", timeout=60)
+        report = json.loads(result.stdout)
+        # Prometheus's discovery hands over its first targets about 5 s after it started, and
+        # the lab can be up sooner: until then the report says so.
+        if not report["prometheus"]["targets"]:
+            assert any("no scrape targets yet" in w for w in report["warnings"]), report
+            return None
+        return result, report
+
+    result, report = eventually(verbose_status, timeout=30, what="Prometheus listing the lab's scrape targets")
     # The exit status is the verdict; on a loaded machine a scrape or a probe can time out at that
     # moment (a true observation), but a lab that is up never has a failing rule or cluster.
     assert result.returncode == (1 if report["problems"] else 0), result.stdout
     assert not [p for p in report["problems"] if p.startswith(("rule group", "alertmanager cluster"))], report
     assert {item["name"] for item in report["components"]} == EXPECTED
-    gateway = f"127.0.0.1:{topology.DEFAULT_PORTS[c.GATEWAY] + lab.offset}"
     assert any(t["job"] == c.GATEWAY and t["instance"] == gateway for t in report["prometheus"]["targets"])
     assert report["prometheus"]["rule_groups"]
     # Read through the lab's basic auth: a single instance with gossip off.

@@ -209,6 +209,14 @@ def test_a_down_target_and_a_failing_rule_exit_1_and_are_named_in_the_summary_li
     assert "many-to-many matching not allowed" in out               # the whole error in the rules table
 
 
+def test_a_prometheus_without_targets_yet_is_a_warning_that_says_why(lab_dir, fakes, capsys):
+    fakes.state["targets"] = []     # discovery has not handed them over yet, seconds after its start
+    code, out, _ = _run(capsys, "--verbose", "--json", "--data-dir", str(lab_dir), "--min-free", "0")
+    report = json.loads(out)
+    assert code == 0 and not report["problems"]
+    assert any("no scrape targets yet" in warning for warning in report["warnings"]), report["warnings"]
+
+
 def test_notification_failures_count_only_within_the_window(lab_dir, fakes, capsys):
     args = ("--verbose", "--json", "--data-dir", str(lab_dir), "--min-free", "0")
     code, out, _ = _run(capsys, *args)
