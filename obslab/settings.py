@@ -147,6 +147,9 @@ VERSION = Setting("OBSLAB_VERSION", "str", None, "tag of the obslab images compo
                   default_doc="the package version")
 PUBLISH_ADDRESS = Setting("OBSLAB_PUBLISH_ADDRESS", "str", "127.0.0.1",
                           "host address compose publishes the lab's UIs and gateway on (.env)")
+PRELOAD = Setting("OBSLAB_PRELOAD", "bool", True,
+                  "native lab: fork the Python components from one process that imported the platform "
+                  "once (faster start, shared memory); false: each imports everything itself")
 
 # --- backups (obslab/lab/backup.py)
 BACKUP_DIR = Setting("OBSLAB_BACKUP_DIR", "path", None, "where `obslab backup` writes and lists archives",

@@ -30,6 +30,7 @@ from pathlib import Path
 import requests
 
 from obslab import profiles, topology
+from obslab.lab.launch import pid_file
 from obslab.lab.native import LabError, NativeLab
 
 SUPERVISOR = "supervisord"
@@ -68,11 +69,21 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def forked_child(lab: NativeLab, name: str, pid: int) -> int:
+    """The process that runs component ``name``: the fork server's child when supervisord's ``pid``
+    is its launcher (obslab/lab/launch.py), otherwise ``pid`` itself."""
+    try:
+        launcher, child = map(int, Path(pid_file(str(lab.fork_server_socket), name)).read_text().split())
+    except (OSError, ValueError):
+        return pid
+    return child if launcher == pid and Path(f"/proc/{child}").exists() else pid
+
+
 def component_pids(lab: NativeLab) -> dict[str, int]:
     """Every running program of the lab, and supervisord, by name."""
     # STARTING too: a program started last (the load generator, after the seed) may still be in
     # supervisord's start-up window, with its process long running.
-    pids = {name: state.pid for name, state in lab.supervisor.processes().items()
+    pids = {name: forked_child(lab, name, state.pid) for name, state in lab.supervisor.processes().items()
             if state.state in ("RUNNING", "STARTING") and state.pid}
     supervisor = lab.supervisor.pid()
     if supervisor:
@@ -80,13 +91,21 @@ def component_pids(lab: NativeLab) -> dict[str, int]:
     return pids
 
 
-def sample(pids: dict[str, int]) -> dict[str, Usage]:
+def launcher_pids(lab: NativeLab, pids: dict[str, int]) -> list[int]:
+    """The launchers between supervisord and the forked components (``pids``, by component_pids)."""
+    supervised = {name: state.pid for name, state in lab.supervisor.processes().items() if state.pid}
+    return [pid for name, pid in supervised.items() if name in pids and pids[name] != pid]
+
+
+def sample(pids: dict[str, int | list[int]]) -> dict[str, Usage]:
+    """PSS and CPU ticks per name; a list of processes is summed (one missing: the name is)."""
     found = {}
-    for name, pid in pids.items():
+    for name, group in pids.items():
         try:
-            found[name] = Usage(pss_kib(pid), cpu_ticks(pid))
+            usages = [Usage(pss_kib(pid), cpu_ticks(pid)) for pid in ([group] if isinstance(group, int) else group)]
         except (FileNotFoundError, ProcessLookupError):
             continue          # it exited meanwhile: reported as missing
+        found[name] = Usage(sum(u.pss_kib for u in usages), sum(u.cpu_ticks for u in usages))
     return found
 
 
@@ -127,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
             if lab.up(detach=True, timeout=180) != 0:
                 raise LabError("the benchmark lab did not become healthy; see the table above")
             startup = time.monotonic() - began
-            pids = component_pids(lab)
+            pids: dict[str, int | list[int]] = {**component_pids(lab)}
+            if launchers := launcher_pids(lab, pids):
+                pids[f"launchers ({len(launchers)})"] = launchers
             before, started = sample(pids), time.monotonic()
             window = args.minutes * 60
             while (left := window - (time.monotonic() - started)) > 0:

@@ -27,6 +27,7 @@ import requests
 from obslab import conventions as c
 from obslab import rules, secrets, settings, topology
 from obslab.generators import promconfig
+from obslab.lab import forkserver
 from obslab.lab.seed import SeedError, seed_demo_data
 from obslab.lab.supervisor import Program, Supervisor, SupervisorError
 from obslab.platform.identity import Signer
@@ -36,6 +37,7 @@ PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus prom
 # Debian names the binary prometheus-alertmanager; upstream tarballs call it alertmanager.
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 _EXTERNAL = (topology.PROMETHEUS, topology.ALERTMANAGER)
+FORK_SERVER_PROGRAM = "fork-server"      # obslab/lab/forkserver.py: supervised, not a component
 HEALTH_TIMEOUT_SECONDS = 2.0
 
 
@@ -111,6 +113,7 @@ class NativeLab:
         self.out = out
         self.supervisor = Supervisor(data_dir)
         self.manifest_path = data_dir / "run" / "lab.json"
+        self.fork_server_socket = data_dir / "run" / "fork.sock"    # shorter than supervisord's
         self.healthy_after: dict[str, float] = {}    # by the last up(): seconds to healthy
 
     # --- helpers ---------------------------------------------------------------------------
@@ -147,6 +150,10 @@ class NativeLab:
         # glibc gives threads that allocate at once arenas of their own (up to 8 per core), each
         # keeping what it once held; two are plenty for a server whose threads share one GIL.
         env.setdefault("MALLOC_ARENA_MAX", "2")
+        if settings.PRELOAD.get():
+            env[forkserver.SOCKET_ENV] = str(self.fork_server_socket)
+        else:
+            env.pop(forkserver.SOCKET_ENV, None)
         return env
 
     def _write_rules(self) -> Path:
@@ -300,10 +307,14 @@ class NativeLab:
         programs = [
             # The load generator waits for the demo data: its customers signing up (Argon2, by the
             # hundred) held the seed's own sign-ups in auth's queue for up to 16 s.
-            Program(comp.name, [sys.executable, "-m", "obslab", "serve", comp.name], priority=100 + 10 * i,
+            Program(comp.name, [sys.executable, "-m", "obslab.lab.launch", comp.name], priority=100 + 10 * i,
                     autostart=not (seed and comp is topology.LOAD_GENERATOR))
             for i, comp in enumerate(components) if comp not in _EXTERNAL
         ]
+        if settings.PRELOAD.get():
+            programs.append(Program(FORK_SERVER_PROGRAM, [
+                sys.executable, "-m", "obslab.lab.forkserver", str(self.fork_server_socket),
+            ], priority=50))
         if alertmanager_binary is not None:
             programs.append(self._alertmanager_program(alertmanager_binary))
         if prometheus_binary is not None:

@@ -200,13 +200,24 @@ class Supervisor:
         while pid is not None and _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if pid is not None and _alive(pid):
-            # Last resort; supervisord and each child lead their own process groups.
-            for group in [pid, *children]:
+            # Last resort; supervisord and each child lead their own process groups, and so does
+            # each component forked by the fork server (their launchers recorded them).
+            for group in [pid, *children, *self._forked_pids()]:
                 try:
                     os.killpg(group, signal.SIGKILL)
                 except OSError:
                     pass
         self.socket_path.unlink(missing_ok=True)
+
+    def _forked_pids(self) -> list[int]:
+        """Components the fork server forked, as their launchers recorded them (obslab/lab/launch.py)."""
+        found = []
+        for record in (self.run_dir / "forked").glob("*.pid"):
+            try:
+                found.append(int(record.read_text().split()[1]))
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
 
 
 def _alive(pid: int) -> bool:

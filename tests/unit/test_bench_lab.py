@@ -40,3 +40,10 @@ def test_the_report_compares_the_total_with_the_target():
                                                                            "healthy_after_s": 7.25}}},
                       missing=["iis-mock"])
     assert "over it" in text and "21.5 s" in text and "iis-mock" in text and "7.2" in text
+
+
+def test_a_group_of_processes_is_measured_as_their_sum_and_a_vanished_one_drops_the_group():
+    me = os.getpid()
+    single = lab.sample({"one": me})["one"]
+    both = lab.sample({"twice": [me, me], "gone": [me, 2 ** 22 + 1]})
+    assert both["twice"].pss_kib >= 2 * single.pss_kib * 0.9 and "gone" not in both

@@ -1,0 +1,143 @@
+"""``python -m obslab.lab.launch NAME``: what supervisord runs for each Python component of the
+native lab. It asks the lab's fork server (obslab/lab/forkserver.py) for the component, passing its
+stdin, stdout, stderr and environment; forwards the signals supervisord sends it to the forked
+child; and exits with the child's status. Without a fork server it becomes ``obslab serve NAME``.
+
+It imports nothing beyond the standard library: it is fourteen small processes next to the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+SOCKET_ENV = "OBSLAB_FORK_SERVER"      # the same name as forkserver.SOCKET_ENV, without its imports
+CONNECT_SECONDS = 10.0   # the fork server binds at once, then imports for a second or two
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def pid_file(socket_path: str, name: str) -> str:
+    """Where a launcher writes "<its pid> <the child's pid>": the lab's benchmarks measure the
+    component, not its launcher (obslab/bench/lab.py)."""
+    return os.path.join(os.path.dirname(socket_path), "forked", f"{name}.pid")
+
+
+def serve_alone(name: str, why: str | None) -> None:
+    if why:
+        print(f"launch: {why}; {name} starts on its own", file=sys.stderr, flush=True)
+    os.execv(sys.executable, [sys.executable, "-m", "obslab", "serve", name])
+
+
+def connect(path: str, deadline: float) -> socket.socket | None:
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(path)
+            return conn
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+
+def read_message(conn: socket.socket, buffer: bytearray) -> dict | None:
+    """The next JSON line from the fork server; None when it closed the connection first."""
+    while b"\n" not in buffer:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return json.loads(line)
+
+
+def wait_without_server(pid: int) -> int:
+    """The fork server went away with the child still running: wait for the child directly."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return 1
+    try:
+        while not select.select([handle], [], [], 1.0)[0]:
+            pass
+    finally:
+        os.close(handle)
+    return 1     # its status went with the fork server
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m obslab.lab.launch COMPONENT", file=sys.stderr)
+        return 2
+    name = args[0]
+    path = os.environ.get(SOCKET_ENV)
+    if not path:
+        serve_alone(name, None)
+    # Signals that come before the child exists are passed on once it does.
+    pending: list[int] = []
+    child: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if child:
+            try:
+                os.kill(child[0], signum)
+            except ProcessLookupError:
+                pass
+        else:
+            pending.append(signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    conn = connect(path, time.monotonic() + CONNECT_SECONDS)
+    if conn is None:
+        serve_alone(name, f"no fork server answers at {path}")
+    request = json.dumps({"name": name, "env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
+    buffer = bytearray()
+    try:
+        socket.send_fds(conn, [request], [0, 1, 2])
+        started = read_message(conn, buffer)
+    except OSError as exc:
+        started, failure = None, str(exc)
+    else:
+        failure = "it closed the connection"
+    if started is None:
+        if pending:
+            return 128 + pending[0]
+        serve_alone(name, f"the fork server did not start it ({failure})")
+    pid = int(started["pid"])
+    child.append(pid)
+    record = pid_file(path, name)
+    try:
+        os.makedirs(os.path.dirname(record), mode=0o700, exist_ok=True)
+        with open(record, "w") as out:
+            out.write(f"{os.getpid()} {pid}\n")
+    except OSError:
+        pass
+    for signum in pending:
+        forward(signum, None)
+    try:
+        try:
+            ended = read_message(conn, buffer)
+        except OSError:
+            ended = None
+        if ended is None:
+            return wait_without_server(pid)
+        code = os.waitstatus_to_exitcode(int(ended["status"]))
+        return 128 - code if code < 0 else code     # killed by signal N: 128 + N, as a shell says
+    finally:
+        try:
+            os.unlink(record)     # its pid may soon be another process's
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
