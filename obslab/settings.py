@@ -150,6 +150,9 @@ PUBLISH_ADDRESS = Setting("OBSLAB_PUBLISH_ADDRESS", "str", "127.0.0.1",
 PRELOAD = Setting("OBSLAB_PRELOAD", "bool", True,
                   "native lab: fork the Python components from one process that imported the platform "
                   "once (faster start, shared memory); false: each imports everything itself")
+FORK_SERVER_SOCKET = Setting("OBSLAB_FORK_SERVER", "path", None,
+                             "set by `obslab up` for its programs, not by hand: the fork server's socket "
+                             "their launchers ask (obslab/lab/launch.py)", default_doc="none: serve alone")
 
 # --- backups (obslab/lab/backup.py)
 BACKUP_DIR = Setting("OBSLAB_BACKUP_DIR", "path", None, "where `obslab backup` writes and lists archives",

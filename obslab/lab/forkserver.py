@@ -16,7 +16,12 @@ its component by itself, as before.
 Protocol, per connection: the launcher sends one JSON line ``{"name", "env", "cwd"}`` with its
 three standard descriptors attached (SCM_RIGHTS); the server answers ``{"pid": N}`` once forked,
 then ``{"status": S}`` (a wait status) when the child ends. A launcher that goes away takes its
-child with it (SIGKILL): supervisord only kills a launcher that did not stop in time.
+child with it (SIGKILL): supervisord only kills a launcher that did not stop in time. The child
+watches its launcher's connection itself too, so that this holds while no fork server runs.
+
+Stopping the fork server stops no component: each is stopped through its own launcher. The
+server waits for its children to end (their launchers are being stopped too when the whole lab
+stops) so that it can report their statuses, at most ``STOP_GRACE_SECONDS``.
 
 Not thread-safe by design: the server is one thread, so that fork() copies a consistent process.
 """
@@ -28,18 +33,24 @@ import gc
 import importlib
 import json
 import os
+import select
 import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 SOCKET_ENV = "OBSLAB_FORK_SERVER"
 MAX_REQUEST_BYTES = 1 << 20
-# On stop, children get this long to end after their launchers' SIGTERM before they get ours.
-STOP_GRACE_SECONDS = 8.0
-STOP_KILL_SECONDS = 4.0
+# On stop, how long the server waits for its children's ends to report them; below its
+# supervisord stopwaitsecs (obslab/lab/native.py), above a component's own stop (serving.py).
+STOP_GRACE_SECONDS = 16.0
+# Blocked around fork(): a signal the launcher forwards at once must find the child with the
+# default handlers, not the server's (which would only set a flag in the child's copy).
+_CHILD_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                  signal.SIGUSR2, signal.SIGCHLD}
 NOT_PRELOADED_TIERS = ("ml", "iis", "traffic")
 
 
@@ -92,10 +103,9 @@ class ForkServer:
 
     def serve_forever(self) -> None:
         while True:
-            if self.stopping is not None:
-                if not self.children:
-                    return
-                self._stop_children()
+            if self.stopping is not None and (
+                    not self.children or time.monotonic() - self.stopping > STOP_GRACE_SECONDS):
+                return     # children still running go on under their launchers
             for key, _ in self.selector.select(timeout=0.5):
                 if key.data == "accept":
                     self._accept()
@@ -112,19 +122,6 @@ class ForkServer:
         except BlockingIOError:
             pass
 
-    def _stop_children(self) -> None:
-        assert self.stopping is not None
-        waited = time.monotonic() - self.stopping
-        signum = (signal.SIGKILL if waited > STOP_GRACE_SECONDS + STOP_KILL_SECONDS
-                  else signal.SIGTERM if waited > STOP_GRACE_SECONDS else None)
-        if signum is None:
-            return
-        for child in self.children.values():
-            try:
-                os.kill(child.pid, signum)
-            except ProcessLookupError:
-                pass
-
     def _accept(self) -> None:
         try:
             conn, _ = self.listener.accept()
@@ -140,15 +137,18 @@ class ForkServer:
             print(f"fork-server: a launcher's request was refused: {exc}", file=sys.stderr, flush=True)
             conn.close()
             return
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_SIGNALS)
         try:
             pid = os.fork()
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             print(f"fork-server: could not fork {request['name']}: {exc}", file=sys.stderr, flush=True)
             _close_all(fds)
             conn.close()
             return
         if pid == 0:
-            self._become(request, fds, conn)     # never returns
+            self._become(request, fds, conn, blocked)     # never returns
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         _close_all(fds)
         child = _Child(pid, request["name"], conn)
         self.children[pid] = child
@@ -201,17 +201,19 @@ class ForkServer:
                     pass
                 self._forget_connection(child)
 
-    def _become(self, request: dict, fds: list[int], conn: socket.socket) -> None:
+    def _become(self, request: dict, fds: list[int], conn: socket.socket, mask: set) -> None:
         """In the child: the component ``request`` names, with the launcher's descriptors and
         environment. Ends the process; never returns into the server's loop."""
         status = 1
         try:
             os.setsid()      # its own process group: signals reach it through its launcher only
             signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            for signum in _CHILD_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)    # a pending SIGTERM now ends it
             self.selector.close()
-            for fd in (self.listener.fileno(), conn.fileno(), self._wake_r, self._wake_w,
+            _die_with_launcher(conn)
+            for fd in (self.listener.fileno(), self._wake_r, self._wake_w,
                        *(c.conn.fileno() for c in self.by_conn.values())):
                 try:
                     os.close(fd)
@@ -244,6 +246,27 @@ class ForkServer:
                 sys.stderr.flush()
             finally:
                 os._exit(status if isinstance(status, int) else 1)
+
+
+def _die_with_launcher(conn: socket.socket) -> None:
+    """A thread that ends this child when its launcher goes away (supervisord killed it): what
+    the server does too, but this also holds while no server runs. It only reads; the launcher
+    sends nothing after its request, so whatever arrives is the end of the connection."""
+    descriptor = conn.fileno()
+
+    def watch(_keep_open: socket.socket = conn) -> None:
+        while True:
+            select.select([descriptor], [], [])
+            try:
+                data = os.read(descriptor, 512)
+            except BlockingIOError:      # the server's copy shares O_NONBLOCK; nothing to read
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def _name_process(name: str) -> None:

@@ -15,10 +15,12 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 SOCKET_ENV = "OBSLAB_FORK_SERVER"      # the same name as forkserver.SOCKET_ENV, without its imports
 CONNECT_SECONDS = 10.0   # the fork server binds at once, then imports for a second or two
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+FORWARDED = (*STOPPING, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def pid_file(socket_path: str, name: str) -> str:
@@ -33,8 +35,8 @@ def serve_alone(name: str, why: str | None) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "obslab", "serve", name])
 
 
-def connect(path: str, deadline: float) -> socket.socket | None:
-    while True:
+def connect(path: str, deadline: float, stopped: Callable[[], bool]) -> socket.socket | None:
+    while not stopped():
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.connect(path)
@@ -44,6 +46,7 @@ def connect(path: str, deadline: float) -> socket.socket | None:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.05)
+    return None
 
 
 def read_message(conn: socket.socket, buffer: bytearray) -> dict | None:
@@ -58,18 +61,47 @@ def read_message(conn: socket.socket, buffer: bytearray) -> dict | None:
     return json.loads(line)
 
 
-def wait_without_server(pid: int) -> int:
-    """The fork server went away with the child still running: wait for the child directly."""
-    try:
-        handle = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return 1
-    try:
-        while not select.select([handle], [], [], 1.0)[0]:
+class Child:
+    """The forked component, once it exists: signals that come before are kept and passed on
+    then; after it ended, none is sent (its pid may be another process's by then). A pidfd names
+    this process and no later one with its pid."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.handle: int | None = None
+        self.pending: list[int] = []
+        self.ended = False
+
+    def started(self, pid: int) -> None:
+        try:
+            self.handle = os.pidfd_open(pid)
+        except OSError:          # it already ended and was reaped, or a kernel before 5.3
+            self.handle = None
+        self.pid = pid
+        for signum in self.pending:
+            self.signal(signum)
+
+    def signal(self, signum: int, _frame: object = None) -> None:
+        if self.ended:
+            return
+        if self.pid is None:
+            self.pending.append(signum)
+            return
+        try:
+            if self.handle is not None:
+                signal.pidfd_send_signal(self.handle, signum)
+            else:
+                os.kill(self.pid, signum)
+        except ProcessLookupError:
             pass
-    finally:
-        os.close(handle)
-    return 1     # its status went with the fork server
+
+    def wait(self) -> int:
+        """The fork server went away with the child still running: wait for the child directly;
+        its status went with the server."""
+        if self.handle is not None:
+            while not select.select([self.handle], [], [], 1.0)[0]:
+                pass
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,22 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     path = os.environ.get(SOCKET_ENV)
     if not path:
         serve_alone(name, None)
-    # Signals that come before the child exists are passed on once it does.
-    pending: list[int] = []
-    child: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        if child:
-            try:
-                os.kill(child[0], signum)
-            except ProcessLookupError:
-                pass
-        else:
-            pending.append(signum)
-
+    child = Child()
     for signum in FORWARDED:
-        signal.signal(signum, forward)
-    conn = connect(path, time.monotonic() + CONNECT_SECONDS)
+        signal.signal(signum, child.signal)
+
+    def stopped() -> bool:
+        return any(signum in STOPPING for signum in child.pending)
+
+    conn = connect(path, time.monotonic() + CONNECT_SECONDS, stopped)
+    if stopped():
+        return 128 + next(sig for sig in child.pending if sig in STOPPING)   # nothing to stop yet
     if conn is None:
         serve_alone(name, f"no fork server answers at {path}")
     request = json.dumps({"name": name, "env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
@@ -109,11 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         failure = "it closed the connection"
     if started is None:
-        if pending:
-            return 128 + pending[0]
+        if stopped():
+            return 128 + next(sig for sig in child.pending if sig in STOPPING)
         serve_alone(name, f"the fork server did not start it ({failure})")
     pid = int(started["pid"])
-    child.append(pid)
     record = pid_file(path, name)
     try:
         os.makedirs(os.path.dirname(record), mode=0o700, exist_ok=True)
@@ -121,15 +146,15 @@ def main(argv: list[str] | None = None) -> int:
             out.write(f"{os.getpid()} {pid}\n")
     except OSError:
         pass
-    for signum in pending:
-        forward(signum, None)
+    child.started(pid)
     try:
         try:
             ended = read_message(conn, buffer)
         except OSError:
             ended = None
         if ended is None:
-            return wait_without_server(pid)
+            return child.wait()
+        child.ended = True
         code = os.waitstatus_to_exitcode(int(ended["status"]))
         return 128 - code if code < 0 else code     # killed by signal N: 128 + N, as a shell says
     finally:

@@ -314,7 +314,7 @@ class NativeLab:
         if settings.PRELOAD.get():
             programs.append(Program(FORK_SERVER_PROGRAM, [
                 sys.executable, "-m", "obslab.lab.forkserver", str(self.fork_server_socket),
-            ], priority=50))
+            ], priority=50, stop_wait_seconds=int(forkserver.STOP_GRACE_SECONDS) + 5))
         if alertmanager_binary is not None:
             programs.append(self._alertmanager_program(alertmanager_binary))
         if prometheus_binary is not None:

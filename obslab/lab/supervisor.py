@@ -210,13 +210,22 @@ class Supervisor:
         self.socket_path.unlink(missing_ok=True)
 
     def _forked_pids(self) -> list[int]:
-        """Components the fork server forked, as their launchers recorded them (obslab/lab/launch.py)."""
+        """Components the fork server forked, as their launchers recorded them (obslab/lab/launch.py).
+
+        A killed launcher leaves its record behind, and the pid in it may be another process's
+        by now: only a process that still leads its own session under the component's name
+        (what a forked component does) is taken for it."""
         found = []
         for record in (self.run_dir / "forked").glob("*.pid"):
             try:
-                found.append(int(record.read_text().split()[1]))
+                pid = int(record.read_text().split()[1])
+                stat = Path(f"/proc/{pid}/stat").read_text()
             except (OSError, ValueError, IndexError):
                 continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            session = int(stat[stat.rindex(")") + 2:].split()[3])
+            if session == pid and name == record.stem[:15]:
+                found.append(pid)
         return found
 
 

@@ -19,6 +19,7 @@ from obslab import conventions as c
 from obslab import secrets, topology
 from obslab.lab.forkserver import SOCKET_ENV
 from obslab.lab.launch import pid_file
+from obslab.lab.supervisor import Supervisor
 from tests.integration.lab import free_offset
 
 COMPONENT = c.IIS_MOCK      # a component that needs nothing but its signing key
@@ -112,6 +113,10 @@ def test_a_forked_component_serves_logs_through_its_launcher_and_stops_with_its_
         child = forked_pid(env, launcher)
         assert child != launcher.pid and parent_of(child) == fork_server.pid
         assert Path(f"/proc/{child}/comm").read_text().strip() == COMPONENT
+        # supervisord's last resort kills recorded components, and only processes that still are one
+        stale = Path(pid_file(env[SOCKET_ENV], "stale"))
+        stale.write_text(f"1 {os.getpid()}\n")
+        assert Supervisor(lab_dir)._forked_pids() == [child]
         launcher.send_signal(signal.SIGTERM)
         out, _ = launcher.communicate(timeout=20)
     finally:
@@ -168,3 +173,36 @@ def test_the_fork_server_preloads_nothing_that_starts_a_thread():
              "print(len(os.listdir('/proc/self/task')), 'numpy' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.split() == ["1", "False"], out
+
+
+def test_a_stop_sent_as_the_component_starts_stops_it_at_once(fork_server, environment, lab_dir):
+    # Forwarded the moment the child exists, before the component sets its own handlers.
+    env, offset = environment
+    for delay in (0.0, 0.05, 0.15, 0.3):
+        launcher = launch(env, COMPONENT, lab_dir)
+        time.sleep(delay)
+        launcher.send_signal(signal.SIGTERM)
+        try:
+            launcher.communicate(timeout=15)
+        finally:
+            launcher.kill()
+        # -SIGTERM: the launcher itself ended before it could forward anything (nothing started)
+        assert launcher.returncode in (0, 128 + signal.SIGTERM, -signal.SIGTERM), (delay, launcher.returncode)
+        assert not answers(health_url(offset)), delay
+    assert fork_server.poll() is None
+
+
+def test_a_killed_launcher_takes_its_component_with_it_even_without_a_fork_server(fork_server, environment,
+                                                                                    lab_dir):
+    env, offset = environment
+    launcher = launch(env, COMPONENT, lab_dir)
+    try:
+        eventually(lambda: answers(health_url(offset)), what=f"{COMPONENT} answering")
+        child = forked_pid(env, launcher)
+        fork_server.kill()
+        fork_server.wait(timeout=10)
+        assert alive(child) and answers(health_url(offset))    # the server's end is not the child's
+    finally:
+        launcher.kill()
+        launcher.communicate(timeout=10)
+    eventually(lambda: not alive(child), what="the component of a killed launcher ending by itself")
