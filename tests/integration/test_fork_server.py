@@ -20,7 +20,7 @@ from obslab import secrets, topology
 from obslab.lab.forkserver import SOCKET_ENV
 from obslab.lab.launch import pid_file
 from obslab.lab.supervisor import Supervisor
-from tests.integration.lab import free_offset
+from tests.integration.lab import eventually, free_offset
 
 COMPONENT = c.IIS_MOCK      # a component that needs nothing but its signing key
 
@@ -38,14 +38,8 @@ def alive(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"
 
 
-def eventually(check, timeout: float = 20.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not hold within {timeout} s")
+def soon(check, what: str):
+    return eventually(check, timeout=20, what=what, interval=0.05)
 
 
 @pytest.fixture
@@ -96,9 +90,20 @@ def answers(url: str) -> bool:
         return False
 
 
+def started(env: dict, offset: int, cwd: Path) -> tuple[subprocess.Popen, int]:
+    """A launcher and its forked component, once the component answers."""
+    launcher = launch(env, COMPONENT, cwd)
+    try:
+        soon(lambda: answers(health_url(offset)), what=f"{COMPONENT} answering")
+        return launcher, forked_pid(env, launcher)
+    except BaseException:
+        launcher.kill()
+        raise
+
+
 def forked_pid(env: dict, launcher: subprocess.Popen) -> int:
     record = Path(pid_file(env[SOCKET_ENV], COMPONENT))
-    text = eventually(lambda: record.exists() and record.read_text().strip(), what=f"{record} written")
+    text = soon(lambda: record.exists() and record.read_text().strip(), what=f"{record} written")
     launcher_pid, child = map(int, text.split())
     assert launcher_pid == launcher.pid
     return child
@@ -107,10 +112,8 @@ def forked_pid(env: dict, launcher: subprocess.Popen) -> int:
 def test_a_forked_component_serves_logs_through_its_launcher_and_stops_with_its_sigterm(fork_server, environment,
                                                                                          lab_dir):
     env, offset = environment
-    launcher = launch(env, COMPONENT, lab_dir)
+    launcher, child = started(env, offset, lab_dir)
     try:
-        eventually(lambda: answers(health_url(offset)), what=f"{COMPONENT} answering")
-        child = forked_pid(env, launcher)
         assert child != launcher.pid and parent_of(child) == fork_server.pid
         assert Path(f"/proc/{child}/comm").read_text().strip() == COMPONENT
         # supervisord's last resort kills recorded components, and only processes that still are one
@@ -124,20 +127,16 @@ def test_a_forked_component_serves_logs_through_its_launcher_and_stops_with_its_
     assert launcher.returncode == 0
     assert '"message":"serving"' in out.replace(" ", "")     # its log went to the launcher's stdout
     assert not Path(pid_file(env[SOCKET_ENV], COMPONENT)).exists()    # its pid is free for reuse
-    eventually(lambda: not alive(child), what="the forked component ending")
+    soon(lambda: not alive(child), what="the forked component ending")
     assert not answers(health_url(offset))
 
 
 def test_a_killed_launcher_takes_its_component_with_it(fork_server, environment, lab_dir):
     env, offset = environment
-    launcher = launch(env, COMPONENT, lab_dir)
-    try:
-        eventually(lambda: answers(health_url(offset)), what=f"{COMPONENT} answering")
-        child = forked_pid(env, launcher)
-    finally:
-        launcher.kill()
-        launcher.communicate(timeout=10)
-    eventually(lambda: not alive(child), what="the orphaned component being killed")
+    launcher, child = started(env, offset, lab_dir)
+    launcher.kill()
+    launcher.communicate(timeout=10)
+    soon(lambda: not alive(child), what="the orphaned component being killed")
     assert fork_server.poll() is None     # the server itself goes on
 
 
@@ -155,7 +154,7 @@ def test_without_a_fork_server_the_launcher_serves_the_component_by_itself(envir
     alone = {key: value for key, value in env.items() if key != SOCKET_ENV}
     launcher = launch(alone, COMPONENT, lab_dir)
     try:
-        eventually(lambda: answers(health_url(offset)), what=f"{COMPONENT} answering")
+        soon(lambda: answers(health_url(offset)), what=f"{COMPONENT} answering")
         assert not Path(pid_file(env[SOCKET_ENV], COMPONENT)).exists()
         launcher.send_signal(signal.SIGTERM)
         launcher.communicate(timeout=20)
@@ -195,14 +194,12 @@ def test_a_stop_sent_as_the_component_starts_stops_it_at_once(fork_server, envir
 def test_a_killed_launcher_takes_its_component_with_it_even_without_a_fork_server(fork_server, environment,
                                                                                     lab_dir):
     env, offset = environment
-    launcher = launch(env, COMPONENT, lab_dir)
+    launcher, child = started(env, offset, lab_dir)
     try:
-        eventually(lambda: answers(health_url(offset)), what=f"{COMPONENT} answering")
-        child = forked_pid(env, launcher)
         fork_server.kill()
         fork_server.wait(timeout=10)
         assert alive(child) and answers(health_url(offset))    # the server's end is not the child's
     finally:
         launcher.kill()
         launcher.communicate(timeout=10)
-    eventually(lambda: not alive(child), what="the component of a killed launcher ending by itself")
+    soon(lambda: not alive(child), what="the component of a killed launcher ending by itself")
