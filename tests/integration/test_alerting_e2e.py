@@ -62,7 +62,10 @@ def test_the_lab_runs_alertmanager_and_the_receiver_and_prometheus_notifies_thro
     result = lab.run("status", "--json")
     components = {item["name"]: item["healthy"] for item in json.loads(result.stdout)["components"]}
     assert components.get(c.ALERTMANAGER) is True and components.get(c.ALERT_RECEIVER) is True, components
-    active = lab.prometheus("/api/v1/alertmanagers")["activeAlertmanagers"]
+    # Prometheus's discovery hands over its first Alertmanager about 5 s after its start, and
+    # the lab can be up sooner.
+    active = eventually(lambda: lab.prometheus("/api/v1/alertmanagers")["activeAlertmanagers"], 30,
+                        "Prometheus discovering the lab's Alertmanager")
     assert [am["url"] for am in active] == [f"{lab.url(c.ALERTMANAGER)}/api/v2/alerts"]
     # Its API answers only the lab's basic auth (`status` above probed /-/ready with it); Prometheus
     # sends it, or the Watchdog below would never arrive; and it scrapes Alertmanager's metrics with it.
