@@ -27,7 +27,10 @@ from opentelemetry.instrumentation.propagators import (
     set_global_response_propagator,
 )
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
-from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -115,6 +118,20 @@ def _resource(service_name: str, service_version: str | None, environment: str |
     return resource
 
 
+# Spans per export unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise (the SDK's default is
+# 512). The export thread holds the GIL while it redacts and encodes a batch, and the service's
+# requests wait for it: batches of 64 are exported more often but each takes a few
+# milliseconds. In paced transfers at half of saturation, four rounds interleaved on two labs,
+# the p99 was lower in every round: median 61 against 78 ms (obslab/bench/README.md).
+EXPORT_BATCH_SPANS = 64
+
+
+def _batch_processor(chain: SpanExporter, **options: object) -> BatchSpanProcessor:
+    if not os.environ.get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, "").strip():
+        options["max_export_batch_size"] = EXPORT_BATCH_SPANS
+    return BatchSpanProcessor(chain, **options)
+
+
 def span_processor(
     exporter: SpanExporter, service_name: str, metrics: MetricSet | None = None,
 ) -> BatchSpanProcessor:
@@ -126,15 +143,15 @@ def span_processor(
     """
     chain: SpanExporter = RedactingSpanExporter(exporter)
     if metrics is None:
-        return BatchSpanProcessor(chain)
+        return _batch_processor(chain)
     chain = CountingSpanExporter(chain, metrics, service_name)
     # The processor reports its drops only with the SDK's self-metrics switched on, and reads the
     # switch once, here. Its reports go to the meter provider given here; the SDK's other
     # self-metrics go to the global one, which the lab leaves a no-op.
     os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
     if os.environ[OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED].strip().lower() != "true":
-        return BatchSpanProcessor(chain)
-    return BatchSpanProcessor(chain, meter_provider=DropCountingMeterProvider(metrics, service_name))
+        return _batch_processor(chain)
+    return _batch_processor(chain, meter_provider=DropCountingMeterProvider(metrics, service_name))
 
 
 def configure_tracing(

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 import pytest
-from opentelemetry.sdk.environment_variables import OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
+from opentelemetry.sdk.environment_variables import OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from obslab import conventions as c
 from obslab.telemetry import MetricSet
 from obslab.telemetry.pipeline import CountingSpanExporter
-from obslab.telemetry.tracing import span_processor
+from obslab.telemetry.tracing import EXPORT_BATCH_SPANS, span_processor
 
 SERVICE = "fraud"
 
@@ -169,3 +169,30 @@ def test_drops_are_not_counted_when_the_sdk_self_metrics_are_switched_off(monkey
         assert exported(metrics, c.SPAN_EXPORT_SUCCESS) == 0
     finally:
         provider.shutdown()
+
+
+class BatchSizes(InMemorySpanExporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.sizes.append(len(spans))
+        return super().export(spans)
+
+
+@pytest.mark.parametrize("configured, largest", [(None, EXPORT_BATCH_SPANS), ("100", 100)])
+def test_spans_leave_in_small_batches_unless_the_environment_says_otherwise(monkeypatch, configured, largest):
+    # Small batches keep the export thread's hold on the GIL short (the requests' tail latency).
+    if configured is None:
+        monkeypatch.delenv(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, raising=False)
+    else:
+        monkeypatch.setenv(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, configured)
+    sink = BatchSizes()
+    provider = pipeline(sink, MetricSet(process_metrics=False))
+    try:
+        emit(provider, 300)
+        assert provider.force_flush(5_000)
+    finally:
+        provider.shutdown()
+    assert sum(sink.sizes) == 300 and max(sink.sizes) == largest, sink.sizes
