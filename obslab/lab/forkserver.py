@@ -138,17 +138,19 @@ class ForkServer:
             conn.close()
             return
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _CHILD_SIGNALS)
+        pid = -1
         try:
             pid = os.fork()
+            if pid == 0:
+                self._become(request, fds, conn, blocked)     # never returns
         except OSError as exc:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             print(f"fork-server: could not fork {request['name']}: {exc}", file=sys.stderr, flush=True)
             _close_all(fds)
             conn.close()
             return
-        if pid == 0:
-            self._become(request, fds, conn, blocked)     # never returns
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         _close_all(fds)
         child = _Child(pid, request["name"], conn)
         self.children[pid] = child
@@ -253,10 +255,12 @@ def _die_with_launcher(conn: socket.socket) -> None:
     the server does too, but this also holds while no server runs. It only reads; the launcher
     sends nothing after its request, so whatever arrives is the end of the connection."""
     descriptor = conn.fileno()
+    poller = select.poll()      # not select(): that refuses descriptors above 1023
+    poller.register(descriptor, select.POLLIN)
 
     def watch(_keep_open: socket.socket = conn) -> None:
         while True:
-            select.select([descriptor], [], [])
+            poller.poll()
             try:
                 data = os.read(descriptor, 512)
             except BlockingIOError:      # the server's copy shares O_NONBLOCK; nothing to read

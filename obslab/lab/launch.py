@@ -96,8 +96,9 @@ class Child:
             pass
 
     def wait(self) -> int:
-        """The fork server went away with the child still running: wait for the child directly;
-        its status went with the server."""
+        """The connection ended without the child's status: the fork server went away, and the
+        child has ended too (it holds the server's end of the connection while it lives, so the
+        end comes only after it). Its status went with the server; 1 says it is unknown."""
         if self.handle is not None:
             while not select.select([self.handle], [], [], 1.0)[0]:
                 pass
