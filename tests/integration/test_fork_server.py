@@ -33,7 +33,7 @@ def parent_of(pid: int) -> int:
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):     # gone, or going while it was read
         return False
     return state[state.rindex(")") + 2] != "Z"
 
