@@ -42,7 +42,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-SOCKET_ENV = "OBSLAB_FORK_SERVER"
 MAX_REQUEST_BYTES = 1 << 20
 # On stop, how long the server waits for its children's ends to report them; below its
 # supervisord stopwaitsecs (obslab/lab/native.py), above a component's own stop (serving.py).

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
-SOCKET_ENV = "OBSLAB_FORK_SERVER"      # the same name as forkserver.SOCKET_ENV, without its imports
+SOCKET_ENV = "OBSLAB_FORK_SERVER"      # set by obslab up (obslab/lab/native.py) for every program
 CONNECT_SECONDS = 10.0   # the fork server binds at once, then imports for a second or two
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 FORWARDED = (*STOPPING, signal.SIGUSR1, signal.SIGUSR2)

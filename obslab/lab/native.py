@@ -27,7 +27,7 @@ import requests
 from obslab import conventions as c
 from obslab import rules, secrets, settings, topology
 from obslab.generators import promconfig
-from obslab.lab import forkserver
+from obslab.lab import forkserver, launch
 from obslab.lab.seed import SeedError, seed_demo_data
 from obslab.lab.supervisor import Program, Supervisor, SupervisorError
 from obslab.platform.identity import Signer
@@ -151,9 +151,9 @@ class NativeLab:
         # keeping what it once held; two are plenty for a server whose threads share one GIL.
         env.setdefault("MALLOC_ARENA_MAX", "2")
         if settings.PRELOAD.get():
-            env[forkserver.SOCKET_ENV] = str(self.fork_server_socket)
+            env[launch.SOCKET_ENV] = str(self.fork_server_socket)
         else:
-            env.pop(forkserver.SOCKET_ENV, None)
+            env.pop(launch.SOCKET_ENV, None)
         return env
 
     def _write_rules(self) -> Path:

@@ -17,8 +17,7 @@ import requests
 
 from obslab import conventions as c
 from obslab import secrets, topology
-from obslab.lab.forkserver import SOCKET_ENV
-from obslab.lab.launch import pid_file
+from obslab.lab.launch import SOCKET_ENV, pid_file
 from obslab.lab.supervisor import Supervisor
 from tests.integration.lab import eventually, free_offset
 
