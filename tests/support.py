@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from waitress import wasyncore
 
 from obslab import conventions as c
 from obslab import secrets
+from obslab import settings
 from obslab import topology
 from obslab.platform.serving import server_options
 
@@ -133,6 +135,14 @@ class Stack:
         for thread in stoppers:
             thread.join()
 
+    def own_gateway(self, directory: Path) -> LiveServer:
+        """A gateway of its own in front of this stack's services: its limits are read from the
+        environment when it is built, whatever the stack's gateway was built with."""
+        from obslab.services.gateway.app import create_app as gateway_app
+
+        return serve(gateway_app(f"sqlite:///{directory / 'own-gateway.sqlite3'}", peer_urls={
+            name: self.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)}))
+
     def ledger_violations(self) -> list[str]:
         """What in the accounts service's books no legitimate operation could have written."""
         from obslab.services.accounts.ledger import Ledger
@@ -141,6 +151,9 @@ class Stack:
 
 
 def start_stack(db_url_for: Callable[[str], str], processor=None) -> Stack:
+    """The gateway's per-client rate limit is off: a test's requests all come from 127.0.0.1,
+    and a module of quick refusals or a pool of parallel transfers would meet the limit before
+    the answers it is about. Tests of the limit build a gateway of their own (``own_gateway``)."""
     from obslab.services.accounts.app import create_app as accounts_app
     from obslab.services.auth.app import create_app as auth_app
     from obslab.services.fraud.app import create_app as fraud_app
@@ -160,9 +173,11 @@ def start_stack(db_url_for: Callable[[str], str], processor=None) -> Stack:
         db_url_for(c.PAYMENTS), peer_urls=leaves,
         processor=processor or CardProcessor(median_ms=5, decline_rate=0.0),
     ))
-    stack.servers[c.GATEWAY] = serve(gateway_app(db_url_for(c.GATEWAY), peer_urls={
-        name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)
-    }))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(settings.RATE_LIMIT_RPS.name, "0")
+        stack.servers[c.GATEWAY] = serve(gateway_app(db_url_for(c.GATEWAY), peer_urls={
+            name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)
+        }))
     return stack
 
 

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from obslab import conventions as c
 from obslab import settings
 from obslab.services.gateway.app import AUDIT_EXTENSION, audit_log
-from obslab.services.gateway.app import create_app as gateway_app
-from tests.support import serve, service_headers
+from tests.support import service_headers
 
 ACCOUNTS = f"{c.API_PREFIX}/accounts"
 LOGIN = f"{c.API_PREFIX}/auth/login"
@@ -94,12 +93,6 @@ def test_a_state_changing_call_refused_at_the_edge_is_audited_and_a_read_is_not(
     assert new[0]["idempotency_key_sha256"] and new[0]["trace_id"] == refused.headers["traceresponse"].split("-")[1]
 
 
-def own_gateway(stack, tmp_path):
-    """A gateway of its own (its own limits, read from the environment when it is built)."""
-    return serve(gateway_app(f"sqlite:///{tmp_path / 'gateway.sqlite3'}", peer_urls={
-        name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)}))
-
-
 def test_a_flood_with_a_doubled_slash_is_judged_and_refused_at_the_edge_like_any_other(stack, spans):
     gateway = stack.url(c.GATEWAY)
     response = requests.get(f"{gateway}/{ACCOUNTS}", timeout=5)     # "//api/v1/accounts": Flask routes it
@@ -122,7 +115,7 @@ def test_a_chunked_junk_login_is_refused_at_the_edge_too(stack):
 def test_every_request_over_a_clients_rate_is_counted_as_rate_limited(stack, tmp_path, monkeypatch):
     monkeypatch.setenv(settings.RATE_LIMIT_RPS.name, "0.01")
     monkeypatch.setenv(settings.RATE_LIMIT_BURST.name, "1")
-    gateway = own_gateway(stack, tmp_path)
+    gateway = stack.own_gateway(tmp_path)
     try:
         codes = [requests.get(f"{gateway.url}{path}", timeout=5).status_code
                  for path in (ACCOUNTS, ACCOUNTS, "/" + ACCOUNTS, "/" + ACCOUNTS)]
@@ -139,7 +132,7 @@ def test_a_flood_beyond_the_detail_budget_is_counted_in_full_and_summed_up_not_t
         stack, spans, caplog, tmp_path, monkeypatch):
     monkeypatch.setenv(settings.EDGE_DETAILED_REFUSALS.name, "0.01")   # one refusal in detail, then none
     caplog.set_level("INFO", logger="obslab.services.gateway.guard")
-    gateway = own_gateway(stack, tmp_path)
+    gateway = stack.own_gateway(tmp_path)
     try:
         flags = []
         for i in range(30):
