@@ -30,7 +30,7 @@ from pathlib import Path
 import requests
 
 from obslab import profiles, topology
-from obslab.lab.launch import pid_file
+from obslab.lab.launch import pid_file, read_pid_file
 from obslab.lab.native import LabError, NativeLab
 
 SUPERVISOR = "supervisord"
@@ -72,10 +72,10 @@ def cpu_ticks(pid: int) -> int:
 def forked_child(lab: NativeLab, name: str, pid: int) -> int:
     """The process that runs component ``name``: the fork server's child when supervisord's ``pid``
     is its launcher (obslab/lab/launch.py), otherwise ``pid`` itself."""
-    try:
-        launcher, child = map(int, Path(pid_file(str(lab.fork_server_socket), name)).read_text().split())
-    except (OSError, ValueError):
+    recorded = read_pid_file(pid_file(str(lab.fork_server_socket), name))
+    if recorded is None:
         return pid
+    launcher, child = recorded
     return child if launcher == pid and Path(f"/proc/{child}").exists() else pid
 
 

@@ -15,7 +15,7 @@ its component by itself, as before.
 
 Protocol, per connection: the launcher sends one JSON line ``{"name", "env", "cwd"}`` with its
 three standard descriptors attached (SCM_RIGHTS); the server answers ``{"pid": N}`` once forked,
-then ``{"status": S}`` (a wait status) when the child ends. A launcher that goes away takes its
+with a pidfd of the child attached, then ``{"status": S}`` (a wait status) when the child ends. A launcher that goes away takes its
 child with it (SIGKILL): supervisord only kills a launcher that did not stop in time. The child
 watches its launcher's connection itself too, so that this holds while no fork server runs.
 
@@ -154,10 +154,7 @@ class ForkServer:
         child = _Child(pid, request["name"], conn)
         self.children[pid] = child
         self.by_conn[conn.fileno()] = child
-        try:
-            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        except OSError:
-            pass        # the launcher is gone: its end of the connection says so below
+        _send_started(conn, pid)
         conn.setblocking(False)
         self.selector.register(conn, selectors.EVENT_READ, child)
 
@@ -247,6 +244,23 @@ class ForkServer:
                 sys.stderr.flush()
             finally:
                 os._exit(status if isinstance(status, int) else 1)
+
+
+def _send_started(conn: socket.socket, pid: int) -> None:
+    """``{"pid": N}`` with a pidfd of the child attached: opened here, before the child can be
+    reaped, it names this child and no later process with its pid, whenever the launcher uses it."""
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:           # a kernel before 5.3: the launcher opens one itself
+        handle = None
+    reply = json.dumps({"pid": pid}).encode() + b"\n"
+    try:
+        socket.send_fds(conn, [reply], [] if handle is None else [handle])
+    except OSError:
+        pass        # the launcher is gone: its end of the connection says so in the selector
+    finally:
+        if handle is not None:
+            os.close(handle)
 
 
 def _die_with_launcher(conn: socket.socket) -> None:

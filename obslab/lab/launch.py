@@ -29,7 +29,25 @@ def pid_file(socket_path: str, name: str) -> str:
     return os.path.join(os.path.dirname(socket_path), "forked", f"{name}.pid")
 
 
-def serve_alone(name: str, why: str | None) -> None:
+def read_pid_file(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(launcher pid, child pid) from a record ``pid_file`` names; None when there is none."""
+    try:
+        with open(path) as record:
+            launcher, child = map(int, record.read().split())
+    except (OSError, ValueError):
+        return None
+    return launcher, child
+
+
+def serve_alone(name: str, why: str | None, stop_signal: Callable[[], int | None] = lambda: None) -> None:
+    """Become ``obslab serve NAME``, unless a stop came first. A stop that comes meanwhile ends this
+    process, as it would have ended the component: it is not kept for a child that never comes."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+    if (signum := stop_signal()) is not None:
+        raise SystemExit(128 + signum)
+    for signum in STOPPING:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
     if why:
         print(f"launch: {why}; {name} starts on its own", file=sys.stderr, flush=True)
     os.execv(sys.executable, [sys.executable, "-m", "obslab", "serve", name])
@@ -47,6 +65,22 @@ def connect(path: str, deadline: float, stopped: Callable[[], bool]) -> socket.s
                 return None
             time.sleep(0.05)
     return None
+
+
+def read_started(conn: socket.socket, buffer: bytearray) -> tuple[dict | None, int | None]:
+    """The fork server's first answer, ``{"pid": N}``, and the pidfd of the child it attaches."""
+    handle: int | None = None
+    while b"\n" not in buffer:
+        chunk, fds, _flags, _address = socket.recv_fds(conn, 4096, 1)
+        for fd in fds:
+            if handle is None:
+                handle = fd
+            else:
+                os.close(fd)
+        if not chunk:
+            break
+        buffer += chunk
+    return read_message(conn, buffer), handle
 
 
 def read_message(conn: socket.socket, buffer: bytearray) -> dict | None:
@@ -72,11 +106,13 @@ class Child:
         self.pending: list[int] = []
         self.ended = False
 
-    def started(self, pid: int) -> None:
-        try:
-            self.handle = os.pidfd_open(pid)
-        except OSError:          # it already ended and was reaped, or a kernel before 5.3
-            self.handle = None
+    def started(self, pid: int, handle: int | None) -> None:
+        if handle is None:       # the fork server sent none (a kernel before 5.3)
+            try:
+                handle = os.pidfd_open(pid)
+            except OSError:
+                handle = None
+        self.handle = handle
         self.pid = pid
         for signum in self.pending:
             self.signal(signum)
@@ -118,27 +154,28 @@ def main(argv: list[str] | None = None) -> int:
     for signum in FORWARDED:
         signal.signal(signum, child.signal)
 
+    def stop_signal() -> int | None:
+        return next((signum for signum in child.pending if signum in STOPPING), None)
+
     def stopped() -> bool:
-        return any(signum in STOPPING for signum in child.pending)
+        return stop_signal() is not None
 
     conn = connect(path, time.monotonic() + CONNECT_SECONDS, stopped)
     if stopped():
-        return 128 + next(sig for sig in child.pending if sig in STOPPING)   # nothing to stop yet
+        return 128 + stop_signal()     # nothing to stop yet
     if conn is None:
-        serve_alone(name, f"no fork server answers at {path}")
+        serve_alone(name, f"no fork server answers at {path}", stop_signal)
     request = json.dumps({"name": name, "env": dict(os.environ), "cwd": os.getcwd()}).encode() + b"\n"
-    buffer = bytearray()
+    buffer, handle = bytearray(), None
     try:
         socket.send_fds(conn, [request], [0, 1, 2])
-        started = read_message(conn, buffer)
+        started, handle = read_started(conn, buffer)
     except OSError as exc:
         started, failure = None, str(exc)
     else:
         failure = "it closed the connection"
     if started is None:
-        if stopped():
-            return 128 + next(sig for sig in child.pending if sig in STOPPING)
-        serve_alone(name, f"the fork server did not start it ({failure})")
+        serve_alone(name, f"the fork server did not start it ({failure})", stop_signal)
     pid = int(started["pid"])
     record = pid_file(path, name)
     try:
@@ -147,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             out.write(f"{os.getpid()} {pid}\n")
     except OSError:
         pass
-    child.started(pid)
+    child.started(pid, handle)
     try:
         try:
             ended = read_message(conn, buffer)

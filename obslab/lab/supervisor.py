@@ -18,6 +18,7 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from obslab.lab.launch import read_pid_file
 from obslab.secrets import private_dir
 
 # AF_UNIX paths are limited to 108 bytes on Linux.
@@ -217,10 +218,12 @@ class Supervisor:
         (what a forked component does) is taken for it."""
         found = []
         for record in (self.run_dir / "forked").glob("*.pid"):
+            if (recorded := read_pid_file(record)) is None:
+                continue
+            pid = recorded[1]
             try:
-                pid = int(record.read_text().split()[1])
                 stat = Path(f"/proc/{pid}/stat").read_text()
-            except (OSError, ValueError, IndexError):
+            except OSError:
                 continue
             name = stat[stat.index("(") + 1:stat.rindex(")")]
             session = int(stat[stat.rindex(")") + 2:].split()[3])
