@@ -28,8 +28,9 @@ latency from its scheduled start: a request that waited for a free client thread
 the warm-up's spans were exported to after the run's were, so the export work is the run's own.
 It includes the lab's background work over the window (Prometheus scrapes, fault polls), alike in
 both modes. "Other CPU" is what the rest of the machine used meanwhile: ``/proc/stat``'s busy time
-minus both labs' and this process's; before the start, the busiest processes over one second are
-listed too. CPU percentages are of one core (100 = a whole core), as in ``obslab bench lab``.
+minus the hypervisor's steal, both labs' and this process's; before the start, the busiest
+processes over one second are listed too. "Steal" is the time a virtual machine's CPUs wanted to
+run and the hypervisor ran something else: the half-saturation p99 follows it. CPU percentages are of one core (100 = a whole core), as in ``obslab bench lab``.
 """
 
 from __future__ import annotations
@@ -190,15 +191,25 @@ def ratio(on: float, off: float) -> float | None:
 
 # --- CPU ----------------------------------------------------------------------------------------------
 
-def busy_ticks(proc_stat: str) -> int:
-    """Busy time of all CPUs together, in clock ticks, from ``/proc/stat``'s ``cpu`` line (user, nice,
-    system, irq, softirq, steal; guest time is inside user already)."""
+def _cpu_line(proc_stat: str) -> list[int]:
     for line in proc_stat.splitlines():
         fields = line.split()
         if fields and fields[0] == "cpu":
-            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
-            return user + nice + system + irq + softirq + steal
+            return [int(f) for f in fields[1:9]]
     raise ValueError("no cpu line in /proc/stat")
+
+
+def busy_ticks(proc_stat: str) -> int:
+    """Busy time of all CPUs together, in clock ticks, from ``/proc/stat``'s ``cpu`` line (user, nice,
+    system, irq, softirq, steal; guest time is inside user already)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = _cpu_line(proc_stat)
+    return user + nice + system + irq + softirq + steal
+
+
+def steal_ticks(proc_stat: str) -> int:
+    """Time the hypervisor ran something else while this machine's CPUs wanted to run, in clock
+    ticks: on a virtual machine, the lab's latency tail follows it (obslab/bench/README.md)."""
+    return _cpu_line(proc_stat)[7]
 
 
 def read_ticks(pids: dict[str, int]) -> dict[str, int]:
@@ -214,14 +225,16 @@ def read_ticks(pids: dict[str, int]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class CpuSample:
-    busy: int                          # every CPU's busy ticks
+    busy: int                          # every CPU's busy ticks, steal included
     own: int                           # this process (the clients)
     labs: dict[str, dict[str, int]]    # mode -> component -> ticks
+    steal: int = 0                     # ticks the hypervisor took
 
 
 def cpu_sample(pids: dict[str, dict[str, int]]) -> CpuSample:
-    return CpuSample(busy=busy_ticks(Path("/proc/stat").read_text()), own=cpu_ticks(os.getpid()),
-                     labs={mode: read_ticks(named) for mode, named in pids.items()})
+    proc_stat = Path("/proc/stat").read_text()
+    return CpuSample(busy=busy_ticks(proc_stat), own=cpu_ticks(os.getpid()),
+                     labs={mode: read_ticks(named) for mode, named in pids.items()}, steal=steal_ticks(proc_stat))
 
 
 def _deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -240,6 +253,7 @@ class WindowUsage:
     cpu_ms_per_transfer: dict[str, float]
     other_cpu_percent: float
     client_cpu_percent: float
+    steal_cpu_percent: float = 0.0
 
 
 def window_usage(before: CpuSample, after: CpuSample, *, measured: str, transfers: int,
@@ -247,13 +261,15 @@ def window_usage(before: CpuSample, after: CpuSample, *, measured: str, transfer
     """What the measured lab's components, this process and everything else used over a window."""
     labs = sum(sum(_deltas(before.labs[mode], after.labs.get(mode, {})).values()) for mode in before.labs)
     own = after.own - before.own
-    other = max(0, after.busy - before.busy - labs - own)
+    steal = max(0, after.steal - before.steal)
+    other = max(0, after.busy - before.busy - steal - labs - own)
 
     def percent(ticks: int) -> float:
         return round(100.0 * ticks / CLOCK_TICKS / seconds, 1)
 
     return WindowUsage(cpu_ms_per_transfer(before.labs[measured], after.labs.get(measured, {}), transfers),
-                       other_cpu_percent=percent(other), client_cpu_percent=percent(own))
+                       other_cpu_percent=percent(other), client_cpu_percent=percent(own),
+                       steal_cpu_percent=percent(steal))
 
 
 def median_cpu(per_run: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -490,6 +506,7 @@ class RunFigures:
     other_cpu_percent: float
     client_cpu_percent: float
     cpu_ms_per_transfer: dict[str, float]
+    steal_cpu_percent: float = 0.0
 
 
 class BenchLabs:
@@ -544,7 +561,7 @@ def saturation_run(labs: BenchLabs, mode: str, repetition: int, options: Options
         transfers_per_second=round((options.transfers - errors) / elapsed, 1),
         p50_ms=round(percentile(latencies, 50), 1), p99_ms=round(percentile(latencies, 99), 1),
         other_cpu_percent=usage.other_cpu_percent, client_cpu_percent=usage.client_cpu_percent,
-        cpu_ms_per_transfer=usage.cpu_ms_per_transfer,
+        cpu_ms_per_transfer=usage.cpu_ms_per_transfer, steal_cpu_percent=usage.steal_cpu_percent,
     )
 
 
@@ -562,7 +579,8 @@ def half_saturation_run(labs: BenchLabs, mode: str, summary: dict, options: Opti
     figures = paced(client.transfer, rate=rate, seconds=options.paced_seconds, threads=threads)
     usage = window_usage(before, cpu_sample(pids), measured=mode, transfers=max(1, round(rate * options.paced_seconds)),
                          seconds=time.monotonic() - began)
-    return {**asdict(figures), "other_cpu_percent": usage.other_cpu_percent}
+    return {**asdict(figures), "other_cpu_percent": usage.other_cpu_percent,
+            "steal_cpu_percent": usage.steal_cpu_percent}
 
 
 def summarize(runs: Sequence[RunFigures]) -> dict:
@@ -634,6 +652,8 @@ def run_api_benchmark(options: Options) -> dict:
             shutil.rmtree(root, ignore_errors=True)
     others = [run["other_cpu_percent"] for mode in MODES for run in result[mode]["runs"]]
     environment["other_cpu_percent"] = spread(others)
+    environment["steal_cpu_percent"] = spread([run["steal_cpu_percent"] for mode in MODES
+                                               for run in result[mode]["runs"]])
     return {"transfers": options.transfers, "concurrency": options.concurrency, "repeats": options.repeats,
             "environment": environment, **result}
 
@@ -645,7 +665,8 @@ def _measure(labs: BenchLabs, options: Options) -> dict:
                  f"{options.transfers} timed transfers, {options.concurrency} clients")
         figures = saturation_run(labs, mode, repetition, options)
         progress(f"  {figures.transfers_per_second:.1f} transfers/s, p50 {figures.p50_ms:.1f} ms, "
-                 f"p99 {figures.p99_ms:.1f} ms, {figures.errors} errors; other CPU {figures.other_cpu_percent:.1f} %")
+                 f"p99 {figures.p99_ms:.1f} ms, {figures.errors} errors; other CPU {figures.other_cpu_percent:.1f} %, "
+                 f"steal {figures.steal_cpu_percent:.1f} %")
         runs[mode].append(figures)
     summaries = {mode: summarize(runs[mode]) for mode in MODES}
     for mode in MODES:
@@ -671,7 +692,11 @@ def report(result: dict) -> str:
     lines += [f"  {p['cpu_percent']:6.1f} %  {p['pid']:>7}  {p['command']}" for p in env["top_processes"]]
     other = env["other_cpu_percent"]
     lines += [f"other processes during the runs: {other['median']:.1f} % of a core (median; "
-              f"{other['min']:.1f} to {other['max']:.1f})", ""]
+              f"{other['min']:.1f} to {other['max']:.1f})"]
+    if (steal := env.get("steal_cpu_percent")) is not None:
+        lines.append(f"taken by the hypervisor (steal) during the runs: {steal['median']:.1f} % of a core (median; "
+                     f"{steal['min']:.1f} to {steal['max']:.1f})")
+    lines.append("")
     lines += _throughput_table(result) + [""] + _cpu_table(result) + [""] + _half_saturation_lines(result)
     return "\n".join(lines)
 
@@ -720,7 +745,7 @@ def _half_saturation_lines(result: dict) -> list[str]:
         lines.append(f"  {name:14} p99 {half['p99_ms']:.1f} ms (target <= {TARGET_HALF_SATURATION_P99_MS:.0f} ms: "
                      f"{met}), p50 {half['p50_ms']:.1f} ms; {half['rate']:.1f}/s of {half['target_rate']:.1f}/s "
                      f"asked, {half['errors']} errors, latest start {half['max_start_lag_ms']:.1f} ms late, "
-                     f"other CPU {half['other_cpu_percent']:.1f} %")
+                     f"other CPU {half['other_cpu_percent']:.1f} %, steal {half.get('steal_cpu_percent', 0.0):.1f} %")
     if not lines:
         return ["p99 at half of saturation: not measured (--paced-seconds 0)"]
     return ["p99 at half of saturation (open loop; latency from each request's scheduled start):", *lines]

@@ -200,6 +200,20 @@ def test_busy_ticks_are_user_nice_system_irq_softirq_steal_of_the_cpu_line():
         api.busy_ticks("intr 1\n")
 
 
+def test_steal_is_the_eighth_field_of_the_cpu_line():
+    assert api.steal_ticks(PROC_STAT) == 7
+
+
+def test_the_hypervisors_steal_is_reported_apart_from_other_processes():
+    before = api.CpuSample(busy=0, own=0, labs={"telemetry_on": {"gateway": 0}}, steal=50)
+    after = api.CpuSample(busy=3 * CLOCK_TICKS, own=0, labs={"telemetry_on": {"gateway": CLOCK_TICKS}},
+                          steal=50 + CLOCK_TICKS // 2)
+    usage = api.window_usage(before, after, measured="telemetry_on", transfers=10, seconds=1.0)
+    assert usage.steal_cpu_percent == round(100 * (CLOCK_TICKS // 2) / CLOCK_TICKS, 1)
+    other_ticks = 3 * CLOCK_TICKS - CLOCK_TICKS - CLOCK_TICKS // 2
+    assert usage.other_cpu_percent == round(100 * other_ticks / CLOCK_TICKS, 1)
+
+
 def test_cpu_per_transfer_is_each_components_ticks_in_milliseconds_over_the_transfers():
     before = {"gateway": 100, "auth": 50, "trace-sink": 10}
     after = {"gateway": 100 + CLOCK_TICKS, "auth": 50 + CLOCK_TICKS // 2, "fraud": 999}   # fraud: new pid, no start
@@ -255,14 +269,15 @@ def _mode(tps: float, p99: float, half_p99: float | None) -> dict:
             "cpu_ms_per_transfer": {"gateway": 2.5, "total": 9.0},
             "half_saturation": None if half_p99 is None else {
                 "target_rate": tps / 2, "rate": tps / 2, "p50_ms": 8.0, "p99_ms": half_p99, "errors": 0,
-                "max_start_lag_ms": 0.4, "threads": 16, "other_cpu_percent": 1.0}}
+                "max_start_lag_ms": 0.4, "threads": 16, "other_cpu_percent": 1.0, "steal_cpu_percent": 12.5}}
 
 
 def _result(on: dict, off: dict) -> dict:
     return {"transfers": 200, "concurrency": 8, "repeats": 2,
             "environment": {"cpus": 2, "commit": None, "load_average": [0.5, 0.4, 0.3], "busy_cpu_percent": 3.0,
                             "top_processes": [{"pid": 42, "cpu_percent": 2.0, "command": "python -m something"}],
-                            "ml_services": False, "other_cpu_percent": api.spread([1.0, 2.0])},
+                            "ml_services": False, "other_cpu_percent": api.spread([1.0, 2.0]),
+                            "steal_cpu_percent": api.spread([3.0, 4.0])},
             "telemetry_on": on, "telemetry_off": off, "on_off_ratio": api.on_off_ratio(on, off)}
 
 
@@ -273,6 +288,7 @@ def test_the_report_judges_the_targets_and_says_what_else_was_running():
     assert "telemetry off  p99 60.0 ms (target <= 50 ms: NOT met)" in text
     assert "python -m something" in text and "commit unknown" in text and "load average 0.50" in text
     assert "gateway" in text and "total" in text
+    assert "taken by the hypervisor (steal) during the runs: 3.5 % of a core" in text and "steal 12.5 %" in text
 
 
 def test_the_report_without_paced_runs_says_so():
