@@ -14,10 +14,11 @@ the forked child and exits with the child's status. A launcher that finds no for
 its component by itself, as before.
 
 Protocol, per connection: the launcher sends one JSON line ``{"name", "env", "cwd"}`` with its
-three standard descriptors attached (SCM_RIGHTS); the server answers ``{"pid": N}`` once forked,
-with a pidfd of the child attached, then ``{"status": S}`` (a wait status) when the child ends. A launcher that goes away takes its
-child with it (SIGKILL): supervisord only kills a launcher that did not stop in time. The child
-watches its launcher's connection itself too, so that this holds while no fork server runs.
+three standard descriptors attached (SCM_RIGHTS); the server answers ``{"pid": N}`` once
+forked, with a pidfd of the child attached, then ``{"status": S}`` (a wait status) when the
+child ends. A launcher that goes away takes its child with it (SIGKILL): supervisord only kills
+a launcher that did not stop in time. The child watches its launcher's connection itself too,
+so that this holds while no fork server runs.
 
 Stopping the fork server stops no component: each is stopped through its own launcher. The
 server waits for its children to end (their launchers are being stopped too when the whole lab

@@ -30,7 +30,8 @@ def pid_file(socket_path: str, name: str) -> str:
 
 
 def read_pid_file(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(launcher pid, child pid) from a record ``pid_file`` names; None when there is none."""
+    """(launcher pid, child pid) from a record ``pid_file`` names; None when there is none or it
+    is not two pids."""
     try:
         with open(path) as record:
             launcher, child = map(int, record.read().split())
@@ -44,6 +45,7 @@ def serve_alone(name: str, why: str | None, stop_signal: Callable[[], int | None
     process, as it would have ended the component: it is not kept for a child that never comes."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
     if (signum := stop_signal()) is not None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
         raise SystemExit(128 + signum)
     for signum in STOPPING:
         signal.signal(signum, signal.SIG_DFL)
@@ -68,19 +70,31 @@ def connect(path: str, deadline: float, stopped: Callable[[], bool]) -> socket.s
 
 
 def read_started(conn: socket.socket, buffer: bytearray) -> tuple[dict | None, int | None]:
-    """The fork server's first answer, ``{"pid": N}``, and the pidfd of the child it attaches."""
+    """The fork server's first answer, ``{"pid": N}``, and the pidfd of the child it attaches;
+    (None, None) when the server closed the connection first. The pidfd is this launcher's
+    alone: it is not inherited by ``obslab serve`` if the launcher becomes it."""
     handle: int | None = None
-    while b"\n" not in buffer:
-        chunk, fds, _flags, _address = socket.recv_fds(conn, 4096, 1)
-        for fd in fds:
-            if handle is None:
-                handle = fd
-            else:
-                os.close(fd)
-        if not chunk:
-            break
-        buffer += chunk
-    return read_message(conn, buffer), handle
+    try:
+        while b"\n" not in buffer:
+            chunk, fds, _flags, _address = socket.recv_fds(conn, 4096, 1)
+            for fd in fds:
+                os.set_inheritable(fd, False)
+                if handle is None:
+                    handle = fd
+                else:
+                    os.close(fd)
+            if not chunk:
+                break
+            buffer += chunk
+        started = read_message(conn, buffer) if b"\n" in buffer else None
+    except BaseException:
+        if handle is not None:
+            os.close(handle)
+        raise
+    if started is None and handle is not None:
+        os.close(handle)
+        handle = None
+    return started, handle
 
 
 def read_message(conn: socket.socket, buffer: bytearray) -> dict | None:
