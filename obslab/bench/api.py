@@ -30,7 +30,8 @@ It includes the lab's background work over the window (Prometheus scrapes, fault
 both modes. "Other CPU" is what the rest of the machine used meanwhile: ``/proc/stat``'s busy time
 minus the hypervisor's steal, both labs' and this process's; before the start, the busiest
 processes over one second are listed too. "Steal" is the time a virtual machine's CPUs wanted to
-run and the hypervisor ran something else: the half-saturation p99 follows it. CPU percentages are of one core (100 = a whole core), as in ``obslab bench lab``.
+run and the hypervisor ran something else: a burst of it can make a paced run's tail. CPU
+percentages are of one core (100 = a whole core), as in ``obslab bench lab``.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def busy_ticks(proc_stat: str) -> int:
 
 def steal_ticks(proc_stat: str) -> int:
     """Time the hypervisor ran something else while this machine's CPUs wanted to run, in clock
-    ticks: on a virtual machine, the lab's latency tail follows it (obslab/bench/README.md)."""
+    ticks: on a virtual machine, a burst of it can make the lab's latency tail (bench README)."""
     return _cpu_line(proc_stat)[7]
 
 

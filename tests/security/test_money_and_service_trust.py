@@ -238,11 +238,15 @@ def test_a_path_parameter_cannot_smuggle_a_query_to_an_internal_service(stack, f
         assert thief.session.get(f"{thief.gateway}{path}", timeout=10).status_code == 404
 
 
+LIMIT_RPS, LIMIT_BURST = 1, 10
+
+
 @pytest.fixture
 def limited_gateway(stack, tmp_path, monkeypatch):
-    """A gateway with the default per-client rate limit (the module's stack runs without one)."""
-    monkeypatch.delenv(settings.RATE_LIMIT_RPS.name, raising=False)
-    monkeypatch.delenv(settings.RATE_LIMIT_BURST.name, raising=False)
+    """A gateway with a tight per-client rate limit (the module's stack runs without one): 400
+    requests take a second or several, and each client gets about a tenth of them through."""
+    monkeypatch.setenv(settings.RATE_LIMIT_RPS.name, str(LIMIT_RPS))
+    monkeypatch.setenv(settings.RATE_LIMIT_BURST.name, str(LIMIT_BURST))
     gateway = stack.own_gateway(tmp_path)
     yield gateway.url
     gateway.stop()
@@ -262,8 +266,8 @@ def _hammer(gateway: str, headers_for) -> tuple[int, float]:
 
 def test_rotating_x_forwarded_for_does_not_dodge_the_rate_limit(limited_gateway):
     limited, seconds = _hammer(limited_gateway, lambda address: {c.HEADER_FORWARDED_FOR: address})
-    # One client: a burst of 100, then 50 per second (the defaults); whatever the machine's speed.
-    allowed_at_most = 100 + 50 * seconds + 1
+    # One client: its burst, then its rate; whatever the machine's speed.
+    allowed_at_most = LIMIT_BURST + LIMIT_RPS * seconds + 1
     assert 400 - limited <= allowed_at_most, (limited, seconds)
 
 
