@@ -135,13 +135,17 @@ class Stack:
         for thread in stoppers:
             thread.join()
 
-    def own_gateway(self, directory: Path) -> LiveServer:
-        """A gateway of its own in front of this stack's services: its limits are read from the
-        environment when it is built, whatever the stack's gateway was built with."""
+    def gateway_in_front(self, db_url: str) -> LiveServer:
+        """A gateway in front of this stack's services; its limits are read from the environment
+        when it is built."""
         from obslab.services.gateway.app import create_app as gateway_app
 
-        return serve(gateway_app(f"sqlite:///{directory / 'own-gateway.sqlite3'}", peer_urls={
+        return serve(gateway_app(db_url, peer_urls={
             name: self.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)}))
+
+    def own_gateway(self, directory: Path) -> LiveServer:
+        """A gateway of its own, whatever limits the stack's gateway was built with."""
+        return self.gateway_in_front(f"sqlite:///{directory / 'own-gateway.sqlite3'}")
 
     def ledger_violations(self) -> list[str]:
         """What in the accounts service's books no legitimate operation could have written."""
@@ -157,7 +161,6 @@ def start_stack(db_url_for: Callable[[str], str], processor=None) -> Stack:
     from obslab.services.accounts.app import create_app as accounts_app
     from obslab.services.auth.app import create_app as auth_app
     from obslab.services.fraud.app import create_app as fraud_app
-    from obslab.services.gateway.app import create_app as gateway_app
     from obslab.services.notifications.app import create_app as notifications_app
     from obslab.services.payments.app import create_app as payments_app
     from obslab.services.payments.processor import CardProcessor
@@ -175,9 +178,7 @@ def start_stack(db_url_for: Callable[[str], str], processor=None) -> Stack:
     ))
     with pytest.MonkeyPatch.context() as env:
         env.setenv(settings.RATE_LIMIT_RPS.name, "0")
-        stack.servers[c.GATEWAY] = serve(gateway_app(db_url_for(c.GATEWAY), peer_urls={
-            name: stack.url(name) for name in (c.AUTH, c.ACCOUNTS, c.TRANSACTIONS, c.PAYMENTS)
-        }))
+        stack.servers[c.GATEWAY] = stack.gateway_in_front(db_url_for(c.GATEWAY))
     return stack
 
 

@@ -694,10 +694,9 @@ def report(result: dict) -> str:
     other = env["other_cpu_percent"]
     lines += [f"other processes during the runs: {other['median']:.1f} % of a core (median; "
               f"{other['min']:.1f} to {other['max']:.1f})"]
-    if (steal := env.get("steal_cpu_percent")) is not None:
-        lines.append(f"taken by the hypervisor (steal) during the runs: {steal['median']:.1f} % of a core (median; "
-                     f"{steal['min']:.1f} to {steal['max']:.1f})")
-    lines.append("")
+    steal = env["steal_cpu_percent"]
+    lines += [f"taken by the hypervisor (steal) during the runs: {steal['median']:.1f} % of a core (median; "
+              f"{steal['min']:.1f} to {steal['max']:.1f})", ""]
     lines += _throughput_table(result) + [""] + _cpu_table(result) + [""] + _half_saturation_lines(result)
     return "\n".join(lines)
 
@@ -746,7 +745,7 @@ def _half_saturation_lines(result: dict) -> list[str]:
         lines.append(f"  {name:14} p99 {half['p99_ms']:.1f} ms (target <= {TARGET_HALF_SATURATION_P99_MS:.0f} ms: "
                      f"{met}), p50 {half['p50_ms']:.1f} ms; {half['rate']:.1f}/s of {half['target_rate']:.1f}/s "
                      f"asked, {half['errors']} errors, latest start {half['max_start_lag_ms']:.1f} ms late, "
-                     f"other CPU {half['other_cpu_percent']:.1f} %, steal {half.get('steal_cpu_percent', 0.0):.1f} %")
+                     f"other CPU {half['other_cpu_percent']:.1f} %, steal {half['steal_cpu_percent']:.1f} %")
     if not lines:
         return ["p99 at half of saturation: not measured (--paced-seconds 0)"]
     return ["p99 at half of saturation (open loop; latency from each request's scheduled start):", *lines]

@@ -252,7 +252,7 @@ def _send_started(conn: socket.socket, pid: int) -> None:
     reaped, it names this child and no later process with its pid, whenever the launcher uses it."""
     try:
         handle = os.pidfd_open(pid)
-    except OSError:           # a kernel before 5.3: the launcher opens one itself
+    except OSError:           # a kernel without pidfds: the launcher signals the pid
         handle = None
     reply = json.dumps({"pid": pid}).encode() + b"\n"
     try:

@@ -121,11 +121,8 @@ class Child:
         self.ended = False
 
     def started(self, pid: int, handle: int | None) -> None:
-        if handle is None:       # the fork server sent none (a kernel before 5.3)
-            try:
-                handle = os.pidfd_open(pid)
-            except OSError:
-                handle = None
+        """``handle``: the pidfd the fork server sent; without one (a kernel without pidfds) the
+        child is signalled by its pid."""
         self.handle = handle
         self.pid = pid
         for signum in self.pending:
