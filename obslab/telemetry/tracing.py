@@ -27,6 +27,7 @@ from opentelemetry.instrumentation.propagators import (
     set_global_response_propagator,
 )
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED,
@@ -163,7 +164,8 @@ def configure_tracing(
     exporter: SpanExporter | None = None,
     metrics: MetricSet | None = None,
 ) -> trace.TracerProvider:
-    """Install the process's tracer provider and the requests instrumentation.
+    """Install the process's tracer provider and the HTTP client instrumentations: urllib3 for
+    calls between services (obslab.platform.http), requests for the rest (the ML services' queries).
 
     Idempotent: an SDK provider that is already installed (by an earlier call, or by a test that
     wants spans in memory) is kept, and libraries are instrumented once. Returns the provider.
@@ -183,9 +185,10 @@ def configure_tracing(
                 _exporters.append(span_exporter)
             trace.set_tracer_provider(provider)
         set_global_response_propagator(TraceResponsePropagator())
-        requests_instrumentor = RequestsInstrumentor()
-        if not requests_instrumentor.is_instrumented_by_opentelemetry:
-            requests_instrumentor.instrument(tracer_provider=provider)
+        # A call through requests gets one span: requests' instrumentation turns urllib3's off beneath it.
+        for instrumentor in (RequestsInstrumentor(), URLLib3Instrumentor()):
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.instrument(tracer_provider=provider)
         return provider
 
 
