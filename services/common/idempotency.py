@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, bindparam, insert, select, update
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, Text, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from obslab.platform.db import Database
@@ -97,18 +97,28 @@ class IdempotencyStore:
             (table.c.customer_id == bindparam("key_customer_id")) & (table.c.idempotency_key == bindparam("key"))
         ).values(state=self._DONE, response_status=bindparam("status"), response_body=bindparam("body"))
 
-    def claim(self, customer_id: str, key: str, fingerprint: str, new_id: Callable[[], str]) -> Claim:
+    def claim(self, customer_id: str, key: str, fingerprint: str, new_id: Callable[[], str],
+              begin: Callable[[Connection, str], None] | None = None) -> Claim:
+        """``begin(conn, resource_id)``: the operation's first write, committed with a new claim
+        (one unit of work, one commit); a resumed or replayed claim does not run it."""
         resource_id = new_id()
         now = _now_ms()
-        try:
-            self.db.run(lambda conn: conn.execute(self._insert, {
-                "customer_id": customer_id, "idempotency_key": key, "request_hash": fingerprint,
-                "resource_id": resource_id, "state": self._IN_PROGRESS,
-                "lease_expires_ms": now + self.lease_ms, "created_ms": now,
-            }))
+
+        def claim_new(conn: Connection) -> bool:
+            try:
+                conn.execute(self._insert, {
+                    "customer_id": customer_id, "idempotency_key": key, "request_hash": fingerprint,
+                    "resource_id": resource_id, "state": self._IN_PROGRESS,
+                    "lease_expires_ms": now + self.lease_ms, "created_ms": now,
+                })
+            except IntegrityError:
+                return False    # the key is taken; only this statement failed, nothing was written
+            if begin is not None:
+                begin(conn, resource_id)
+            return True
+
+        if self.db.run(claim_new):
             return Claim(ClaimKind.NEW, resource_id)
-        except IntegrityError:
-            pass
         deadline = time.monotonic() + self.wait_seconds
         while True:
             claim = self._claim_existing(customer_id, key, fingerprint)
@@ -144,9 +154,13 @@ class IdempotencyStore:
         return None
 
     def complete(self, customer_id: str, key: str, status: int, body: Any) -> None:
-        self.db.run(lambda conn: conn.execute(self._complete, {
+        self.db.run(lambda conn: self.complete_in(conn, customer_id, key, status, body))
+
+    def complete_in(self, conn: Connection, customer_id: str, key: str, status: int, body: Any) -> None:
+        """Store the answer for ``key`` in the caller's unit of work (with the operation's final write)."""
+        conn.execute(self._complete, {
             "key_customer_id": customer_id, "key": key, "status": status, "body": json.dumps(body),
-        }))
+        })
 
     def release(self, customer_id: str, key: str) -> None:
         t = self.table

@@ -16,6 +16,8 @@ from typing import Any
 from flask import Response, jsonify
 from opentelemetry import trace
 from pydantic import BaseModel
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
 from obslab.conventions import TransactionStatus, TransactionType
@@ -39,6 +41,9 @@ class Outcome:
     http_status: int
     body: dict[str, Any]
     error_code: str | None = None
+    # The movement stored this answer for its Idempotency-Key itself, in the unit of work that
+    # wrote its final state (IdempotencyStore.complete_in): the runner does not store it again.
+    stored: bool = False
 
 
 def fingerprint_payload(body: BaseModel, amount_field: str = "amount") -> dict[str, Any]:
@@ -67,18 +72,27 @@ class MovementRunner:
         request_payload: dict[str, Any],
         new_id: Callable[[], str],
         execute: Callable[[str], Outcome],
+        begin: Callable[[Connection, str], None] | None = None,
     ) -> tuple[Response, int]:
-        """``request_payload``: what identifies the request for its key (:func:`fingerprint_payload`)."""
+        """``request_payload``: what identifies the request for its key (:func:`fingerprint_payload`).
+
+        ``begin(conn, resource_id)``: the movement's first row. A new claim writes it in its own
+        unit of work; a resumed one writes it unless an earlier attempt already did."""
         span = trace.get_current_span()
         span.set_attribute(c.ATTR_TRANSACTION_TYPE, self.kind.value)
         fingerprint = request_fingerprint(self.kind.value, request_payload)
-        claim = self.store.claim(customer_id, idempotency_key, fingerprint, new_id)
+        claim = self.store.claim(customer_id, idempotency_key, fingerprint, new_id, begin)
         span.set_attribute(c.ATTR_TRANSACTION_ID, claim.resource_id)
         if claim.kind is ClaimKind.REPLAY:
             span.set_attribute(c.ATTR_IDEMPOTENT_REPLAY, True)
             response = jsonify(claim.response_body)
             response.headers[c.HEADER_IDEMPOTENT_REPLAYED] = "true"
             return response, claim.response_status or 200
+        if claim.kind is ClaimKind.RESUME and begin is not None:
+            try:
+                self.store.db.run(lambda conn: begin(conn, claim.resource_id))
+            except IntegrityError:
+                pass    # the earlier attempt wrote it
 
         started = time.perf_counter()
         try:
@@ -94,7 +108,8 @@ class MovementRunner:
             self.store.release(customer_id, idempotency_key)
             self._record(TransactionStatus.FAILED, "internal_error", time.perf_counter() - started)
             raise
-        self.store.complete(customer_id, idempotency_key, outcome.http_status, outcome.body)
+        if not outcome.stored:
+            self.store.complete(customer_id, idempotency_key, outcome.http_status, outcome.body)
         self._record(outcome.status, outcome.error_code, time.perf_counter() - started)
         return jsonify(outcome.body), outcome.http_status
 

@@ -1,7 +1,8 @@
 """transactions service: transfers between accounts (atomic, idempotent) and their history.
 
-A transfer: claim the Idempotency-Key -> fraud scores it -> accounts moves the money in one
-ledger transaction (idempotent on the transfer id) -> notifications tells the customer.
+A transfer: claim the Idempotency-Key (with the pending transfer row) -> fraud scores it ->
+accounts moves the money in one ledger transaction (idempotent on the transfer id) -> the final
+state and the key's answer, stored together -> notifications tells the customer.
 Besides the seed ``transaction_*`` metrics, ``transaction_value{type="transfer",currency}``
 observes the amount of each completed transfer in major units.
 
@@ -16,6 +17,8 @@ Routes (internal; for the customer the gateway's signed assertion names):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +26,6 @@ from flask import Flask
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import BigInteger, Column, Float, Index, MetaData, String, Table, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from obslab import conventions as c
 from obslab import topology
@@ -143,31 +145,35 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     runner = MovementRunner(TransactionType.TRANSFER, IdempotencyStore(db, idempotency_keys), ctx.metrics)
     fraud, accounts, notifications = ctx.peer(c.FRAUD), ctx.peer(c.ACCOUNTS), ctx.peer(c.NOTIFICATIONS)
 
-    def finish(transfer_id: str, status: str, error_code: str | None, risk_score: float) -> Any:
-        """The transfer's final state, and the row as it now is: one unit of work (one connection,
-        one commit, one span) on the transfer's hot path, not two."""
-        def unit(conn: Any) -> Any:
+    store = runner.store
+
+    def conclude(transfer_id: str, customer: str, key: str, status: str, error_code: str | None,
+                 risk_score: float, answer: Callable[[Any], Outcome]) -> Outcome:
+        """The transfer's final state, and ``answer(row)`` stored for its Idempotency-Key: one unit
+        of work (one connection, one commit, one span) on the transfer's hot path, not three."""
+        def unit(conn: Any) -> Outcome:
             conn.execute(_FINISH_TRANSFER, {
                 "transfer_id": transfer_id, "new_status": status, "new_error_code": error_code,
                 "new_risk_score": risk_score, "new_updated_ms": now_ms(),
             })
-            return conn.execute(_TRANSFER_BY_ID, {"transfer_id": transfer_id}).mappings().one()
+            outcome = answer(conn.execute(_TRANSFER_BY_ID, {"transfer_id": transfer_id}).mappings().one())
+            store.complete_in(conn, customer, key, outcome.http_status, outcome.body)
+            return replace(outcome, stored=True)
         return db.run(unit)
 
-    def record_pending(transfer_id: str, customer: str, body: TransferRequest, amount_minor: int) -> None:
-        now = now_ms()
-        try:
-            db.run(lambda conn: conn.execute(_INSERT_TRANSFER, {
+    def pending(customer: str, body: TransferRequest) -> Callable[[Any, str], None]:
+        """The transfer's first row, written with its Idempotency-Key's claim."""
+        def begin(conn: Any, transfer_id: str) -> None:
+            now = now_ms()
+            conn.execute(_INSERT_TRANSFER, {
                 "id": transfer_id, "customer_id": customer, "from_account": body.from_account,
-                "to_account": body.to_account, "amount_minor": amount_minor, "currency": body.currency,
+                "to_account": body.to_account, "amount_minor": to_minor(body.amount), "currency": body.currency,
                 "status": PENDING, "created_ms": now, "updated_ms": now,
-            }))
-        except IntegrityError:
-            pass  # resumed after a technical failure: the row is already there
+            })
+        return begin
 
-    def execute(transfer_id: str, customer: str, body: TransferRequest) -> Outcome:
+    def execute(transfer_id: str, customer: str, key: str, body: TransferRequest) -> Outcome:
         amount_minor = to_minor(body.amount)
-        record_pending(transfer_id, customer, body, amount_minor)
         risk = fraud.call("POST", "/assessments", json={
             "customer_id": customer, "kind": "transfer", "amount_minor": amount_minor,
             "currency": body.currency, "counterparty": body.to_account, "reference": transfer_id,
@@ -176,24 +182,29 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         span.set_attribute(c.ATTR_RISK_SCORE, risk["score"])
         span.set_attribute(c.ATTR_RISK_DECISION, risk["decision"])
         if risk["decision"] == "deny":
-            finish(transfer_id, TransactionStatus.REJECTED.value, "risk_rejected", risk["score"])
-            return rejected(422, "risk_rejected", "the transfer was refused by risk checks",
-                            transfer_id=transfer_id, reasons=risk["reasons"])
+            return conclude(transfer_id, customer, key, TransactionStatus.REJECTED.value, "risk_rejected",
+                            risk["score"], lambda _row: rejected(
+                                422, "risk_rejected", "the transfer was refused by risk checks",
+                                transfer_id=transfer_id, reasons=risk["reasons"]))
         response = accounts.request("POST", "/movements", json={
             "id": transfer_id, "kind": "transfer", "debit_account": body.from_account,
             "credit_account": body.to_account, "amount_minor": amount_minor, "currency": body.currency,
         }, for_customer=True)
         if response.status_code >= 400:  # a business refusal (funds, ownership, currency): final
             error = error_from_response(c.ACCOUNTS, response)
-            finish(transfer_id, TransactionStatus.REJECTED.value, error.code, risk["score"])
-            return rejected(error.status, error.code, error.message, transfer_id=transfer_id)
-        row = finish(transfer_id, TransactionStatus.COMPLETED.value, None, risk["score"])
+            return conclude(transfer_id, customer, key, TransactionStatus.REJECTED.value, error.code,
+                            risk["score"], lambda _row: rejected(error.status, error.code, error.message,
+                                                                 transfer_id=transfer_id))
+        # The answer is stored before the customer is told: telling is best effort, and a retry
+        # in between replays the transfer's answer at once instead of waiting for it.
+        outcome = conclude(transfer_id, customer, key, TransactionStatus.COMPLETED.value, None, risk["score"],
+                           lambda row: Outcome(TransactionStatus.COMPLETED, 201, public_transfer(row)))
         notify_customer(notifications, ctx.metrics, customer, "transfer_sent", transfer_id,
                         f"You sent {to_decimal_string(amount_minor)} {body.currency} to {mask_account(body.to_account)}.")
         # Major units only here, for the metric; the money itself stays integer minor units.
         ctx.metrics.observe(c.TRANSACTION_VALUE, amount_minor / MINOR_UNITS_PER_MAJOR,
                             type=TransactionType.TRANSFER.value, currency=body.currency)
-        return Outcome(TransactionStatus.COMPLETED, 201, public_transfer(row))
+        return outcome
 
     @app.post("/transfers")
     def create_transfer():
@@ -207,7 +218,7 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         span.set_attribute(c.ATTR_COUNTERPARTY_MASKED, mask_account(body.to_account))
         return runner.run(
             customer, key, fingerprint_payload(body), lambda: new_id("trf_"),
-            lambda transfer_id: execute(transfer_id, customer, body),
+            lambda transfer_id: execute(transfer_id, customer, key, body), begin=pending(customer, body),
         )
 
     @app.get("/transfers")
