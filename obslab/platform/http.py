@@ -147,6 +147,12 @@ class ServiceClient:
             raise ApiError(503, "dependency_unavailable", f"{self.peer} is unreachable",
                            dependency=self.peer) from None
         response = PeerResponse(answer.status, answer.data, answer.headers)
+        if 300 <= response.status_code < 400:   # peers are called directly; no route of theirs redirects
+            self.breaker.record_failure()
+            self._observe(started, "server_error")
+            raise ApiError(502, "dependency_error",
+                           f"{self.peer} answered HTTP {response.status_code}, a redirect: check its URL",
+                           dependency=self.peer)
         if response.status_code >= 500:
             self.breaker.record_failure()
             self._observe(started, "server_error")
@@ -168,7 +174,11 @@ class ServiceClient:
         """Send a request and return its JSON body; any error becomes our own ApiError."""
         response = self.request(method, path, **kwargs)
         raise_for_error(self.peer, response)
-        return response.json() if response.content else None
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            raise ApiError(502, "dependency_error", f"{self.peer} answered with a body that is not JSON",
+                           dependency=self.peer) from None
 
 
 def _is_read_timeout(exc: HTTPError) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from opentelemetry import trace
@@ -186,10 +186,19 @@ def configure_tracing(
             trace.set_tracer_provider(provider)
         set_global_response_propagator(TraceResponsePropagator())
         # A call through requests gets one span: requests' instrumentation turns urllib3's off beneath it.
-        for instrumentor in (RequestsInstrumentor(), URLLib3Instrumentor()):
-            if not instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.instrument(tracer_provider=provider)
+        if not RequestsInstrumentor().is_instrumented_by_opentelemetry:
+            RequestsInstrumentor().instrument(tracer_provider=provider)
+        if not URLLib3Instrumentor().is_instrumented_by_opentelemetry:
+            URLLib3Instrumentor().instrument(tracer_provider=provider, request_hook=_name_the_peer)
         return provider
+
+
+def _name_the_peer(span: trace.Span, pool: Any, _request: Any) -> None:
+    """The peer's address on a call's client span, as the requests instrumentation set it and
+    urllib3's does not: with it, a call to a peer that is down still names the peer."""
+    if span.is_recording():
+        span.set_attribute("server.address", pool.host)
+        span.set_attribute("server.port", pool.port)
 
 
 def instrument_flask_app(app: Flask) -> None:

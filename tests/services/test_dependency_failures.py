@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from opentelemetry.trace import SpanKind, StatusCode
 
 from obslab import conventions as c
 from obslab.services.accounts.app import create_app as accounts_app
@@ -124,3 +125,68 @@ def test_a_slow_dependency_is_a_504_timeout_not_unreachable():
     assert metrics.registry.get_sample_value(
         "http_client_request_duration_seconds_count",
         {"service": "caller", "peer": "slowpoke", "outcome": "timeout"}) == 1
+
+
+@pytest.fixture
+def odd_peer():
+    """A peer whose answers a service should never get: a redirect, a body that is not JSON; and
+    an echo of what the client sent."""
+    from flask import Flask, redirect, request
+
+    odd = Flask("odd")
+
+    @odd.get("/prefix/moved")
+    def _moved():
+        return redirect("http://127.0.0.1:1/elsewhere", code=302)
+
+    @odd.get("/prefix/text")
+    def _text():
+        return "surely not JSON", 200, {"Content-Type": "text/plain"}
+
+    @odd.post("/prefix/echo")
+    def _echo():
+        return {"path": request.full_path, "content_type": request.content_type, "body": request.get_json()}
+
+    server = serve(odd)
+    yield server
+    server.stop()
+
+
+def _client(url: str):
+    from obslab.platform.http import ServiceClient
+    from obslab.telemetry import MetricSet
+
+    return ServiceClient("caller", "odd", MetricSet(process_metrics=False), base_url=f"{url}/prefix")
+
+
+def test_a_peer_that_redirects_or_answers_other_than_json_is_a_502_naming_it(odd_peer):
+    from obslab.platform.errors import ApiError
+
+    client = _client(odd_peer.url)
+    for path, says in (("/moved", "answered HTTP 302, a redirect"), ("/text", "not JSON")):
+        with pytest.raises(ApiError) as info:
+            client.call("GET", path)
+        assert (info.value.status, info.value.code) == (502, "dependency_error")
+        assert says in info.value.message and info.value.body()["dependency"] == "odd"
+
+
+def test_a_call_keeps_the_peers_path_prefix_encodes_its_query_and_sends_json(odd_peer):
+    answer = _client(odd_peer.url).call("POST", "/echo", params={"account": "acc 1", "limit": 5, "skip": None},
+                                        json={"amount_minor": 150})
+    assert answer == {"path": "/prefix/echo?account=acc+1&limit=5", "content_type": "application/json",
+                      "body": {"amount_minor": 150}}
+
+
+def test_a_calls_client_span_names_the_peers_address_even_when_it_is_down(spans):
+    from obslab.platform.errors import ApiError
+    from obslab.platform.http import ServiceClient
+    from obslab.telemetry import MetricSet, configure_tracing
+
+    configure_tracing("caller")
+    port = free_port()
+    client = ServiceClient("caller", "gone", MetricSet(process_metrics=False), base_url=f"http://127.0.0.1:{port}")
+    with pytest.raises(ApiError):
+        client.call("GET", "/accounts")
+    [span] = [s for s in spans.get_finished_spans() if s.attributes.get("url.full", "").startswith(client.base_url)]
+    assert span.kind is SpanKind.CLIENT and span.status.status_code is StatusCode.ERROR
+    assert (span.attributes["server.address"], span.attributes["server.port"]) == ("127.0.0.1", port)
