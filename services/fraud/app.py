@@ -8,7 +8,7 @@ Routes (internal):
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Flask
 from opentelemetry import trace
@@ -74,28 +74,37 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
     assert ctx.db is not None
     db = ctx.db
 
-    def facts_for(body: AssessmentRequest, now_ms: int) -> Facts:
-        with db.connect() as conn:
-            recent = conn.execute(_RECENT_ASSESSMENTS, {
-                "customer_id": body.customer_id, "since_ms": now_ms - VELOCITY_WINDOW_SECONDS * 1000,
-            }).scalar_one()
-            known = conn.execute(_KNOWN_COUNTERPARTY, {
-                "customer_id": body.customer_id, "counterparty": body.counterparty,
-            }).first() is not None
+    def facts_for(conn: Any, body: AssessmentRequest, now_ms: int) -> Facts:
+        recent = conn.execute(_RECENT_ASSESSMENTS, {
+            "customer_id": body.customer_id, "since_ms": now_ms - VELOCITY_WINDOW_SECONDS * 1000,
+        }).scalar_one()
+        known = conn.execute(_KNOWN_COUNTERPARTY, {
+            "customer_id": body.customer_id, "counterparty": body.counterparty,
+        }).first() is not None
         return Facts(body.kind, body.amount_minor, body.counterparty, recent, known)
 
     @app.post("/assessments")
     def create_assessment():
         body = parse_body(AssessmentRequest)
         now_ms = int(time.time() * 1000)
-        result = assess(facts_for(body, now_ms))
-        decision = result.decision
         assessment_id = new_id("risk_")
-        db.run(lambda conn: conn.execute(_INSERT_ASSESSMENT, {
-            "id": assessment_id, "customer_id": body.customer_id, "kind": body.kind, "reference": body.reference,
-            "counterparty": body.counterparty, "amount_minor": body.amount_minor, "currency": body.currency,
-            "score": result.score, "decision": decision.value, "created_ms": now_ms,
-        }))
+
+        def assess_and_record(conn: Any) -> Any:
+            # The customer's history read and this assessment written in one unit of work: one
+            # connection and one span on a transfer's path, not two. On SQLite, whose write
+            # transactions hold the lock from their start, two assessments of one customer at
+            # once now also see each other for the velocity rule.
+            result = assess(facts_for(conn, body, now_ms))
+            conn.execute(_INSERT_ASSESSMENT, {
+                "id": assessment_id, "customer_id": body.customer_id, "kind": body.kind,
+                "reference": body.reference, "counterparty": body.counterparty,
+                "amount_minor": body.amount_minor, "currency": body.currency,
+                "score": result.score, "decision": result.decision.value, "created_ms": now_ms,
+            })
+            return result
+
+        result = db.run(assess_and_record)
+        decision = result.decision
         span = trace.get_current_span()
         span.set_attribute(c.ATTR_TRANSACTION_TYPE, body.kind)
         span.set_attribute(c.ATTR_AMOUNT_BUCKET, amount_bucket(body.amount_minor))
