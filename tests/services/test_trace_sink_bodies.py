@@ -195,3 +195,29 @@ def test_a_huge_or_odd_time_parameter_is_a_400_not_a_500(sink, query):
     response = requests.get(f"{sink.url}/api/traces?service=gateway&{query}", timeout=10)
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["msg"]
+
+
+def test_a_resent_batch_is_accepted_and_stored_once_with_its_events_and_attributes(sink):
+    """An exporter re-sends a batch whose answer it lost: the sink says yes again and keeps one copy."""
+    now = time.time_ns()
+    trace_id = os.urandom(16)
+    with_event = Span(trace_id=trace_id, span_id=os.urandom(8), name="POST /transfers", kind=Span.SPAN_KIND_SERVER,
+                      start_time_unix_nano=now - 5_000_000, end_time_unix_nano=now,
+                      attributes=[KeyValue(key="http.response.status_code", value=AnyValue(int_value=201))],
+                      events=[Span.Event(name="exception", time_unix_nano=now - 1_000_000, attributes=[
+                          KeyValue(key="exception.type", value=AnyValue(string_value="TimeoutError"))])])
+    plain = Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=with_event.span_id, name="INSERT transfers",
+                 kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=now - 4_000_000, end_time_unix_nano=now - 3_000_000)
+    body = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+        resource={"attributes": [KeyValue(key="service.name", value=AnyValue(string_value="transactions"))]},
+        scope_spans=[ScopeSpans(scope={"name": "tests"}, spans=[with_event, plain])],
+    )]).SerializeToString()
+    assert send(sink, body).status_code == 200
+    assert send(sink, body).status_code == 200, "a re-sent batch is not an error"
+    [stored] = requests.get(f"{sink.url}/api/traces/{trace_id.hex()}", timeout=5).json()["data"]
+    by_name = {span["operationName"]: span for span in stored["spans"]}
+    assert sorted(by_name) == ["INSERT transfers", "POST /transfers"], "each span once"
+    assert {"key": "http.response.status_code", "type": "int64", "value": 201} in by_name["POST /transfers"]["tags"]
+    [log] = by_name["POST /transfers"]["logs"]
+    assert {"key": "exception.type", "type": "string", "value": "TimeoutError"} in log["fields"]
+    assert by_name["INSERT transfers"]["logs"] == []
