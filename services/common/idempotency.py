@@ -163,8 +163,11 @@ class IdempotencyStore:
         })
 
     def release(self, customer_id: str, key: str) -> None:
+        """Let a retry resume the operation. A key whose answer is already stored stays done: an
+        operation may store it with its last write (:meth:`complete_in`) and fail afterwards."""
         t = self.table
         self.db.run(lambda conn: conn.execute(
-            update(t).where((t.c.customer_id == customer_id) & (t.c.idempotency_key == key))
+            update(t).where((t.c.customer_id == customer_id) & (t.c.idempotency_key == key)
+                            & (t.c.state == self._IN_PROGRESS))
             .values(state=self._RETRYABLE)
         ))

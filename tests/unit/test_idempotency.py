@@ -70,3 +70,13 @@ def test_an_answer_stored_with_the_last_write_is_replayed(store):
     replay = store.claim("cus_1", "key-3", "hash", lambda: "unused")
     assert (replay.kind, replay.response_status) == (ClaimKind.REPLAY, 201)
     assert replay.response_body == {"id": claim.resource_id, "status": "completed"}
+
+
+def test_a_failure_after_the_answer_was_stored_does_not_reopen_the_key(store):
+    store, rows = store
+    claim = store.claim("cus_1", "key-4", "hash", lambda: "mv_5")
+    store.db.run(lambda conn: store.complete_in(conn, "cus_1", "key-4", 201, {"id": "mv_5"}))
+    store.release("cus_1", "key-4")     # what the runner does when something fails after that
+    replay = store.claim("cus_1", "key-4", "hash", lambda: "unused")
+    assert (replay.kind, replay.resource_id, replay.response_body) == (ClaimKind.REPLAY, claim.resource_id,
+                                                                       {"id": "mv_5"})
