@@ -36,7 +36,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from obslab import conventions as c
 from obslab import settings
-from obslab.lab.trace_store import STATUS_ERROR, STATUS_OK, StoredSpan, TraceStore, decode, metadata
+from obslab.lab.trace_store import STATUS_ERROR, STATUS_OK, SpanRejected, StoredSpan, TraceStore, decode, metadata
 from obslab.platform.app import ServiceContext, create_service_app
 
 PROTOBUF = "application/x-protobuf"
@@ -261,7 +261,10 @@ def _routes(app: Flask, ctx: ServiceContext) -> None:
         message, error = parse("traces", ExportTraceServiceRequest)
         if error:
             return error
-        rows = decode(message)
+        try:
+            rows = decode(message)
+        except SpanRejected as exc:
+            return otlp_error("traces", str(exc))
         store.add(rows)
         per_service: dict[str, int] = {}
         for row in rows:

@@ -86,8 +86,17 @@ class StoredSpan:
     scope: str
 
 
+# Span times are stored as SQLite integers (signed 64 bits): nanoseconds up to the year 2262.
+_LATEST_NS = 2**63 - 1
+
+
+class SpanRejected(ValueError):
+    """A span this store cannot keep; the whole request is refused (OTLP's 400)."""
+
+
 def decode(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:
-    """Rows for the ``spans`` table, one per span in the request."""
+    """Rows for the ``spans`` table, one per span in the request; :class:`SpanRejected` when a
+    span's times cannot be stored."""
     rows = []
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
@@ -96,6 +105,9 @@ def decode(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name[:256]
             for span in scope_spans.spans:
+                if span.start_time_unix_nano > _LATEST_NS or span.end_time_unix_nano > _LATEST_NS:
+                    raise SpanRejected(f"span {span.span_id.hex()} has a start or end time past the year 2262 "
+                                       f"({span.start_time_unix_nano}, {span.end_time_unix_nano} ns)")
                 rows.append({
                     "trace_id": span.trace_id.hex(),
                     "span_id": span.span_id.hex(),

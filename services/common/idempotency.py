@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, Text, bindparam, insert, select, update
+from sqlalchemy import (
+    BigInteger, Column, Connection, Integer, MetaData, String, Table, Text, bindparam, insert, select, update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from obslab.platform.db import Database
@@ -93,8 +95,11 @@ class IdempotencyStore:
         self.poll_seconds = poll_seconds
         # The statements of every request, built once: building one costs more than running it.
         self._insert = insert(table)
+        # A stored answer is final: a request failing after its operation stored it (complete_in)
+        # must not replace it with its own.
         self._complete = update(table).where(
             (table.c.customer_id == bindparam("key_customer_id")) & (table.c.idempotency_key == bindparam("key"))
+            & (table.c.state == self._IN_PROGRESS)
         ).values(state=self._DONE, response_status=bindparam("status"), response_body=bindparam("body"))
 
     def claim(self, customer_id: str, key: str, fingerprint: str, new_id: Callable[[], str],

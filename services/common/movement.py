@@ -88,14 +88,10 @@ class MovementRunner:
             response = jsonify(claim.response_body)
             response.headers[c.HEADER_IDEMPOTENT_REPLAYED] = "true"
             return response, claim.response_status or 200
-        if claim.kind is ClaimKind.RESUME and begin is not None:
-            try:
-                self.store.db.run(lambda conn: begin(conn, claim.resource_id))
-            except IntegrityError:
-                pass    # the earlier attempt wrote it
-
         started = time.perf_counter()
         try:
+            if claim.kind is ClaimKind.RESUME and begin is not None:
+                self._begin_again(begin, claim.resource_id)
             outcome = execute(claim.resource_id)
         except ApiError as exc:
             if exc.status < 500:  # a business refusal raised deep down is still final
@@ -112,6 +108,13 @@ class MovementRunner:
             self.store.complete(customer_id, idempotency_key, outcome.http_status, outcome.body)
         self._record(outcome.status, outcome.error_code, time.perf_counter() - started)
         return jsonify(outcome.body), outcome.http_status
+
+    def _begin_again(self, begin: Callable[[Connection, str], None], resource_id: str) -> None:
+        """A resumed movement's first row, unless the attempt that claimed the key wrote it."""
+        try:
+            self.store.db.run(lambda conn: begin(conn, resource_id))
+        except IntegrityError:
+            pass
 
     def _record(self, status: TransactionStatus, error_code: str | None, elapsed: float) -> None:
         kind = self.kind.value

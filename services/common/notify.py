@@ -25,3 +25,6 @@ def notify_customer(client: ServiceClient, metrics: MetricSet, customer_id: str,
         metrics.count(c.NOTIFICATIONS_DROPPED, kind=kind)
         log.warning("notification not delivered",
                     extra={"reference": reference, "kind": kind, "error": exc.code})
+    except Exception:   # the money has moved and its answer is stored: nothing here may undo that
+        metrics.count(c.NOTIFICATIONS_DROPPED, kind=kind)
+        log.exception("notification not delivered", extra={"reference": reference, "kind": kind})

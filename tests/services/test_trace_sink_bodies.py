@@ -221,3 +221,12 @@ def test_a_resent_batch_is_accepted_and_stored_once_with_its_events_and_attribut
     [log] = by_name["POST /transfers"]["logs"]
     assert {"key": "exception.type", "type": "string", "value": "TimeoutError"} in log["fields"]
     assert by_name["INSERT transfers"]["logs"] == []
+
+
+def test_a_span_time_past_what_the_store_can_hold_is_a_400_and_stores_nothing(sink):
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(export("accounts"))
+    request.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = 2**63      # fits OTLP's fixed64
+    response = send(sink, request.SerializeToString())
+    assert response.status_code == 400 and "past the year 2262" in response.json()["message"], response.text
+    assert services(sink) == []

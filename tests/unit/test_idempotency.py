@@ -80,3 +80,64 @@ def test_a_failure_after_the_answer_was_stored_does_not_reopen_the_key(store):
     replay = store.claim("cus_1", "key-4", "hash", lambda: "unused")
     assert (replay.kind, replay.resource_id, replay.response_body) == (ClaimKind.REPLAY, claim.resource_id,
                                                                        {"id": "mv_5"})
+
+
+def test_a_stored_answer_is_not_replaced_by_a_later_one(store):
+    store, rows = store
+    store.claim("cus_1", "key-5", "hash", lambda: "mv_6")
+    store.db.run(lambda conn: store.complete_in(conn, "cus_1", "key-5", 201, {"id": "mv_6"}))
+    store.complete("cus_1", "key-5", 422, {"error": "too_late"})   # a request failing after its answer was stored
+    replay = store.claim("cus_1", "key-5", "hash", lambda: "unused")
+    assert (replay.response_status, replay.response_body) == (201, {"id": "mv_6"})
+
+
+def test_a_resumed_movement_whose_first_write_fails_frees_its_key_for_the_next_retry(store):
+    from flask import Flask
+
+    from obslab.conventions import TransactionStatus, TransactionType
+    from obslab.services.common.movement import MovementRunner, Outcome
+    from obslab.telemetry import MetricSet
+
+    store, rows = store
+    runner = MovementRunner(TransactionType.TRANSFER, store, MetricSet(process_metrics=False))
+    attempts: list[str] = []
+    begins: list[str] = []
+
+    def begin(conn, resource_id):
+        begins.append(resource_id)
+        if len(begins) == 2:
+            raise ConnectionError("the database went away")     # the first resumed attempt's first write
+        conn.execute(insert(rows), {"id": resource_id})
+
+    def execute(resource_id):
+        attempts.append(resource_id)
+        if len(attempts) == 1:
+            raise ConnectionError("a dependency went away")     # the first attempt: technical failure
+        return Outcome(TransactionStatus.COMPLETED, 201, {"id": resource_id})
+
+    def run():
+        return runner.run("cus_1", "key-6", {"amount_minor": 1}, lambda: "mv_7", execute, begin=begin)
+
+    with Flask("t").test_request_context():
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                run()
+        response, status = run()        # not a 409: each failed attempt gave its key back
+    assert status == 201 and response.get_json() == {"id": "mv_7"}
+    assert attempts == ["mv_7", "mv_7"] and len(begins) == 3 and written(store, rows) == ["mv_7"]
+
+
+def test_telling_the_customer_never_fails_a_movement_whatever_breaks(caplog):
+    from types import SimpleNamespace
+
+    from obslab import conventions as c
+    from obslab.services.common.notify import notify_customer
+    from obslab.telemetry import MetricSet
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug in the client, not the notifications service being down")
+
+    metrics = MetricSet(process_metrics=False)
+    notify_customer(SimpleNamespace(call=broken), metrics, "cus_1", "transfer_sent", "trf_1", "You sent 1.00 EUR.")
+    assert metrics.registry.get_sample_value(c.NOTIFICATIONS_DROPPED.name, {"kind": "transfer_sent"}) == 1
+    assert "notification not delivered" in caplog.text
