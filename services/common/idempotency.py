@@ -56,6 +56,9 @@ class Claim:
     resource_id: str
     response_status: int | None = None
     response_body: Any = None
+    # When this claim's lease ends: it tells this claim from a later one on the same key (a
+    # duplicate that resumed after the lease ran out) when the claim is released.
+    lease_expires_ms: int | None = None
 
 
 def _not_canonical(value: Any) -> Any:
@@ -123,7 +126,7 @@ class IdempotencyStore:
             return True
 
         if self.db.run(claim_new):
-            return Claim(ClaimKind.NEW, resource_id)
+            return Claim(ClaimKind.NEW, resource_id, lease_expires_ms=now + self.lease_ms)
         deadline = time.monotonic() + self.wait_seconds
         while True:
             claim = self._claim_existing(customer_id, key, fingerprint)
@@ -155,7 +158,7 @@ class IdempotencyStore:
                 .values(state=self._IN_PROGRESS, lease_expires_ms=now + self.lease_ms)
             ).rowcount)
             if taken == 1:
-                return Claim(ClaimKind.RESUME, row["resource_id"])
+                return Claim(ClaimKind.RESUME, row["resource_id"], lease_expires_ms=now + self.lease_ms)
         return None
 
     def complete(self, customer_id: str, key: str, status: int, body: Any) -> None:
@@ -167,12 +170,15 @@ class IdempotencyStore:
             "key_customer_id": customer_id, "key": key, "status": status, "body": json.dumps(body),
         })
 
-    def release(self, customer_id: str, key: str) -> None:
-        """Let a retry resume the operation. A key whose answer is already stored stays done: an
-        operation may store it with its last write (:meth:`complete_in`) and fail afterwards."""
+    def release(self, customer_id: str, key: str, claim: Claim) -> None:
+        """Let a retry resume the operation ``claim`` was for. Only while that claim holds the key:
+        a key whose answer is already stored stays done (an operation may store it with its last
+        write, :meth:`complete_in`, and fail afterwards), and a claim that outlived its lease
+        leaves alone the duplicate that resumed meanwhile."""
         t = self.table
         self.db.run(lambda conn: conn.execute(
             update(t).where((t.c.customer_id == customer_id) & (t.c.idempotency_key == key)
-                            & (t.c.state == self._IN_PROGRESS))
+                            & (t.c.state == self._IN_PROGRESS)
+                            & (t.c.lease_expires_ms == claim.lease_expires_ms))
             .values(state=self._RETRYABLE)
         ))

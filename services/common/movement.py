@@ -97,11 +97,11 @@ class MovementRunner:
             if exc.status < 500:  # a business refusal raised deep down is still final
                 outcome = Outcome(TransactionStatus.REJECTED, exc.status, exc.body(), exc.code)
             else:
-                self.store.release(customer_id, idempotency_key)
+                self.store.release(customer_id, idempotency_key, claim)
                 self._record(TransactionStatus.FAILED, exc.code, time.perf_counter() - started)
                 raise
         except Exception:
-            self.store.release(customer_id, idempotency_key)
+            self.store.release(customer_id, idempotency_key, claim)
             self._record(TransactionStatus.FAILED, "internal_error", time.perf_counter() - started)
             raise
         if not outcome.stored:

@@ -4,6 +4,7 @@ On SQLite and on MariaDB (where a duplicate key fails one statement, not the tra
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -76,7 +77,7 @@ def test_a_failure_after_the_answer_was_stored_does_not_reopen_the_key(store):
     store, rows = store
     claim = store.claim("cus_1", "key-4", "hash", lambda: "mv_5")
     store.db.run(lambda conn: store.complete_in(conn, "cus_1", "key-4", 201, {"id": "mv_5"}))
-    store.release("cus_1", "key-4")     # what the runner does when something fails after that
+    store.release("cus_1", "key-4", claim)     # what the runner does when something fails after that
     replay = store.claim("cus_1", "key-4", "hash", lambda: "unused")
     assert (replay.kind, replay.resource_id, replay.response_body) == (ClaimKind.REPLAY, claim.resource_id,
                                                                        {"id": "mv_5"})
@@ -141,3 +142,18 @@ def test_telling_the_customer_never_fails_a_movement_whatever_breaks(caplog):
     notify_customer(SimpleNamespace(call=broken), metrics, "cus_1", "transfer_sent", "trf_1", "You sent 1.00 EUR.")
     assert metrics.registry.get_sample_value(c.NOTIFICATIONS_DROPPED.name, {"kind": "transfer_sent"}) == 1
     assert "notification not delivered" in caplog.text
+
+
+def test_a_claim_that_outlived_its_lease_cannot_release_the_duplicate_that_resumed(store):
+    store, rows = store
+    store.lease_ms = 1      # the first claim's lease runs out at once
+    first = store.claim("cus_1", "key-7", "hash", lambda: "mv_8")
+    time.sleep(0.01)
+    store.lease_ms = 30_000
+    resumed = store.claim("cus_1", "key-7", "hash", lambda: "unused")
+    assert (resumed.kind, resumed.resource_id) == (ClaimKind.RESUME, "mv_8")
+    store.release("cus_1", "key-7", first)     # the slow first request fails at last
+    with pytest.raises(Exception, match="still being processed"):
+        store.claim("cus_1", "key-7", "hash", lambda: "unused")    # the resumed one still holds the key
+    store.release("cus_1", "key-7", resumed)
+    assert store.claim("cus_1", "key-7", "hash", lambda: "unused").kind is ClaimKind.RESUME
