@@ -111,13 +111,14 @@ class IdempotencyStore:
         (one unit of work, one commit); a resumed or replayed claim does not run it."""
         resource_id = new_id()
         now = _now_ms()
+        lease_expires = now + self.lease_ms
 
         def claim_new(conn: Connection) -> bool:
             try:
                 conn.execute(self._insert, {
                     "customer_id": customer_id, "idempotency_key": key, "request_hash": fingerprint,
                     "resource_id": resource_id, "state": self._IN_PROGRESS,
-                    "lease_expires_ms": now + self.lease_ms, "created_ms": now,
+                    "lease_expires_ms": lease_expires, "created_ms": now,
                 })
             except IntegrityError:
                 return False    # the key is taken; only this statement failed, nothing was written
@@ -126,7 +127,7 @@ class IdempotencyStore:
             return True
 
         if self.db.run(claim_new):
-            return Claim(ClaimKind.NEW, resource_id, lease_expires_ms=now + self.lease_ms)
+            return Claim(ClaimKind.NEW, resource_id, lease_expires_ms=lease_expires)
         deadline = time.monotonic() + self.wait_seconds
         while True:
             claim = self._claim_existing(customer_id, key, fingerprint)
@@ -150,15 +151,16 @@ class IdempotencyStore:
             return Claim(ClaimKind.REPLAY, row["resource_id"], row["response_status"],
                          json.loads(row["response_body"]))
         now = _now_ms()
+        lease_expires = now + self.lease_ms
         if row["state"] == self._RETRYABLE or row["lease_expires_ms"] < now:
             # Compare-and-set on the row we read, so that only one duplicate takes the lease.
             taken = self.db.run(lambda conn: conn.execute(
                 update(t).where(pk & (t.c.state == row["state"])
                                 & (t.c.lease_expires_ms == row["lease_expires_ms"]))
-                .values(state=self._IN_PROGRESS, lease_expires_ms=now + self.lease_ms)
+                .values(state=self._IN_PROGRESS, lease_expires_ms=lease_expires)
             ).rowcount)
             if taken == 1:
-                return Claim(ClaimKind.RESUME, row["resource_id"], lease_expires_ms=now + self.lease_ms)
+                return Claim(ClaimKind.RESUME, row["resource_id"], lease_expires_ms=lease_expires)
         return None
 
     def complete(self, customer_id: str, key: str, status: int, body: Any) -> None:
